@@ -1,0 +1,1 @@
+"""Case-note classifier (issue 5; not built yet)."""

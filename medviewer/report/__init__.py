@@ -1,0 +1,1 @@
+"""Report export and de-identification (issue 6; not built yet)."""

@@ -1,0 +1,1 @@
+"""Case store (issue 6; not built yet)."""
