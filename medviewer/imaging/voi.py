@@ -89,7 +89,8 @@ def voi_window(values: np.ndarray, center: float, width: float, function: str = 
     elif fn == "SIGMOID":
         if width <= 0:
             raise ValueError(f"SIGMOID window width must be > 0 (PS3.3 C.11.2.1.3.1), got {width}")
-        y = np.float32(1) / (np.float32(1) + np.exp(np.float32(-4) * (x - c) / w))
+        with np.errstate(over="ignore"):  # exp overflows to inf far below the centre: y -> 0, as it should
+            y = np.float32(1) / (np.float32(1) + np.exp(np.float32(-4) * (x - c) / w))
     else:
         raise ValueError(f"unknown VOILUTFunction {function!r}; expected one of {FUNCTIONS}")
     y *= span

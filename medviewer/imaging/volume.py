@@ -127,8 +127,9 @@ def _geometry(stack: Stack) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
 def _output_dtype(stack: Stack) -> np.dtype:
     inst = stack.slices[0].instance
     if stack.is_color:
-        return np.dtype(np.uint16 if inst.bits_allocated > 8 and inst.photometric_interpretation != "PALETTE COLOR"
-                        else np.uint8)
+        if inst.bits_allocated <= 8 or inst.photometric_interpretation == "PALETTE COLOR":
+            return np.dtype(np.uint8)
+        return np.dtype(np.uint32 if inst.bits_allocated > 16 else np.uint16)  # 32-bit RGB must not wrap
     if any(s.instance.has_modality_lut_sequence for s in stack.slices):
         return np.dtype(np.float32)
     lo, hi = np.inf, -np.inf

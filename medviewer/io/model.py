@@ -154,10 +154,13 @@ class DicomIndex:
     """Result of a scan: the Patient -> Study -> Series -> Instance tree and the skipped files.
 
     ``cancelled`` is True when the scan stopped early on request; the tree then holds what was read until then.
+    ``directory_files`` holds DICOMDIRs and vendor directory files (Media Storage Directory Storage objects such
+    as Philips' ``DIRFILE``): non-image objects that belong to no patient.
     """
 
     patients: dict[str, Patient] = field(default_factory=dict)
     skipped: list[SkippedFile] = field(default_factory=list)
+    directory_files: list[Instance] = field(default_factory=list)  # DICOMDIRs / vendor directory files
     files_seen: int = 0
     cancelled: bool = False
 
@@ -169,9 +172,14 @@ class DicomIndex:
                     yield patient, study, series
 
     def iter_instances(self) -> Iterator[Instance]:
-        """Yield every indexed instance."""
+        """Yield every indexed instance, directory files included."""
         for _, _, series in self.iter_series():
             yield from series.instances
+        yield from self.directory_files
+
+    def non_image_instances(self) -> list[Instance]:
+        """Every indexed object that is not offered as an image stack (SR, PR, KO, PDF, RT, SEG, DICOMDIR...)."""
+        return [i for i in self.iter_instances() if not i.is_image]
 
     def find_series(self, series_instance_uid: str) -> Series:
         """Return the series with this SeriesInstanceUID.
@@ -187,5 +195,5 @@ class DicomIndex:
 
     @property
     def instance_count(self) -> int:
-        """Number of indexed instances (image and non-image)."""
-        return sum(len(s.instances) for _, _, s in self.iter_series())
+        """Number of indexed instances (image and non-image, directory files included)."""
+        return sum(len(s.instances) for _, _, s in self.iter_series()) + len(self.directory_files)

@@ -34,7 +34,7 @@ class CodecUnavailableError(PixelDecodeError):
         name = UID(transfer_syntax_uid).name or "unknown transfer syntax"
         pkgs = " or ".join(packages) if packages else "a pydicom pixel-data plugin"
         msg = (f"no decoder available for {name} ({transfer_syntax_uid}); install {pkgs} "
-               f"(pip install {packages[0] if packages else 'pylibjpeg'})")
+               f"(pip install {packages[0].split()[0] if packages else 'pylibjpeg'})")
         if detail:
             msg += f" [{detail}]"
         super().__init__(path, msg)
@@ -94,6 +94,17 @@ def decode_dataset(ds: Dataset, path: str = "") -> np.ndarray:
     """
     meta = getattr(ds, "file_meta", None)
     ts = str(meta.get("TransferSyntaxUID", "") if meta is not None else "") or "1.2.840.10008.1.2"
+    if meta is None or "TransferSyntaxUID" not in meta:
+        # A dataset stored without File Meta Information (no preamble, no group 0002): pydicom's pixel decoders
+        # need a TransferSyntaxUID, so give them the (uncompressed) encoding pydicom detected when reading it.
+        implicit, little = getattr(ds, "original_encoding", (True, True))
+        ts = ("1.2.840.10008.1.2" if implicit is not False else
+              "1.2.840.10008.1.2.1" if little is not False else "1.2.840.10008.1.2.2")
+        if meta is None:
+            from pydicom.dataset import FileMetaDataset
+
+            ds.file_meta = meta = FileMetaDataset()
+        meta.TransferSyntaxUID = ts
     if UID(ts).is_compressed:
         _check_decoder(path, ts)
     try:
@@ -102,10 +113,21 @@ def decode_dataset(ds: Dataset, path: str = "") -> np.ndarray:
         text = str(exc)
         if "less than expected" in text or "truncated" in text.lower() or "buffer" in text.lower():
             raise PixelDecodeError(path, f"truncated pixel data: {text.splitlines()[0]}") from exc
+        if UID(ts).is_compressed and "does not support" in text:
+            # The installed plugins all refuse this variant (e.g. 12-bit JPEG Extended, which only
+            # pylibjpeg-libjpeg decodes): name the package(s) whose plugin is missing.
+            from pydicom.pixels import get_decoder
+
+            missing = " ".join(get_decoder(ts).missing_dependencies)
+            pkgs = [p for p in codec_packages(ts) if p.split()[0] in missing] or codec_packages(ts)
+            reasons = "; ".join(line.strip() for line in text.splitlines()[1:] if line.strip())
+            raise CodecUnavailableError(path, ts, pkgs, reasons) from exc
         if UID(ts).is_compressed and ("plugin" in text or "decode" in text.lower()):
             detail = text.splitlines()[0]
             raise PixelDecodeError(path, f"cannot decode {UID(ts).name} ({ts}): {detail}") from exc
         raise PixelDecodeError(path, f"cannot read pixel data: {text.splitlines()[0] if text else type(exc).__name__}") from exc
+    if not arr.dtype.isnative:  # big endian transfer syntax: callers (Qt buffers, torch) need native order
+        arr = arr.astype(arr.dtype.newbyteorder("="))
     n_frames = int(ds.get("NumberOfFrames", 1) or 1)
     samples = int(ds.get("SamplesPerPixel", 1) or 1)
     photometric = str(ds.get("PhotometricInterpretation", "") or "").upper()
@@ -113,6 +135,11 @@ def decode_dataset(ds: Dataset, path: str = "") -> np.ndarray:
         from pydicom.pixels import apply_color_lut
 
         arr = apply_color_lut(arr, ds)
+        if arr.dtype != np.uint8:
+            # 16-bit LUT entries span the full 16-bit range (PS3.3 C.7.6.3.1.5): keep the 8 high bits, so that
+            # PALETTE COLOR is always uint8 RGB (load_volume allocates uint8 for it).
+            depth = int(ds.RedPaletteColorLookupTableDescriptor[2])
+            arr = (arr >> 8).astype(np.uint8) if depth == 16 else arr.astype(np.uint8)
         samples = 3
     # Normalise to (frames, rows, cols[, 3]).
     mono_ndim = 2 if samples == 1 else 3
@@ -177,6 +204,16 @@ def decode_native(inst) -> np.ndarray:  # noqa: ANN001 - medviewer.io.model.Inst
     decoder = get_decoder(inst.transfer_syntax_uid)
     try:
         with open(inst.path, "rb") as fp:
+            # The Pixel Data element header (tag, [VR, reserved,] 4-byte length) must still end at the offset
+            # found by the scan; otherwise the file changed since the scan and the offset means nothing.
+            start = max(0, inst.pixel_data_offset - 12)
+            fp.seek(start)
+            head = fp.read(inst.pixel_data_offset - start)
+            tag = b"\xe0\x7f\x10\x00"
+            if (len(head) < 8 or int.from_bytes(head[-4:], "little") != inst.pixel_data_length
+                    or tag not in (head[-8:-4], head[-12:-8])):
+                raise PixelDecodeError(inst.path, "the file changed since it was scanned (no Pixel Data element "
+                                                  "at the scanned offset): scan it again")
             fp.seek(inst.pixel_data_offset)
             arr, _ = decoder.as_array(
                 fp,

@@ -234,10 +234,37 @@ def read_header(path: str | os.PathLike) -> tuple[Dataset, int | None, int | Non
             return False
 
         ds = read_partial(fp, stop_when=stop, force=not has_preamble)
+        if "offset" not in found:
+            _check_not_truncated(ds, os.fstat(fp.fileno()).st_size)
     length = found.get("length")
     if length == _UNDEFINED_LENGTH:
         length = None
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None and str(meta.get("TransferSyntaxUID", "")) == "1.2.840.10008.1.2.1.99":
+        # Deflated dataset (PS3.5 A.5): pydicom parsed an inflated copy, so ``fp.tell()`` is not a position in the
+        # file and the declared length cannot be checked against the file size.
+        length = None
     return ds, length, found.get("offset")
+
+
+def _check_not_truncated(ds: Dataset, file_size: int) -> None:
+    """Raise EOFError when the file ends inside the dataset's last element.
+
+    pydicom stops silently at the end of a file, even in the middle of an element value or element header, so a
+    truncated image header would otherwise be indexed as an object without Pixel Data.
+    """
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None and str(meta.get("TransferSyntaxUID", "")) == "1.2.840.10008.1.2.1.99":
+        return  # deflated: positions are in the inflated stream
+    tags = list(ds.keys())
+    if not tags:
+        return
+    elem = ds.get_item(max(tags))
+    if not isinstance(elem, RawDataElement) or elem.length == _UNDEFINED_LENGTH or elem.value is None:
+        return
+    end = elem.value_tell + elem.length
+    if len(elem.value) < elem.length or 0 < file_size - end < 8:
+        raise EOFError(f"file ends inside element {elem.tag} ({file_size} bytes, the element needs {end})")
 
 
 def _frame_infos_enhanced(ds: Dataset, n_frames: int) -> list[FrameInfo]:
@@ -278,7 +305,7 @@ def _frame_infos_enhanced(ds: Dataset, n_frames: int) -> list[FrameInfo]:
         pos = fl(lookup(item, "PlanePositionSequence"), "ImagePositionPatient", 3)
         ori = fl(lookup(item, "PlaneOrientationSequence"), "ImageOrientationPatient", 6)
         meas = lookup(item, "PixelMeasuresSequence")
-        spacing = fl(meas, "PixelSpacing", 2)
+        spacing = _valid_spacing(fl(meas, "PixelSpacing", 2))
         thick = fl(meas, "SliceThickness")
         pvt = lookup(item, "PixelValueTransformationSequence")
         slope = fl(pvt, "RescaleSlope")
@@ -353,7 +380,7 @@ def _instance_from_header(path: str, ds: Dataset, pixel_length: int | None, has_
         # Enhanced objects may still carry top-level VOI values; fill frames that have none.
         return inst
 
-    spacing = _floats(ds, T_PIXEL_SPACING, 2) or _floats(ds, T_IMAGER_PIXEL_SPACING, 2)
+    spacing = _valid_spacing(_floats(ds, T_PIXEL_SPACING, 2)) or _valid_spacing(_floats(ds, T_IMAGER_PIXEL_SPACING, 2))
     slope = _float(ds, T_RESCALE_SLOPE)
     intercept = _float(ds, T_RESCALE_INTERCEPT)
     base = FrameInfo(
@@ -380,6 +407,13 @@ def _instance_from_header(path: str, ds: Dataset, pixel_length: int | None, has_
             for i in range(inst.number_of_frames)
         ]
     return inst
+
+
+def _valid_spacing(spacing: tuple[float, ...] | None) -> tuple[float, ...] | None:
+    """PixelSpacing with a zero, negative or non-finite value is treated as absent (seen on real CRs: 0\\0)."""
+    if spacing is None or not all(v > 0 and v < 1e6 for v in spacing):
+        return None
+    return spacing
 
 
 def _expected_native_bytes(inst: Instance) -> int | None:
@@ -598,28 +632,26 @@ def _is_native(ts: str) -> bool:
 
 
 def _insert(index: DicomIndex, ds: Dataset, inst: Instance) -> None:
-    patient_id = _text(ds, T_PATIENT_ID)
-    patient_name = _text(ds, T_PATIENT_NAME)
     if inst.sop_class_uid == MEDIA_STORAGE_DIRECTORY:
         # A DICOMDIR (or a vendor directory file such as Philips' DIRFILE) belongs to no patient.
-        key = "(directory files)"
-    else:
-        key = patient_id or (f"(no PatientID) {patient_name}" if patient_name else "(no PatientID)")
+        index.directory_files.append(inst)
+        return
+    patient_id = _text(ds, T_PATIENT_ID)
+    patient_name = _text(ds, T_PATIENT_NAME)
+    key = patient_id or (f"(no PatientID) {patient_name}" if patient_name else "(no PatientID)")
     patient = index.patients.get(key)
     if patient is None:
         patient = Patient(patient_id=patient_id, patient_name=patient_name,
                           patient_birth_date=_str(ds, T_BIRTH_DATE), patient_sex=_str(ds, T_SEX))
         index.patients[key] = patient
-    study_uid = _str(ds, T_STUDY_UID) or (
-        "(DICOMDIR)" if inst.sop_class_uid == MEDIA_STORAGE_DIRECTORY else "(no StudyInstanceUID)")
+    study_uid = _str(ds, T_STUDY_UID) or "(no StudyInstanceUID)"
     study = patient.studies.get(study_uid)
     if study is None:
         study = Study(study_instance_uid=study_uid, study_date=_str(ds, T_STUDY_DATE),
                       study_time=_str(ds, T_STUDY_TIME), study_description=_text(ds, T_STUDY_DESC),
                       accession_number=_text(ds, T_ACCESSION), study_id=_text(ds, T_STUDY_ID))
         patient.studies[study_uid] = study
-    series_uid = _str(ds, T_SERIES_UID) or (
-        "(DICOMDIR)" if inst.sop_class_uid == MEDIA_STORAGE_DIRECTORY else "(no SeriesInstanceUID)")
+    series_uid = _str(ds, T_SERIES_UID) or "(no SeriesInstanceUID)"
     series = study.series.get(series_uid)
     if series is None:
         series = Series(series_instance_uid=series_uid, modality=inst.modality,

@@ -1,0 +1,58 @@
+"""Entry point: ``medviewer`` (GUI) and headless subcommands.
+
+Qt is imported only on the GUI path (``medviewer``, ``medviewer open``, ``medviewer --sample``); ``scan`` and the
+other headless subcommands never import PySide6, pyqtgraph or torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from medviewer import __version__
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="medviewer",
+        description="Radiology workstation with local AI. Without a subcommand, opens the viewer.",
+    )
+    parser.add_argument("--version", action="version", version=f"medviewer {__version__}")
+    parser.add_argument("--sample", action="store_true", help="open the bundled sample study")
+    parser.add_argument("--screenshot", metavar="FILE", help="with --sample: save the window as PNG once the "
+                                                             "first image is painted, then exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    from medviewer.cli import add_scan_parser
+
+    add_scan_parser(sub)
+    p_open = sub.add_parser("open", help="open the viewer with a folder, DICOMDIR or file loaded")
+    p_open.add_argument("path", metavar="PATH")
+    p_open.add_argument("--screenshot", metavar="FILE", help="save the window as PNG once the first image is "
+                                                              "painted, then exit")
+    p_open.set_defaults(func=None)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func = getattr(args, "func", None)
+    if func is not None:
+        try:
+            return int(func(args) or 0)
+        except BrokenPipeError:  # e.g. `medviewer scan --json DIR | head`
+            return 0
+    # GUI path: the only place that imports medviewer.ui (and with it Qt).
+    from medviewer.ui.app import run_gui
+
+    path = getattr(args, "path", None)
+    if args.sample and path is None:
+        from medviewer.io.sample import build_sample_study, default_sample_dir
+
+        path = str(build_sample_study(default_sample_dir()))
+    return run_gui(path=path, screenshot=getattr(args, "screenshot", None))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

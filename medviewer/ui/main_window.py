@@ -1,0 +1,247 @@
+"""Main window: study browser dock, image viewer, scanning and loading in workers."""
+
+from __future__ import annotations
+
+import os
+
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QLineEdit,
+    QMainWindow,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QDockWidget,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from medviewer.imaging.stacks import Stack, build_stacks
+from medviewer.imaging.voi import CT_PRESETS
+from medviewer.imaging.volume import load_volume
+from medviewer.io.model import DicomIndex
+from medviewer.io.scan import scan
+from medviewer.ui.viewer import ImageViewer
+from medviewer.ui.workers import Job, JobRunner
+
+STACK_ROLE = Qt.ItemDataRole.UserRole + 1
+
+DARK_STYLE = """
+QWidget { background: #1b1d21; color: #d8d8d8; }
+QTreeWidget, QLineEdit { background: #23262b; border: 1px solid #33373d; }
+QTreeWidget::item:selected { background: #2f4f6f; }
+QToolBar, QStatusBar, QMenuBar { background: #15171a; }
+QProgressBar { border: 1px solid #33373d; text-align: center; }
+QProgressBar::chunk { background: #3d6f99; }
+"""
+
+
+class MainWindow(QMainWindow):
+    """Study browser + viewer. ``first_image_painted`` fires once the first slice is on screen."""
+
+    first_image_painted = Signal()
+
+    def __init__(self):
+        super().__init__()
+        self.setWindowTitle("medviewer")
+        self.resize(1280, 820)
+        self.setStyleSheet(DARK_STYLE)
+        self.runner = JobRunner(self)
+        self.index: DicomIndex | None = None
+        self.scan_job: Job | None = None
+        self.load_job: Job | None = None
+        self._painted_once = False
+
+        self.viewer = ImageViewer(self)
+        self.setCentralWidget(self.viewer)
+        self.viewer.painted.connect(self._on_painted)
+
+        self.tree = QTreeWidget()
+        self.tree.setHeaderLabels(["Patient / Study / Series", "Modality", "Images"])
+        self.tree.setColumnWidth(0, 260)
+        self.tree.itemActivated.connect(self._open_item)
+        self.tree.itemDoubleClicked.connect(self._open_item)
+        self.filter = QLineEdit()
+        self.filter.setPlaceholderText("Filter: name, ID, description, modality")
+        self.filter.textChanged.connect(self._apply_filter)
+        self.progress = QProgressBar()
+        self.progress.setVisible(False)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setVisible(False)
+        self.cancel_button.clicked.connect(self.cancel_jobs)
+        panel = QWidget()
+        lay = QVBoxLayout(panel)
+        lay.setContentsMargins(4, 4, 4, 4)
+        lay.addWidget(self.filter)
+        lay.addWidget(self.tree)
+        lay.addWidget(self.progress)
+        lay.addWidget(self.cancel_button)
+        dock = QDockWidget("Studies", self)
+        dock.setWidget(panel)
+        dock.setObjectName("studies")
+        self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, dock)
+        self._build_actions()
+        self.statusBar().showMessage("Open a folder or DICOMDIR (Ctrl+O)")
+
+    def _build_actions(self) -> None:
+        bar = self.addToolBar("Main")
+        bar.setObjectName("main-toolbar")
+        menu = self.menuBar().addMenu("&File")
+        open_act = QAction("&Open folder...", self, shortcut=QKeySequence.StandardKey.Open)
+        open_act.triggered.connect(self._choose_folder)
+        menu.addAction(open_act)
+        bar.addAction(open_act)
+        quit_act = QAction("&Quit", self, shortcut=QKeySequence.StandardKey.Quit)
+        quit_act.triggered.connect(self.close)
+        menu.addAction(quit_act)
+        wl = self.menuBar().addMenu("&Window/Level")
+        for i, name in enumerate(CT_PRESETS, 1):
+            act = QAction(f"{name} ({CT_PRESETS[name][0]:g}/{CT_PRESETS[name][1]:g})", self)
+            act.setShortcut(str(i))
+            act.triggered.connect(lambda _=False, n=name: self.viewer.set_preset(n))
+            wl.addAction(act)
+        auto = QAction("Auto window", self, shortcut="A")
+        auto.triggered.connect(self.viewer.auto_window)
+        wl.addAction(auto)
+        inv = QAction("Invert", self, shortcut="I")
+        inv.triggered.connect(self.viewer.toggle_invert)
+        wl.addAction(inv)
+        bar.addAction(auto)
+        bar.addAction(inv)
+
+    # ---------------------------------------------------------------------------------------------- scanning
+    def _choose_folder(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Open DICOM folder")
+        if path:
+            self.open_path(path)
+
+    def open_path(self, path: str) -> None:
+        """Scan ``path`` in a worker; the first image stack opens when the scan finishes."""
+        if self.scan_job is not None:
+            self.scan_job.cancel()
+        self.statusBar().showMessage(f"Scanning {path}...")
+        job = Job(lambda state: scan(path, state=state))
+        job.signals.progress.connect(self._on_progress)
+        job.signals.finished.connect(self._on_scanned)
+        job.signals.failed.connect(self._on_failed)
+        job.signals.cancelled.connect(lambda: self._done_busy("Scan cancelled"))
+        self.scan_job = self.runner.start(job)
+        self._busy(True)
+
+    def _on_scanned(self, index: DicomIndex) -> None:
+        self._busy(False)
+        self.index = index
+        self.tree.clear()
+        first: QTreeWidgetItem | None = None
+        for patient in index.patients.values():
+            p_item = QTreeWidgetItem([f"{patient.patient_name or '(no name)'}  [{patient.patient_id}]", "", ""])
+            self.tree.addTopLevelItem(p_item)
+            for study in patient.studies.values():
+                s_item = QTreeWidgetItem([f"{study.study_date} {study.study_description}".strip(), "", ""])
+                p_item.addChild(s_item)
+                for series in study.series.values():
+                    for stack in build_stacks(series) if series.image_instances else []:
+                        label = f"{series.series_number or ''} {series.series_description} {stack.label}".strip()
+                        item = QTreeWidgetItem([label or series.series_instance_uid, series.modality,
+                                                str(stack.n_slices)])
+                        item.setData(0, STACK_ROLE, stack)
+                        s_item.addChild(item)
+                        first = first or item
+        if index.skipped:
+            sk = QTreeWidgetItem([f"Skipped files ({len(index.skipped)})", "", ""])
+            for s in index.skipped:
+                child = QTreeWidgetItem([os.path.basename(s.path), "", ""])
+                child.setToolTip(0, f"{s.path}: {s.reason}")
+                sk.addChild(child)
+            self.tree.addTopLevelItem(sk)
+        self.tree.expandAll()
+        self.statusBar().showMessage(
+            f"{index.instance_count} objects indexed, {len(index.skipped)} skipped")
+        if first is not None:
+            self.tree.setCurrentItem(first)
+            self._open_item(first)
+
+    def _apply_filter(self, text: str) -> None:
+        text = text.lower()
+        for i in range(self.tree.topLevelItemCount()):
+            p = self.tree.topLevelItem(i)
+            any_p = False
+            for j in range(p.childCount()):
+                s = p.child(j)
+                any_s = False
+                for k in range(s.childCount()):
+                    se = s.child(k)
+                    hay = " ".join([p.text(0), s.text(0), se.text(0), se.text(1)]).lower()
+                    match = text in hay
+                    se.setHidden(not match)
+                    any_s |= match
+                s.setHidden(not any_s and s.childCount() > 0)
+                any_p |= any_s or (text in (p.text(0) + s.text(0)).lower())
+            p.setHidden(not any_p)
+
+    # ---------------------------------------------------------------------------------------------- loading
+    def _open_item(self, item: QTreeWidgetItem, _column: int = 0) -> None:
+        stack = item.data(0, STACK_ROLE)
+        if isinstance(stack, Stack):
+            self.load_stack(stack, item.parent().parent().text(0) if item.parent() else "")
+
+    def load_stack(self, stack: Stack, patient_text: str = "") -> None:
+        """Decode ``stack`` in a worker (cancelling the previous load) and show it."""
+        if self.load_job is not None:
+            self.load_job.cancel()
+        job = Job(lambda state: load_volume(stack, state=state))
+        job.signals.progress.connect(self._on_progress)
+        job.signals.finished.connect(lambda vol: self._on_loaded(vol, patient_text))
+        job.signals.failed.connect(self._on_failed)
+        job.signals.cancelled.connect(lambda: self._done_busy("Loading cancelled"))
+        self.load_job = self.runner.start(job)
+        self._busy(True)
+        self.statusBar().showMessage(f"Loading {stack.n_slices} images...")
+
+    def _on_loaded(self, volume, patient_text: str) -> None:  # noqa: ANN001
+        self._busy(False)
+        self.viewer.set_volume(volume, patient_text)
+        self.viewer.setFocus()
+        msg = f"{volume.array.shape[0]} slices loaded"
+        if volume.warnings:
+            msg += " - " + volume.warnings[0]
+        self.statusBar().showMessage(msg)
+
+    # ---------------------------------------------------------------------------------------------- status
+    def _busy(self, busy: bool) -> None:
+        self.progress.setVisible(busy)
+        self.cancel_button.setVisible(busy)
+        if busy:
+            self.progress.setRange(0, 0)
+
+    def _done_busy(self, message: str) -> None:
+        self._busy(False)
+        self.statusBar().showMessage(message)
+
+    def _on_progress(self, done: int, total: int, _message: str) -> None:
+        self.progress.setRange(0, max(total, 1))
+        self.progress.setValue(done)
+
+    def _on_failed(self, message: str) -> None:
+        self._busy(False)
+        self.statusBar().showMessage(message.splitlines()[0])
+        if os.environ.get("QT_QPA_PLATFORM") != "offscreen":
+            QMessageBox.warning(self, "medviewer", message)
+
+    def _on_painted(self) -> None:
+        if not self._painted_once:
+            self._painted_once = True
+            QTimer.singleShot(0, self.first_image_painted.emit)
+
+    def cancel_jobs(self) -> None:
+        for job in (self.scan_job, self.load_job):
+            if job is not None:
+                job.cancel()
+
+    def closeEvent(self, event):  # noqa: N802, ANN001 - Qt override
+        self.runner.shutdown()
+        super().closeEvent(event)

@@ -1,0 +1,232 @@
+"""The image viewport: one stack shown through the core's VOI maths, with slice/window/level interaction.
+
+State (slice index, window, invert) lives in :class:`ViewerState`; widgets and keys change it and the viewport
+re-renders the current slice on the GUI thread (a 512x512 slice maps to 8-bit in about a millisecond).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QPointF, Qt, Signal
+from PySide6.QtGui import QFont
+from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+
+from medviewer.imaging.voi import CT_PRESETS, Window, auto_window, to_display
+from medviewer.imaging.volume import Volume
+
+pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
+
+
+@dataclass
+class ViewerState:
+    """What the viewport shows: slice index, VOI window (modality units) and the user's invert toggle."""
+
+    index: int = 0
+    window: Window | None = None
+    invert: bool = False
+
+
+class _ViewBox(pg.ViewBox):
+    """Wheel changes slice (ctrl-wheel zooms), right-drag changes window/level, left-drag pans."""
+
+    def __init__(self, viewer: "ImageViewer"):
+        super().__init__(invertY=True, lockAspect=True, enableMenu=False)
+        self.viewer = viewer
+        self.setMouseMode(pg.ViewBox.PanMode)
+
+    def wheelEvent(self, ev, axis=None):  # noqa: N802, ANN001 - Qt override
+        if ev.modifiers() & Qt.KeyboardModifier.ControlModifier:
+            super().wheelEvent(ev, axis)
+            return
+        delta = ev.delta() if hasattr(ev, "delta") else ev.angleDelta().y()
+        self.viewer.step_slice(-1 if delta > 0 else 1)
+        ev.accept()
+
+    def mouseDragEvent(self, ev, axis=None):  # noqa: N802, ANN001 - Qt override
+        if ev.button() == Qt.MouseButton.RightButton:
+            ev.accept()
+            if ev.isStart():
+                self.viewer._drag_origin = self.viewer.state.window
+            start = self.viewer._drag_origin
+            if start is None:
+                return
+            d = ev.screenPos() - ev.buttonDownScreenPos()
+            self.viewer.drag_window(start, d.x(), d.y())
+            return
+        super().mouseDragEvent(ev, axis)
+
+
+class ImageViewer(QWidget):
+    """Shows one :class:`~medviewer.imaging.volume.Volume`; emits ``changed`` when slice or window change."""
+
+    changed = Signal()
+    painted = Signal()
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.state = ViewerState()
+        self.volume: Volume | None = None
+        self.patient_text = ""
+        self._drag_origin: Window | None = None
+        self.graphics = pg.GraphicsLayoutWidget()
+        self.graphics.setBackground("k")
+        self.view = _ViewBox(self)
+        self.graphics.addItem(self.view)
+        self.image = pg.ImageItem()
+        self.view.addItem(self.image)
+        self.overlay = QLabel(self.graphics)
+        self.overlay.setStyleSheet("color: #e0e0a0; background: transparent;")
+        self.overlay.setFont(QFont("DejaVu Sans Mono", 9))
+        self.overlay.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
+        self.overlay.move(8, 6)
+        self.readout = QLabel(self.graphics)
+        self.readout.setStyleSheet("color: #a0d0ff; background: transparent;")
+        self.readout.setFont(QFont("DejaVu Sans Mono", 9))
+        self.readout.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.graphics)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.image.scene().sigMouseMoved.connect(self._mouse_moved) if self.image.scene() else None
+        self.graphics.scene().sigMouseMoved.connect(self._mouse_moved)
+
+    # ----------------------------------------------------------------------------------------------------------
+    def set_volume(self, volume: Volume, patient_text: str = "") -> None:
+        """Show ``volume`` from its middle slice with its first DICOM window (or an automatic one)."""
+        self.volume = volume
+        self.patient_text = patient_text
+        n = volume.array.shape[0]
+        self.state.index = n // 2
+        if volume.window_presets:
+            c, w, name = volume.window_presets[0]
+            self.state.window = Window(c, w, volume.voi_lut_function, name)
+        else:
+            self.state.window = None if volume.is_color else auto_window(volume.array[self.state.index])
+        self.state.invert = False
+        ps_row, ps_col = float(volume.spacing[1]), float(volume.spacing[2])
+        tr = pg.QtGui.QTransform()
+        tr.scale(ps_col, ps_row)
+        self.image.setTransform(tr)
+        self.render()
+        self.view.autoRange(padding=0.0)
+
+    @property
+    def monochrome1(self) -> bool:
+        return bool(self.volume is not None and self.volume.photometric_interpretation == "MONOCHROME1")
+
+    def render(self) -> None:
+        vol = self.volume
+        if vol is None:
+            return
+        k = self.state.index
+        if vol.is_color:
+            self.image.setImage(vol.array[k], autoLevels=False, levels=(0, 255 if vol.array.dtype == np.uint8 else 65535))
+        else:
+            invert = self.monochrome1 != self.state.invert
+            self.image.setImage(to_display(vol.array[k], self.state.window, invert=invert), autoLevels=False,
+                                levels=(0, 255))
+        self._update_overlay()
+        self.changed.emit()
+        self.painted.emit()
+
+    def _update_overlay(self) -> None:
+        vol = self.volume
+        if vol is None:
+            return
+        k = self.state.index
+        n = vol.array.shape[0]
+        lines = [self.patient_text, f"Slice {k + 1}/{n}"]
+        if not np.isnan(vol.positions[k]).any():
+            p = vol.positions[k]
+            lines.append(f"Pos ({p[0]:.1f}, {p[1]:.1f}, {p[2]:.1f}) mm")
+        w = self.state.window
+        if w is not None:
+            lines.append(f"W {w.width:.0f}  L {w.center:.0f}{'  ' + w.name if w.name else ''}")
+        if self.state.invert:
+            lines.append("Inverted")
+        self.overlay.setText("\n".join(line for line in lines if line))
+        self.overlay.adjustSize()
+
+    def _mouse_moved(self, pos: QPointF) -> None:
+        vol = self.volume
+        if vol is None:
+            return
+        p = self.view.mapSceneToView(pos)
+        j = int(np.floor(p.x() / vol.spacing[2] + 0.5))
+        i = int(np.floor(p.y() / vol.spacing[1] + 0.5))
+        rows, cols = vol.array.shape[1:3]
+        if 0 <= i < rows and 0 <= j < cols:
+            value = vol.array[self.state.index, i, j]
+            unit = f" {vol.units}" if vol.units else ""
+            text = f"row {i} col {j}: {value}{unit}"
+            if not np.isnan(vol.positions[self.state.index]).any():
+                lps = vol.index_to_lps(self.state.index, i, j)
+                text += f"  ({lps[0]:.1f}, {lps[1]:.1f}, {lps[2]:.1f}) mm"
+            self.readout.setText(text)
+        else:
+            self.readout.setText("")
+        self.readout.adjustSize()
+        self.readout.move(8, max(0, self.graphics.height() - self.readout.height() - 6))
+
+    # ----------------------------------------------------------------------------------------------------------
+    def set_slice(self, index: int) -> None:
+        if self.volume is None:
+            return
+        index = int(np.clip(index, 0, self.volume.array.shape[0] - 1))
+        if index != self.state.index:
+            self.state.index = index
+            self.render()
+
+    def step_slice(self, delta: int) -> None:
+        self.set_slice(self.state.index + delta)
+
+    def set_window(self, center: float, width: float, name: str = "") -> None:
+        fn = self.volume.voi_lut_function if self.volume is not None else "LINEAR"
+        self.state.window = Window(float(center), max(1.0, float(width)), fn, name)
+        self.render()
+
+    def set_preset(self, name: str) -> None:
+        c, w = CT_PRESETS[name]
+        self.set_window(c, w, name)
+
+    def auto_window(self) -> None:
+        if self.volume is not None and not self.volume.is_color:
+            w = auto_window(self.volume.array[self.state.index])
+            self.set_window(w.center, w.width, "Auto")
+
+    def drag_window(self, start: Window, dx: float, dy: float) -> None:
+        """Right-drag: horizontal changes width (right = wider), vertical changes level (down = higher)."""
+        scale = max(start.width, 1.0) / 256.0
+        self.set_window(start.center + dy * scale, start.width + dx * scale * 2)
+
+    def toggle_invert(self) -> None:
+        self.state.invert = not self.state.invert
+        self.render()
+
+    def keyPressEvent(self, ev):  # noqa: N802, ANN001 - Qt override
+        key = ev.key()
+        if key in (Qt.Key.Key_Up, Qt.Key.Key_Left):
+            self.step_slice(-1)
+        elif key in (Qt.Key.Key_Down, Qt.Key.Key_Right):
+            self.step_slice(1)
+        elif key == Qt.Key.Key_PageUp:
+            self.step_slice(-10)
+        elif key == Qt.Key.Key_PageDown:
+            self.step_slice(10)
+        elif key == Qt.Key.Key_Home:
+            self.set_slice(0)
+        elif key == Qt.Key.Key_End and self.volume is not None:
+            self.set_slice(self.volume.array.shape[0] - 1)
+        elif Qt.Key.Key_1 <= key <= Qt.Key.Key_8:
+            self.set_preset(list(CT_PRESETS)[key - Qt.Key.Key_1])
+        elif key == Qt.Key.Key_A:
+            self.auto_window()
+        elif key == Qt.Key.Key_I:
+            self.toggle_invert()
+        elif key == Qt.Key.Key_F:
+            self.view.autoRange(padding=0.0)
+        else:
+            super().keyPressEvent(ev)

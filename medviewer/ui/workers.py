@@ -1,0 +1,80 @@
+"""Run Qt-free jobs (:mod:`medviewer.jobs`) on a QThreadPool and deliver progress/results on the GUI thread.
+
+Follows ``../shared/DESIGN.md``: capture inputs on the GUI thread, compute off it, apply results on it. Workers
+never touch widgets; they only emit signals, which Qt queues to the receiver's (GUI) thread.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+
+from medviewer.jobs import Cancelled, TaskState
+
+
+class JobSignals(QObject):
+    progress = Signal(int, int, str)
+    finished = Signal(object)
+    failed = Signal(str)
+    cancelled = Signal()
+
+
+class Job(QRunnable):
+    """A QRunnable running ``fn(state)``; ``state`` is a :class:`TaskState` wired to ``signals.progress``."""
+
+    def __init__(self, fn: Callable[[TaskState], Any]):
+        super().__init__()
+        self.setAutoDelete(False)
+        self.fn = fn
+        self.signals = JobSignals()
+        self.state = TaskState(on_progress=self._emit_progress)
+        self.done = False
+
+    def _emit_progress(self, done: int, total: int, message: str) -> None:
+        self.signals.progress.emit(done, total, message)
+
+    def cancel(self) -> None:
+        self.state.cancel()
+
+    def run(self) -> None:  # worker thread
+        try:
+            result = self.fn(self.state)
+        except Cancelled:
+            self.signals.cancelled.emit()
+        except Exception as exc:  # noqa: BLE001 - surfaced to the user, never swallowed
+            self.signals.failed.emit(f"{type(exc).__name__}: {exc}\n\n{traceback.format_exc(limit=4)}")
+        else:
+            if self.state.cancelled:
+                self.signals.cancelled.emit()
+            else:
+                self.signals.finished.emit(result)
+        finally:
+            self.done = True
+
+
+class JobRunner(QObject):
+    """Owns a thread pool; keeps every job alive until it finished; cancels and waits for all on shutdown."""
+
+    def __init__(self, parent: QObject | None = None, max_threads: int = 2):
+        super().__init__(parent)
+        self.pool = QThreadPool(self)
+        self.pool.setMaxThreadCount(max_threads)
+        self.jobs: list[Job] = []
+
+    def start(self, job: Job) -> Job:
+        self.jobs = [j for j in self.jobs if not j.done]
+        self.jobs.append(job)
+        self.pool.start(job)
+        return job
+
+    def active_count(self) -> int:
+        return sum(1 for j in self.jobs if not j.done)
+
+    def shutdown(self, timeout_ms: int = 10000) -> bool:
+        """Cancel every job and wait for the pool to drain. Returns True when all workers stopped."""
+        for job in self.jobs:
+            job.cancel()
+        return self.pool.waitForDone(timeout_ms)
