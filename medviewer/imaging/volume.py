@@ -56,6 +56,8 @@ class Volume:
     modality, photometric_interpretation, units: copied from the series ("HU" for CT).
     window_presets: [(center, width, explanation)] from WindowCenter/WindowWidth of the first slice.
     voi_lut_function: VOILUTFunction of the first slice ("LINEAR" when absent).
+    voi_luts: VOI LUT Sequence items of the first slice (PS3.3 C.11.2.1.1) as (LUTDescriptor, LUTData as a
+        uint16/int array, LUTExplanation); used when the object offers a table instead of (or besides) windows.
     slice_errors: slices that failed to decode (filled with ``fill_value``).
     stack: the stack the volume came from (instances and per-slice headers).
     """
@@ -71,6 +73,7 @@ class Volume:
     units: str = ""
     window_presets: list[tuple[float, float, str]] = field(default_factory=list)
     voi_lut_function: str = "LINEAR"
+    voi_luts: list[tuple[tuple[int, int, int], np.ndarray, str]] = field(default_factory=list)
     slice_errors: list[SliceError] = field(default_factory=list)
     fill_value: float = 0.0
     warnings: list[str] = field(default_factory=list)
@@ -122,6 +125,23 @@ def _geometry(stack: Stack) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
     affine[:3, 2] = row_dir * spacing[2]
     affine[:3, 3] = origin
     return positions, origin, spacing, direction, affine
+
+
+def _read_voi_luts(path: str) -> list[tuple[tuple[int, int, int], np.ndarray, str]]:
+    """VOI LUT Sequence items of one file (header only); [] when unreadable."""
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        out = []
+        for item in ds.get("VOILUTSequence") or []:
+            desc = tuple(int(v) for v in item.LUTDescriptor)
+            data = np.asarray(item.LUTData if isinstance(item.LUTData, (list, tuple, pydicom.multival.MultiValue))
+                              else [item.LUTData]).astype(np.int64)
+            out.append((desc, data, str(item.get("LUTExplanation", "") or "VOI LUT")))
+        return out
+    except Exception:  # noqa: BLE001 - a broken table must not stop the load; windows/auto still work
+        return []
 
 
 def _output_dtype(stack: Stack) -> np.dtype:
@@ -281,11 +301,12 @@ def load_volume(
         for i, (c, w) in enumerate(zip(first.frame.window_center, first.frame.window_width))
         if float(w) > 0
     ]
+    voi_luts = _read_voi_luts(inst.path) if inst.has_voi_lut_sequence else []
     vol = Volume(
         array=array, positions=positions, origin=origin, spacing=spacing, direction=direction, affine=affine,
         modality=inst.modality, photometric_interpretation=inst.photometric_interpretation,
         units="HU" if inst.modality == "CT" and not is_color else "",
-        window_presets=presets, voi_lut_function=inst.voi_lut_function or "LINEAR",
+        window_presets=presets, voi_lut_function=inst.voi_lut_function or "LINEAR", voi_luts=voi_luts,
         slice_errors=errors, fill_value=fill, warnings=list(stack.warnings), stack=stack,
     )
     for e in errors:

@@ -30,14 +30,13 @@ from medviewer.ui.workers import Job, JobRunner
 
 STACK_ROLE = Qt.ItemDataRole.UserRole + 1
 
-DARK_STYLE = """
-QWidget { background: #1b1d21; color: #d8d8d8; }
-QTreeWidget, QLineEdit { background: #23262b; border: 1px solid #33373d; }
-QTreeWidget::item:selected { background: #2f4f6f; }
-QToolBar, QStatusBar, QMenuBar { background: #15171a; }
-QProgressBar { border: 1px solid #33373d; text-align: center; }
-QProgressBar::chunk { background: #3d6f99; }
-"""
+def _load_style() -> str:
+    """The dark reading-room stylesheet from resources/styles/dark.qss ("" if missing)."""
+    from medviewer.config import resources_dir
+
+    path = resources_dir() / "styles" / "dark.qss"
+    return path.read_text(encoding="utf-8") if path.is_file() else ""
+
 
 
 class MainWindow(QMainWindow):
@@ -49,7 +48,7 @@ class MainWindow(QMainWindow):
         super().__init__()
         self.setWindowTitle("medviewer")
         self.resize(1280, 820)
-        self.setStyleSheet(DARK_STYLE)
+        self.setStyleSheet(_load_style())
         self.runner = JobRunner(self)
         self.index: DicomIndex | None = None
         self.scan_job: Job | None = None

@@ -27,6 +27,7 @@ class ViewerState:
     index: int = 0
     window: Window | None = None
     invert: bool = False
+    lut: tuple | None = None  # (LUTDescriptor, LUTData, explanation) of a VOI LUT Sequence item, when in use
 
 
 class _ViewBox(pg.ViewBox):
@@ -49,7 +50,7 @@ class _ViewBox(pg.ViewBox):
         if ev.button() == Qt.MouseButton.RightButton:
             ev.accept()
             if ev.isStart():
-                self.viewer._drag_origin = self.viewer.state.window
+                self.viewer._drag_origin = self.viewer.state.window or self.viewer.current_window()
             start = self.viewer._drag_origin
             if start is None:
                 return
@@ -100,9 +101,13 @@ class ImageViewer(QWidget):
         self.patient_text = patient_text
         n = volume.array.shape[0]
         self.state.index = n // 2
+        self.state.lut = None
         if volume.window_presets:
             c, w, name = volume.window_presets[0]
             self.state.window = Window(c, w, volume.voi_lut_function, name)
+        elif volume.voi_luts and not volume.is_color:
+            self.state.window = None
+            self.state.lut = volume.voi_luts[0]
         else:
             self.state.window = None if volume.is_color else auto_window(volume.array[self.state.index])
         self.state.invert = False
@@ -126,8 +131,9 @@ class ImageViewer(QWidget):
             self.image.setImage(vol.array[k], autoLevels=False, levels=(0, 255 if vol.array.dtype == np.uint8 else 65535))
         else:
             invert = self.monochrome1 != self.state.invert
-            self.image.setImage(to_display(vol.array[k], self.state.window, invert=invert), autoLevels=False,
-                                levels=(0, 255))
+            lut = (self.state.lut[0], self.state.lut[1]) if self.state.lut is not None else None
+            self.image.setImage(to_display(vol.array[k], self.state.window, invert=invert, lut=lut),
+                                autoLevels=False, levels=(0, 255))
         self._update_overlay()
         self.changed.emit()
         self.painted.emit()
@@ -143,7 +149,9 @@ class ImageViewer(QWidget):
             p = vol.positions[k]
             lines.append(f"Pos ({p[0]:.1f}, {p[1]:.1f}, {p[2]:.1f}) mm")
         w = self.state.window
-        if w is not None:
+        if self.state.lut is not None:
+            lines.append(f"VOI LUT: {self.state.lut[2]}")
+        elif w is not None:
             lines.append(f"W {w.width:.0f}  L {w.center:.0f}{'  ' + w.name if w.name else ''}")
         if self.state.invert:
             lines.append("Inverted")
@@ -186,11 +194,20 @@ class ImageViewer(QWidget):
     def set_window(self, center: float, width: float, name: str = "") -> None:
         fn = self.volume.voi_lut_function if self.volume is not None else "LINEAR"
         self.state.window = Window(float(center), max(1.0, float(width)), fn, name)
+        self.state.lut = None
         self.render()
 
     def set_preset(self, name: str) -> None:
         c, w = CT_PRESETS[name]
         self.set_window(c, w, name)
+
+    def current_window(self) -> Window | None:
+        """The window in use, or an automatic one for the current slice when a VOI LUT table is shown."""
+        if self.state.window is not None:
+            return self.state.window
+        if self.volume is not None and not self.volume.is_color:
+            return auto_window(self.volume.array[self.state.index])
+        return None
 
     def auto_window(self) -> None:
         if self.volume is not None and not self.volume.is_color:
