@@ -242,8 +242,11 @@ def _spatial_stacks(series: Series, label: str, members: list[SliceRef],
         values = [getter(m) for m in members]
         if any(v is None for v in values) or len(set(values)) < 2:
             continue
-        # It must take several values at some repeated position (else it does not explain the repeats).
-        if any(len({values[i] for i in c}) > 1 for c in clusters if len(c) > 1):
+        # It must take several values at some repeated position (else it does not explain the repeats), and no
+        # more values than images at one position (else it cuts each pass into pieces, e.g. a CT scanner that
+        # numbers each rotation with its own AcquisitionNumber).
+        if (any(len({values[i] for i in c}) > 1 for c in clusters if len(c) > 1)
+                and len(set(values)) <= max(len(c) for c in clusters)):
             by_value: dict[object, list[SliceRef]] = defaultdict(list)
             for i in order:
                 by_value[values[i]].append(members[i])
