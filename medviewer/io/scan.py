@@ -577,6 +577,7 @@ def scan(
     index = DicomIndex(skipped=list(skipped))
     total = len(files)
     seen_uids: dict[str, str] = {}
+    series_cache: dict = {}
     for n, path in enumerate(files):
         if task.cancelled:
             index.cancelled = True
@@ -596,7 +597,7 @@ def scan(
                                       f"{seen_uids[inst.sop_instance_uid]})"))
                 continue
             seen_uids[inst.sop_instance_uid] = path
-            _insert(index, ds, inst)
+            _insert(index, ds, inst, series_cache)
         except Exception as exc:  # noqa: BLE001 - every bad file is reported, none stops the scan
             index.skipped.append(SkippedFile(path, _describe_error(exc)))
         finally:
@@ -631,11 +632,28 @@ def _is_native(ts: str) -> bool:
     return ts in ("", "1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99")
 
 
-def _insert(index: DicomIndex, ds: Dataset, inst: Instance) -> None:
+def _raw_bytes(ds: Dataset, tag: int) -> bytes | str | None:
+    """The undecoded value of an element (cheap cache key); the converted value if pydicom converted it."""
+    elem = ds.get_item(tag)
+    if elem is None:
+        return None
+    return elem.value if isinstance(elem, RawDataElement) else str(elem.value)
+
+
+def _insert(index: DicomIndex, ds: Dataset, inst: Instance, cache: dict | None = None) -> None:
     if inst.sop_class_uid == MEDIA_STORAGE_DIRECTORY:
         # A DICOMDIR (or a vendor directory file such as Philips' DIRFILE) belongs to no patient.
         index.directory_files.append(inst)
         return
+    # Most files join a series seen before: find it from raw (undecoded) UIDs and PatientID/PatientName, so the
+    # charset-aware text decoding runs once per series, not once per file.
+    key_raw = (_raw_bytes(ds, T_SERIES_UID), _raw_bytes(ds, T_STUDY_UID), _raw_bytes(ds, T_PATIENT_ID),
+               _raw_bytes(ds, T_PATIENT_NAME), _raw_bytes(ds, 0x00080005))
+    if cache is not None:
+        series = cache.get(key_raw)
+        if series is not None:
+            series.instances.append(inst)
+            return
     patient_id = _text(ds, T_PATIENT_ID)
     patient_name = _text(ds, T_PATIENT_NAME)
     key = patient_id or (f"(no PatientID) {patient_name}" if patient_name else "(no PatientID)")
@@ -659,4 +677,6 @@ def _insert(index: DicomIndex, ds: Dataset, inst: Instance) -> None:
                         series_date=_str(ds, T_SERIES_DATE), body_part_examined=_str(ds, T_BODY_PART),
                         manufacturer=_text(ds, T_MANUFACTURER))
         study.series[series_uid] = series
+    if cache is not None:
+        cache[key_raw] = series
     series.instances.append(inst)

@@ -1,0 +1,95 @@
+"""Run every medviewer benchmark and print all figures, then one summary table (medviewer vs reference, ratio,
+target, PASS/MISS). Not a test: exit status is 0 whatever the figures (non-zero only if a benchmark crashed).
+
+    .venv/bin/python benchmarks/run_all.py [--repeats 7]
+
+About 1.5 to 2 minutes on 2 cores once the derived data exist (first run builds them in ~10 s into
+benchmarks/_work/, or $MEDVIEWER_BENCH_WORK).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+
+import _data  # noqa: E402
+import bench_load  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--repeats", type=int, default=7, help="timed runs per method (default 7)")
+    args = ap.parse_args(argv)
+
+    t_start = time.perf_counter()
+    print("medviewer benchmarks (figures are warm page cache; ratios use the MEDIAN of the timed runs)")
+    for line in _data.machine_lines():
+        print(line)
+    print(f"data      : source {_data.SOURCE} (read only), derived in {_data.WORK}")
+    _data.scan_dataset()
+    _data.load560_dataset()
+
+    # The scan benchmark runs in its own process: it grows this process's heap, and on Linux the load workers
+    # spawned below would inherit that high-water mark in their ru_maxrss (see bench_load.py).
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "scan.json")
+        proc = subprocess.run([sys.executable, str(HERE / "bench_scan.py"), "--repeats", str(args.repeats),
+                               "--no-machine", "--json-out", out], cwd=str(HERE.parent))
+        if proc.returncode != 0 or not os.path.exists(out):
+            sys.exit(f"bench_scan.py failed (rc {proc.returncode})")
+        with open(out) as fp:
+            scan_res = json.load(fp)
+    load_res = bench_load.run(args.repeats)
+
+    rows = []
+    m = scan_res["median"]
+    n = scan_res["files"]
+    rows.append(("(a) scan 560 files, files/s", f"{n / m['medviewer']:.0f}", "plain dcmread loop",
+                 f"{n / m['plain']:.0f}", f"{scan_res['speedup_vs_plain']:.2f}x", ">= 1.50x", scan_res["verdict"]))
+    rows.append(("    (transparency)", "", "bare dcmread loop", f"{n / m['bare']:.0f}",
+                 f"{m['bare'] / m['medviewer']:.2f}x", "-", ""))
+    rows.append(("    (informational)", "", "stop_before_pixels+attrs", f"{n / m['header']:.0f}",
+                 f"{m['header'] / m['medviewer']:.2f}x", "-", ""))
+    rows.append(("    (reference)", "", "SimpleITK GDCM lookup", f"{n / m['sitk']:.0f}",
+                 f"{scan_res['speedup_vs_sitk']:.2f}x", "-", ""))
+    for r in load_res:
+        c = r["case"]
+        if r.get("error"):
+            rows.append((f"(b) load {c} slices", "ERROR", "", "", "", "", "ERROR"))
+            continue
+        rows.append((f"(b) load {c} slices, time s", f"{r['mv_median']:.3f}", "SimpleITK Execute()",
+                     f"{r['sitk_median']:.3f}", f"{r['t_ratio']:.2f}", "<= 1.00", r["t_verdict"]))
+        rows.append((f"    {c}: peak mem / volume", f"{r['m_ratio']:.2f}x", "(tracemalloc peak)", "",
+                     f"{r['m_ratio']:.2f}x", "<= 1.50x", r["m_verdict"]))
+        rows.append((f"    {c}: RSS delta / volume", f"{r['rss_ratio']:.2f}x", "SimpleITK RSS delta",
+                     f"{r['sitk_rss_ratio']:.2f}x", f"{r['rss_ratio'] / r['sitk_rss_ratio']:.2f}", "-",
+                     "cross-check" if r["rss_exact"] else "upper bnd"))
+        rows.append((f"    {c}: equal to SimpleITK", str(r["equal"]), "np.array_equal", "", "", "True",
+                     "OK" if r["equal"] else "DIFFERENT"))
+
+    print("\n== Summary (ratios: (a) speed-up = reference time / medviewer time; (b) time = medviewer / SimpleITK)")
+    head = ("figure", "medviewer", "reference", "ref value", "ratio", "target", "result")
+    widths = [30, 10, 25, 10, 7, 9, 11]
+    print("   " + " ".join(h.ljust(w) for h, w in zip(head, widths)))
+    print("   " + "-" * (sum(widths) + len(widths) - 1))
+    for row in rows:
+        print("   " + " ".join(str(v).ljust(w) for v, w in zip(row, widths)))
+    misses = [r for r in rows if r[6] in ("MISS", "ERROR", "DIFFERENT")]
+    print(f"\n   {sum(r[6] == 'PASS' for r in rows)} PASS, {len(misses)} MISS/ERROR; "
+          f"total wall time {time.perf_counter() - t_start:.0f} s")
+    if any(r[6] == "ERROR" for r in rows):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
