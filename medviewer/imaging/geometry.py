@@ -136,3 +136,33 @@ def tilt_angle_deg(positions: np.ndarray, normal: np.ndarray) -> float:
 def format_position(p: Sequence[float]) -> str:
     """``(x, y, z)`` in mm with 2 decimals, for warnings."""
     return "(" + ", ".join(f"{float(v):.2f}" for v in p) + ")"
+
+
+def direction_label(vector: Sequence[float], threshold: float = 0.25) -> str:
+    """Patient-orientation letters of a direction in LPS (DICOM PS3.3 C.7.6.1.1.1): L/R (x), P/A (y), H/F (z).
+
+    Components whose magnitude exceeds ``threshold`` contribute, strongest first; e.g. (0.9, 0.4, 0) -> "LP".
+    Returns "" for a zero vector.
+    """
+    v = np.asarray(vector, dtype=np.float64)
+    letters = (("L", "R"), ("P", "A"), ("H", "F"))
+    order = np.argsort(-np.abs(v), kind="stable")
+    return "".join(letters[i][0 if v[i] > 0 else 1] for i in order if abs(v[i]) > threshold)
+
+
+def screen_orientation_labels(orientation: Sequence[float]) -> dict[str, str]:
+    """Orientation markers for an image displayed with rows left-to-right and columns top-to-bottom.
+
+    Parameters
+    ----------
+    orientation: ImageOrientationPatient (row cosines, column cosines).
+
+    Returns
+    -------
+    {"left", "right", "top", "bottom"}: e.g. an axial slice (1,0,0,0,1,0) gives right "L", left "R", top "A",
+    bottom "P" (the radiological convention: the patient's left on the viewer's right).
+    """
+    o = np.asarray(orientation, dtype=np.float64)
+    row, col = o[:3], o[3:]
+    return {"right": direction_label(row), "left": direction_label(-row),
+            "bottom": direction_label(col), "top": direction_label(-col)}

@@ -29,6 +29,19 @@ from medviewer.ui.viewer import ImageViewer
 from medviewer.ui.workers import Job, JobRunner
 
 STACK_ROLE = Qt.ItemDataRole.UserRole + 1
+INFO_ROLE = Qt.ItemDataRole.UserRole + 2
+
+
+def _overlay_info(patient, study, series) -> dict[str, str]:  # noqa: ANN001 - medviewer.io.model types
+    """Corner overlay text for a series: patient (top left), study and series (top right)."""
+    born = " ".join(x for x in (patient.patient_birth_date, patient.patient_sex) if x)
+    return {
+        "patient": "\n".join(x for x in (patient.patient_name, f"ID {patient.patient_id}" if patient.patient_id
+                                         else "", born) if x),
+        "study": " ".join(x for x in (study.study_date, study.study_description) if x),
+        "series": " ".join(x for x in (f"Se {series.series_number}" if series.series_number is not None else "",
+                                       series.modality, series.series_description) if x),
+    }
 
 def _load_style() -> str:
     """The dark reading-room stylesheet from resources/styles/dark.qss ("" if missing)."""
@@ -148,6 +161,7 @@ class MainWindow(QMainWindow):
                         item = QTreeWidgetItem([label or series.series_instance_uid, series.modality,
                                                 str(stack.n_slices)])
                         item.setData(0, STACK_ROLE, stack)
+                        item.setData(0, INFO_ROLE, _overlay_info(patient, study, series))
                         s_item.addChild(item)
                         first = first or item
         if index.skipped:
@@ -186,24 +200,24 @@ class MainWindow(QMainWindow):
     def _open_item(self, item: QTreeWidgetItem, _column: int = 0) -> None:
         stack = item.data(0, STACK_ROLE)
         if isinstance(stack, Stack):
-            self.load_stack(stack, item.parent().parent().text(0) if item.parent() else "")
+            self.load_stack(stack, item.data(0, INFO_ROLE) or {})
 
-    def load_stack(self, stack: Stack, patient_text: str = "") -> None:
+    def load_stack(self, stack: Stack, info: dict[str, str] | None = None) -> None:
         """Decode ``stack`` in a worker (cancelling the previous load) and show it."""
         if self.load_job is not None:
             self.load_job.cancel()
         job = Job(lambda state: load_volume(stack, state=state))
         job.signals.progress.connect(self._on_progress)
-        job.signals.finished.connect(lambda vol: self._on_loaded(vol, patient_text))
+        job.signals.finished.connect(lambda vol: self._on_loaded(vol, info or {}))
         job.signals.failed.connect(self._on_failed)
         job.signals.cancelled.connect(lambda: self._done_busy("Loading cancelled"))
         self.load_job = self.runner.start(job)
         self._busy(True)
         self.statusBar().showMessage(f"Loading {stack.n_slices} images...")
 
-    def _on_loaded(self, volume, patient_text: str) -> None:  # noqa: ANN001
+    def _on_loaded(self, volume, info: dict[str, str]) -> None:  # noqa: ANN001
         self._busy(False)
-        self.viewer.set_volume(volume, patient_text)
+        self.viewer.set_volume(volume, info)
         self.viewer.setFocus()
         msg = f"{volume.array.shape[0]} slices loaded"
         if volume.warnings:

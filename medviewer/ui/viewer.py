@@ -14,6 +14,7 @@ from PySide6.QtCore import QPointF, Qt, Signal
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
+from medviewer.imaging.geometry import screen_orientation_labels
 from medviewer.imaging.voi import CT_PRESETS, Window, auto_window, to_display
 from medviewer.imaging.volume import Volume
 
@@ -70,7 +71,6 @@ class ImageViewer(QWidget):
         super().__init__(parent)
         self.state = ViewerState()
         self.volume: Volume | None = None
-        self.patient_text = ""
         self._drag_origin: Window | None = None
         self.graphics = pg.GraphicsLayoutWidget()
         self.graphics.setBackground("k")
@@ -78,27 +78,62 @@ class ImageViewer(QWidget):
         self.graphics.addItem(self.view)
         self.image = pg.ImageItem()
         self.view.addItem(self.image)
-        self.overlay = QLabel(self.graphics)
-        self.overlay.setStyleSheet("color: #e0e0a0; background: transparent;")
-        self.overlay.setFont(QFont("DejaVu Sans Mono", 9))
-        self.overlay.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
-        self.overlay.move(8, 6)
-        self.readout = QLabel(self.graphics)
-        self.readout.setStyleSheet("color: #a0d0ff; background: transparent;")
-        self.readout.setFont(QFont("DejaVu Sans Mono", 9))
-        self.readout.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
+        self.info: dict[str, str] = {}
+        self.corners = {name: self._make_label("#e0e0a0") for name in ("tl", "tr", "bl", "br")}
+        self.markers = {name: self._make_label("#ffb060", bold=True) for name in ("left", "right", "top", "bottom")}
+        self.readout = self._make_label("#a0d0ff")
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.graphics)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
-        self.image.scene().sigMouseMoved.connect(self._mouse_moved) if self.image.scene() else None
         self.graphics.scene().sigMouseMoved.connect(self._mouse_moved)
+        self.view.sigRangeChanged.connect(lambda *_: self._update_overlay())
+
+    def _make_label(self, color: str, bold: bool = False) -> QLabel:
+        label = QLabel(self.graphics)
+        label.setStyleSheet(f"color: {color}; background: transparent;")
+        font = QFont("DejaVu Sans Mono", 9)
+        font.setBold(bold)
+        label.setFont(font)
+        label.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
+        return label
+
+    def resizeEvent(self, ev):  # noqa: N802, ANN001 - Qt override
+        super().resizeEvent(ev)
+        self._place_labels()
+
+    def _place_labels(self) -> None:
+        w, h, m = self.graphics.width(), self.graphics.height(), 6
+        for name, label in self.corners.items():
+            label.adjustSize()
+            x = m if name[1] == "l" else w - label.width() - m
+            y = m if name[0] == "t" else h - label.height() - m
+            label.move(x, y)
+        self.corners["tr"].setAlignment(Qt.AlignmentFlag.AlignRight)
+        self.corners["br"].setAlignment(Qt.AlignmentFlag.AlignRight)
+        mk = self.markers
+        for label in mk.values():
+            label.adjustSize()
+        mk["left"].move(m, (h - mk["left"].height()) // 2)
+        mk["right"].move(w - mk["right"].width() - m, (h - mk["right"].height()) // 2)
+        mk["top"].move((w - mk["top"].width()) // 2, m)
+        mk["bottom"].move((w - mk["bottom"].width()) // 2, h - mk["bottom"].height() - m)
+        self.readout.adjustSize()
+        bl = self.corners["bl"]
+        self.readout.move(m, bl.y() - self.readout.height() - 2)
 
     # ----------------------------------------------------------------------------------------------------------
-    def set_volume(self, volume: Volume, patient_text: str = "") -> None:
-        """Show ``volume`` from its middle slice with its first DICOM window (or an automatic one)."""
+    def set_volume(self, volume: Volume, info: dict[str, str] | None = None) -> None:
+        """Show ``volume`` from its middle slice with its first DICOM window (or an automatic one).
+
+        ``info`` holds overlay text: "patient", "study", "series" (one line each, may contain newlines).
+        """
         self.volume = volume
-        self.patient_text = patient_text
+        self.info = dict(info or {})
+        orient = volume.stack.orientation if volume.stack is not None else None
+        labels = screen_orientation_labels(orient) if orient is not None else {}
+        for name, label in self.markers.items():
+            label.setText(labels.get(name, ""))
         n = volume.array.shape[0]
         self.state.index = n // 2
         self.state.lut = None
@@ -144,19 +179,51 @@ class ImageViewer(QWidget):
             return
         k = self.state.index
         n = vol.array.shape[0]
-        lines = [self.patient_text, f"Slice {k + 1}/{n}"]
+        self.corners["tl"].setText(self.info.get("patient", ""))
+        self.corners["tr"].setText(self.info.get("study", "") + ("\n" if self.info.get("study") else "")
+                                   + self.info.get("series", ""))
+        bottom_left = [f"Slice {k + 1}/{n}"]
         if not np.isnan(vol.positions[k]).any():
             p = vol.positions[k]
-            lines.append(f"Pos ({p[0]:.1f}, {p[1]:.1f}, {p[2]:.1f}) mm")
+            loc = float(vol.positions[k] @ vol.direction[:, 0])
+            bottom_left.append(f"Loc {loc:.2f} mm  ({p[0]:.1f}, {p[1]:.1f}, {p[2]:.1f})")
+        if vol.stack is not None:
+            thick = vol.stack.slices[k].frame.slice_thickness
+            if thick:
+                bottom_left.append(f"Thickness {thick:.2f} mm")
+        self.corners["bl"].setText("\n".join(bottom_left))
+        bottom_right = []
         w = self.state.window
         if self.state.lut is not None:
-            lines.append(f"VOI LUT: {self.state.lut[2]}")
+            bottom_right.append(f"VOI LUT: {self.state.lut[2]}")
         elif w is not None:
-            lines.append(f"W {w.width:.0f}  L {w.center:.0f}{'  ' + w.name if w.name else ''}")
+            bottom_right.append(f"W {w.width:.0f}  L {w.center:.0f}{'  ' + w.name if w.name else ''}")
         if self.state.invert:
-            lines.append("Inverted")
-        self.overlay.setText("\n".join(line for line in lines if line))
-        self.overlay.adjustSize()
+            bottom_right.append("Inverted")
+        bottom_right.append(f"Zoom {self.zoom_factor() * 100:.0f}%")
+        self.corners["br"].setText("\n".join(bottom_right))
+        self._place_labels()
+
+    def zoom_factor(self) -> float:
+        """Screen pixels per image pixel (columns), 1.0 = 1:1."""
+        vol = self.volume
+        if vol is None:
+            return 1.0
+        (x0, x1), _ = self.view.viewRange()
+        width_mm = max(x1 - x0, 1e-6)
+        screen_px = max(self.view.width(), 1.0)
+        return float(screen_px / (width_mm / float(vol.spacing[2])))
+
+    def one_to_one(self) -> None:
+        """Zoom so one image pixel covers one screen pixel, keeping the centre."""
+        vol = self.volume
+        if vol is None:
+            return
+        (x0, x1), (y0, y1) = self.view.viewRange()
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        half_w = self.view.width() * float(vol.spacing[2]) / 2
+        half_h = self.view.height() * float(vol.spacing[2]) / 2
+        self.view.setRange(xRange=(cx - half_w, cx + half_w), yRange=(cy - half_h, cy + half_h), padding=0)
 
     def _mouse_moved(self, pos: QPointF) -> None:
         vol = self.volume
@@ -176,8 +243,7 @@ class ImageViewer(QWidget):
             self.readout.setText(text)
         else:
             self.readout.setText("")
-        self.readout.adjustSize()
-        self.readout.move(8, max(0, self.graphics.height() - self.readout.height() - 6))
+        self._place_labels()
 
     # ----------------------------------------------------------------------------------------------------------
     def set_slice(self, index: int) -> None:
@@ -245,5 +311,7 @@ class ImageViewer(QWidget):
             self.toggle_invert()
         elif key == Qt.Key.Key_F:
             self.view.autoRange(padding=0.0)
+        elif key == Qt.Key.Key_0:
+            self.one_to_one()
         else:
             super().keyPressEvent(ev)
