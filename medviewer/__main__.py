@@ -19,8 +19,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"medviewer {__version__}")
     parser.add_argument("--sample", action="store_true", help="open the bundled sample study")
-    parser.add_argument("--screenshot", metavar="FILE", help="with --sample: save the window as PNG once the "
-                                                             "first image is painted, then exit")
+    parser.add_argument("--screenshot", metavar="FILE", help="save the window as PNG once the first image is "
+                                                             "painted, then exit (with --sample; `open PATH "
+                                                             "--screenshot FILE` for a path)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     from medviewer.cli import add_scan_parser

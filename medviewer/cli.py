@@ -118,7 +118,7 @@ def index_to_dict(index: DicomIndex, paths: list[str] | None = None) -> dict[str
 def _fmt_spacing(d: dict[str, Any]) -> str:
     sp = d["spacing"]
     if not sp:
-        return "no PixelSpacing"
+        return "unknown (no valid PixelSpacing)"
     parts = [f"{v:.3f}" if v is not None else "?" for v in sp]
     return " x ".join(parts) + " mm"
 

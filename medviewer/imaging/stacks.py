@@ -178,6 +178,21 @@ def build_stacks(series: Series) -> list[Stack]:
         else:
             stacks.extend(_spatial_stacks(series, label, members))
     stacks.sort(key=lambda s: _instance_order(min(s.slices, key=_instance_order)))
+    # Labels must tell sibling stacks apart: number the ones that would otherwise read the same.
+    counts: dict[str, int] = defaultdict(int)
+    for s in stacks:
+        counts[s.label] += 1
+    seen: dict[str, int] = defaultdict(int)
+    for s in stacks:
+        if counts[s.label] > 1:
+            seen[s.label] += 1
+            s.label = f"{s.label} #{seen[s.label]}".strip()
+    for s in stacks:
+        read_warned = [sl.instance for sl in s.slices if sl.instance.read_warnings]
+        if read_warned:
+            first = read_warned[0]
+            s.warnings.append(f"{len({i.path for i in read_warned})} file(s) read with pydicom warnings, e.g. "
+                              f"{first.path.rsplit('/', 1)[-1]}: {first.read_warnings[0]}")
     return stacks
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import struct
 import threading
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
@@ -233,7 +234,10 @@ def read_header(path: str | os.PathLike) -> tuple[Dataset, int | None, int | Non
                 return True
             return False
 
-        ds = read_partial(fp, stop_when=stop, force=not has_preamble)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ds = read_partial(fp, stop_when=stop, force=not has_preamble)
+        found_warnings = tuple(dict.fromkeys(str(w.message) for w in caught))
         if "offset" not in found:
             _check_not_truncated(ds, os.fstat(fp.fileno()).st_size)
     length = found.get("length")
@@ -244,6 +248,8 @@ def read_header(path: str | os.PathLike) -> tuple[Dataset, int | None, int | Non
         # Deflated dataset (PS3.5 A.5): pydicom parsed an inflated copy, so ``fp.tell()`` is not a position in the
         # file and the declared length cannot be checked against the file size.
         length = None
+    if found_warnings:
+        ds._medviewer_read_warnings = found_warnings  # picked up by scan(); a plain attribute, not an element
     return ds, length, found.get("offset")
 
 
@@ -587,6 +593,7 @@ def scan(
             has_pixels = pixel_offset is not None
             inst = _instance_from_header(path, ds, pixel_length, has_pixels)
             inst.pixel_data_offset = pixel_offset
+            inst.read_warnings = getattr(ds, "_medviewer_read_warnings", ())
             reason = _validate(inst, path, pixel_offset)
             if reason:
                 index.skipped.append(SkippedFile(path, reason))

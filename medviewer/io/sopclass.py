@@ -25,7 +25,8 @@ def kind_of(sop_class_uid: str | None, has_pixel_data: bool) -> str:
     Returns ``"image"`` for objects offered as image stacks; otherwise a short tag for the non-image kinds:
     ``"DICOMDIR"``, ``"SR"`` (structured reports), ``"PR"`` (presentation states), ``"KO"`` (key object
     selection), ``"PDF"``/``"CDA"``/``"STL"`` (encapsulated documents), ``"RT"`` (RT plan/structure set/dose/...),
-    ``"SEG"``, ``"WAVEFORM"``, ``"RAW"`` or ``"OTHER"``.
+    ``"SEG"``, ``"WAVEFORM"``, ``"RAW"``, ``"NO_PIXELS"`` (an image SOP class without Pixel Data, e.g. a
+    header-only copy) or ``"OTHER"``.
 
     Parameters
     ----------
@@ -57,6 +58,8 @@ def kind_of(sop_class_uid: str | None, has_pixel_data: bool) -> str:
         return "RAW"
     if has_pixel_data:
         return "image"
+    if lname.endswith("image storage") or "image storage" in lname:
+        return "NO_PIXELS"  # an image SOP class whose file holds no Pixel Data (header-only copy)
     return "OTHER"
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QFileDialog,
@@ -14,6 +14,8 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QDockWidget,
+    QLabel,
+    QSpinBox,
     QTreeWidget,
     QTreeWidgetItem,
     QVBoxLayout,
@@ -25,6 +27,7 @@ from medviewer.imaging.voi import CT_PRESETS
 from medviewer.imaging.volume import load_volume
 from medviewer.io.model import DicomIndex
 from medviewer.io.scan import scan
+from medviewer.ui.dialogs import ShortcutsDialog, TagBrowser
 from medviewer.ui.viewer import ImageViewer
 from medviewer.ui.workers import Job, JobRunner
 
@@ -96,8 +99,10 @@ class MainWindow(QMainWindow):
         dock.setWidget(panel)
         dock.setObjectName("studies")
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, dock)
+        self.settings = QSettings("medviewer", "medviewer")
         self._build_actions()
-        self.statusBar().showMessage("Open a folder or DICOMDIR (Ctrl+O)")
+        self.setAcceptDrops(True)
+        self.statusBar().showMessage("Open a folder or DICOMDIR (Ctrl+O), or drop one here")
 
     def _build_actions(self) -> None:
         bar = self.addToolBar("Main")
@@ -107,6 +112,8 @@ class MainWindow(QMainWindow):
         open_act.triggered.connect(self._choose_folder)
         menu.addAction(open_act)
         bar.addAction(open_act)
+        self.recent_menu = menu.addMenu("Open &recent")
+        self._refresh_recent()
         quit_act = QAction("&Quit", self, shortcut=QKeySequence.StandardKey.Quit)
         quit_act.triggered.connect(self.close)
         menu.addAction(quit_act)
@@ -124,6 +131,72 @@ class MainWindow(QMainWindow):
         wl.addAction(inv)
         bar.addAction(auto)
         bar.addAction(inv)
+        view = self.menuBar().addMenu("&View")
+        cine = QAction("Cine play/stop", self, shortcut="C")
+        cine.triggered.connect(self.viewer.toggle_cine)
+        view.addAction(cine)
+        bar.addAction(cine)
+        self.fps = QSpinBox()
+        self.fps.setRange(1, 60)
+        self.fps.setValue(10)
+        self.fps.setSuffix(" fps")
+        self.fps.valueChanged.connect(self.viewer.set_cine_fps)
+        bar.addWidget(QLabel(" Cine "))
+        bar.addWidget(self.fps)
+        tags = QAction("DICOM tags...", self, shortcut="T")
+        tags.triggered.connect(self.show_tags)
+        view.addAction(tags)
+        bar.addAction(tags)
+        fit = QAction("Fit", self, shortcut="F")
+        fit.triggered.connect(lambda: self.viewer.view.autoRange(padding=0.0))
+        view.addAction(fit)
+        one = QAction("1:1", self, shortcut="0")
+        one.triggered.connect(self.viewer.one_to_one)
+        view.addAction(one)
+        help_menu = self.menuBar().addMenu("&Help")
+        keys = QAction("Shortcuts", self, shortcut="F1")
+        keys.triggered.connect(lambda: ShortcutsDialog(self).exec())
+        help_menu.addAction(keys)
+
+    # ---------------------------------------------------------------------------------------------- dialogs
+    def show_tags(self) -> TagBrowser | None:
+        """Open the tag browser for the current slice's file."""
+        vol = self.viewer.volume
+        if vol is None or vol.stack is None:
+            return None
+        path = vol.stack.slices[self.viewer.state.index].instance.path
+        dialog = TagBrowser(path, self)
+        dialog.show()
+        return dialog
+
+    # ---------------------------------------------------------------------------------------------- recent, drop
+    def _recent(self) -> list[str]:
+        value = self.settings.value("recent", [])
+        if isinstance(value, str):
+            value = [value]
+        return [v for v in (value or []) if isinstance(v, str)]
+
+    def _remember(self, path: str) -> None:
+        recent = [path] + [p for p in self._recent() if p != path]
+        self.settings.setValue("recent", recent[:10])
+        self._refresh_recent()
+
+    def _refresh_recent(self) -> None:
+        self.recent_menu.clear()
+        for path in self._recent():
+            act = self.recent_menu.addAction(path)
+            act.triggered.connect(lambda _=False, p=path: self.open_path(p))
+        self.recent_menu.setEnabled(bool(self._recent()))
+
+    def dragEnterEvent(self, event):  # noqa: N802, ANN001 - Qt override
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event):  # noqa: N802, ANN001 - Qt override
+        paths = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
+        if paths:
+            self.open_path(paths[0])
+            event.acceptProposedAction()
 
     # ---------------------------------------------------------------------------------------------- scanning
     def _choose_folder(self) -> None:
@@ -136,6 +209,7 @@ class MainWindow(QMainWindow):
         if self.scan_job is not None:
             self.scan_job.cancel()
         self.statusBar().showMessage(f"Scanning {path}...")
+        self._remember(os.path.abspath(path))
         job = Job(lambda state: scan(path, state=state))
         job.signals.progress.connect(self._on_progress)
         job.signals.finished.connect(self._on_scanned)
@@ -157,7 +231,9 @@ class MainWindow(QMainWindow):
                 p_item.addChild(s_item)
                 for series in study.series.values():
                     for stack in build_stacks(series) if series.image_instances else []:
-                        label = f"{series.series_number or ''} {series.series_description} {stack.label}".strip()
+                        label = " ".join(str(x) for x in (series.series_number if series.series_number is not None
+                                                          else "", series.series_description or series.modality,
+                                                          stack.label) if x != "")
                         item = QTreeWidgetItem([label or series.series_instance_uid, series.modality,
                                                 str(stack.n_slices)])
                         item.setData(0, STACK_ROLE, stack)
@@ -256,5 +332,6 @@ class MainWindow(QMainWindow):
                 job.cancel()
 
     def closeEvent(self, event):  # noqa: N802, ANN001 - Qt override
+        self.viewer.cine_timer.stop()
         self.runner.shutdown()
         super().closeEvent(event)

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, Qt, Signal
-from PySide6.QtGui import QFont
-from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+from PySide6.QtCore import QPointF, Qt, QTimer, Signal
+from PySide6.QtGui import QColor, QFont
+from PySide6.QtWidgets import QGraphicsDropShadowEffect, QLabel, QVBoxLayout, QWidget
 
 from medviewer.imaging.geometry import screen_orientation_labels
 from medviewer.imaging.voi import CT_PRESETS, Window, auto_window, to_display
@@ -87,6 +87,9 @@ class ImageViewer(QWidget):
         layout.addWidget(self.graphics)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.graphics.scene().sigMouseMoved.connect(self._mouse_moved)
+        self.cine_timer = QTimer(self)
+        self.cine_timer.timeout.connect(self._cine_step)
+        self.cine_fps = 10.0
         self.view.sigRangeChanged.connect(lambda *_: self._update_overlay())
 
     def _make_label(self, color: str, bold: bool = False) -> QLabel:
@@ -96,6 +99,11 @@ class ImageViewer(QWidget):
         font.setBold(bold)
         label.setFont(font)
         label.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
+        shadow = QGraphicsDropShadowEffect(label)  # keeps the text legible over bright image areas
+        shadow.setBlurRadius(4)
+        shadow.setOffset(1, 1)
+        shadow.setColor(QColor(0, 0, 0, 255))
+        label.setGraphicsEffect(shadow)
         return label
 
     def resizeEvent(self, ev):  # noqa: N802, ANN001 - Qt override
@@ -285,6 +293,27 @@ class ImageViewer(QWidget):
         scale = max(start.width, 1.0) / 256.0
         self.set_window(start.center + dy * scale, start.width + dx * scale * 2)
 
+    # ---------------------------------------------------------------------------------------------- cine
+    def set_cine_fps(self, fps: float) -> None:
+        """Frames per second for cine (1..60)."""
+        self.cine_fps = float(np.clip(fps, 1.0, 60.0))
+        if self.cine_timer.isActive():
+            self.cine_timer.start(int(1000 / self.cine_fps))
+
+    def toggle_cine(self) -> None:
+        """Play the stack as a loop at ``cine_fps``, or stop."""
+        if self.cine_timer.isActive():
+            self.cine_timer.stop()
+        elif self.volume is not None and self.volume.array.shape[0] > 1:
+            self.cine_timer.start(int(1000 / self.cine_fps))
+
+    def _cine_step(self) -> None:
+        if self.volume is None:
+            self.cine_timer.stop()
+            return
+        n = self.volume.array.shape[0]
+        self.set_slice((self.state.index + 1) % n)
+
     def toggle_invert(self) -> None:
         self.state.invert = not self.state.invert
         self.render()
@@ -309,6 +338,8 @@ class ImageViewer(QWidget):
             self.auto_window()
         elif key == Qt.Key.Key_I:
             self.toggle_invert()
+        elif key == Qt.Key.Key_C:
+            self.toggle_cine()
         elif key == Qt.Key.Key_F:
             self.view.autoRange(padding=0.0)
         elif key == Qt.Key.Key_0:

@@ -34,3 +34,34 @@ def test_open_philips_scroll_and_close(qtbot, tmp_path):
     assert win.grab().save(str(shot)) and shot.stat().st_size > 10000
     win.close()
     assert win.runner.active_count() == 0
+
+
+@pytest.mark.skipif(not PHILIPS.is_dir(), reason="../shared/data is not beside the checkout")
+def test_tag_browser_cine_and_recent(qtbot, tmp_path, monkeypatch):
+    import pydicom
+    from PySide6.QtCore import QSettings
+
+    from medviewer.ui.main_window import MainWindow
+
+    QSettings.setDefaultFormat(QSettings.Format.IniFormat)
+    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp_path))
+    win = MainWindow()
+    qtbot.addWidget(win)
+    win.show()
+    with qtbot.waitSignal(win.first_image_painted, timeout=60000):
+        win.open_path(str(PHILIPS))
+    assert win._recent()[0] == str(PHILIPS.resolve()) or win._recent()[0] == str(PHILIPS)
+    dialog = win.show_tags()
+    qtbot.addWidget(dialog)
+    path = win.viewer.volume.stack.slices[win.viewer.state.index].instance.path
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    # Filtering on the SOPInstanceUID finds exactly the rows that hold it (meta + dataset).
+    assert dialog.apply_filter(str(ds.SOPInstanceUID)) >= 1
+    assert dialog.apply_filter("zzzz-no-such-tag") == 0
+    start = win.viewer.state.index
+    win.viewer.set_cine_fps(50)
+    win.viewer.toggle_cine()
+    qtbot.waitUntil(lambda: win.viewer.state.index != start, timeout=3000)
+    win.viewer.toggle_cine()
+    assert not win.viewer.cine_timer.isActive()
+    win.close()
