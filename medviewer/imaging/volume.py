@@ -60,6 +60,7 @@ class Volume:
         uint16/int array, LUTExplanation); used when the object offers a table instead of (or besides) windows.
     slice_errors: slices that failed to decode (filled with ``fill_value``).
     stack: the stack the volume came from (instances and per-slice headers).
+    ready: (z,) bool, True for slices already decoded (all True once :func:`load_volume` returned).
     """
 
     array: np.ndarray
@@ -78,6 +79,7 @@ class Volume:
     fill_value: float = 0.0
     warnings: list[str] = field(default_factory=list)
     stack: Stack | None = None
+    ready: np.ndarray | None = None
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -203,6 +205,8 @@ def load_volume(
     state: TaskState | None = None,
     workers: int | None = None,
     on_slice: Callable[[int], None] | None = None,
+    on_allocated: Callable[[Volume], None] | None = None,
+    first_slice: int | None = None,
 ) -> Volume:
     """Decode every slice of ``stack`` into a :class:`Volume` (files decoded in parallel threads).
 
@@ -213,8 +217,13 @@ def load_volume(
     cancel / state: cooperative cancellation (see :mod:`medviewer.jobs`).
     workers: decoding threads (default: number of CPUs, at most 8). pydicom and the codecs release the GIL in
         their C parts (file reads, numpy copies, JPEG/J2K decoding).
-    on_slice: called with the slice index as soon as that slice is written (lets a viewer show the first slice
-        before the whole series is decoded). Called from worker threads.
+    on_slice: called with the slice index as soon as that slice is written and ``Volume.ready[k]`` is True (lets
+        a viewer show a slice before the whole series is decoded). Called from worker threads.
+    on_allocated: called once with the :class:`Volume` (geometry, presets, an allocated but not yet filled array,
+        ``ready`` all False) before decoding starts. Each slice is written once, then marked ready; readers must
+        only read slices whose ``ready`` flag is set until the load returns.
+    first_slice: decode the file holding this slice first, then the others by distance from it (default: the
+        middle slice, the one a viewer shows first).
 
     Returns
     -------
@@ -234,11 +243,31 @@ def load_volume(
     array = np.empty(shape, dtype=dtype)
     positions, origin, spacing, direction, affine = _geometry(stack)
 
+    first = stack.slices[0]
+    inst = first.instance
+    presets = [
+        (float(c), float(w), f"DICOM window {i + 1}")
+        for i, (c, w) in enumerate(zip(first.frame.window_center, first.frame.window_width))
+        if float(w) > 0
+    ]
+    voi_luts = _read_voi_luts(inst.path) if inst.has_voi_lut_sequence else []
+    vol = Volume(
+        array=array, positions=positions, origin=origin, spacing=spacing, direction=direction, affine=affine,
+        modality=inst.modality, photometric_interpretation=inst.photometric_interpretation,
+        units="HU" if inst.modality == "CT" and not is_color else "",
+        window_presets=presets, voi_lut_function=inst.voi_lut_function or "LINEAR", voi_luts=voi_luts,
+        slice_errors=[], fill_value=0.0, warnings=list(stack.warnings), stack=stack,
+        ready=np.zeros(n, dtype=bool),
+    )
+    if on_allocated is not None:
+        on_allocated(vol)
+
     # One job per file: multi-frame files are decoded once and their frames scattered to their slices.
     by_path: dict[str, list[tuple[int, SliceRef]]] = defaultdict(list)
     for k, ref in enumerate(stack.slices):
         by_path[ref.instance.path].append((k, ref))
-    jobs = list(by_path.items())
+    start = n // 2 if first_slice is None else int(np.clip(first_slice, 0, n - 1))
+    jobs = sorted(by_path.items(), key=lambda item: min(abs(k - start) for k, _ in item[1]))
     errors: list[SliceError] = []
     lock = threading.Lock()
     done = [0]
@@ -259,6 +288,7 @@ def load_volume(
                 if pixels.shape[1:3] != (stack.rows, stack.columns):
                     raise PixelDecodeError(path, f"decoded size {pixels.shape[1:3]} differs from Rows/Columns")
                 _write_slice(array[k], pixels[ref.frame.index], ref, ds, is_color)
+                vol.ready[k] = True
                 if on_slice is not None:
                     on_slice(k)
         except PixelDecodeError as exc:
@@ -292,23 +322,11 @@ def load_volume(
         fill = float(min(array[k].min() for k in good))
         for k in bad:
             array[k] = fill
+            vol.ready[k] = True
     errors.sort(key=lambda e: e.index)
+    vol.slice_errors = errors
+    vol.fill_value = fill
 
-    first = stack.slices[0]
-    inst = first.instance
-    presets = [
-        (float(c), float(w), f"DICOM window {i + 1}")
-        for i, (c, w) in enumerate(zip(first.frame.window_center, first.frame.window_width))
-        if float(w) > 0
-    ]
-    voi_luts = _read_voi_luts(inst.path) if inst.has_voi_lut_sequence else []
-    vol = Volume(
-        array=array, positions=positions, origin=origin, spacing=spacing, direction=direction, affine=affine,
-        modality=inst.modality, photometric_interpretation=inst.photometric_interpretation,
-        units="HU" if inst.modality == "CT" and not is_color else "",
-        window_presets=presets, voi_lut_function=inst.voi_lut_function or "LINEAR", voi_luts=voi_luts,
-        slice_errors=errors, fill_value=fill, warnings=list(stack.warnings), stack=stack,
-    )
     for e in errors:
         vol.warnings.append(f"slice {e.index + 1} ({os.path.basename(e.path)}) not shown: {e.reason}")
     return vol

@@ -1,7 +1,8 @@
 """The bundled sample study: real images from the ``pydicom-data`` package, gathered into one study.
 
 ``pydicom-data`` (MIT) ships a real chest PA CR (``RG1_UNCI.dcm``, MONOCHROME1, 1955x1841), a head CT slice
-(``693_UNCI.dcm``, from CQ500) and a 1024x1024 MR (``MR2_UNCI.dcm``). They come from three different studies;
+(``693_UNCR.dcm``, from CQ500) and a 1024x1024 MR (``MR2_UNCR.dcm``). The CT and MR are the ``UNCR`` copies: the
+``UNCI`` ones are decompressed from lossy JPEG 2000 and show its artefacts (blotches in the brain at W100/L40). They come from three different studies;
 :func:`build_sample_study` copies them into one folder as one patient and study (new, deterministic UIDs), so the
 app does something real on first start without any network access.
 """
@@ -13,8 +14,8 @@ from pathlib import Path
 
 SAMPLE_FILES = (
     ("RG1_UNCI.dcm", "Chest PA (CR)"),
-    ("693_UNCI.dcm", "Head CT"),
-    ("MR2_UNCI.dcm", "MR"),
+    ("693_UNCR.dcm", "Head CT"),
+    ("MR2_UNCR.dcm", "MR"),
 )
 SAMPLE_PATIENT_NAME = "SAMPLE^MEDVIEWER"
 SAMPLE_PATIENT_ID = "MV-SAMPLE-0001"
@@ -50,6 +51,10 @@ def build_sample_study(dest: str | os.PathLike) -> Path:
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     study_uid = generate_uid(entropy_srcs=["medviewer-sample-study"])
+    expected = {f"{n:02d}_{Path(name).stem}.dcm" for n, (name, _) in enumerate(SAMPLE_FILES, 1)}
+    for old in dest.glob("*.dcm"):
+        if old.name not in expected:  # left by an older version of the sample
+            old.unlink()
     for n, (name, description) in enumerate(SAMPLE_FILES, 1):
         out = dest / f"{n:02d}_{Path(name).stem}.dcm"
         if out.is_file():

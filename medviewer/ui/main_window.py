@@ -1,50 +1,29 @@
-"""Main window: study browser dock, image viewer, scanning and loading in workers."""
+"""Main window: study browser dock, viewport grid, scanning/loading/thumbnails in workers.
+
+Scanning (and splitting series into stacks), decoding series and making thumbnails all run on a QThreadPool via
+:mod:`medviewer.ui.workers`; the GUI thread only builds widgets, QImages and icons from finished results.
+"""
 
 from __future__ import annotations
 
 import os
 
 from PySide6.QtCore import QSettings, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import (
-    QFileDialog,
-    QLineEdit,
-    QMainWindow,
-    QMessageBox,
-    QProgressBar,
-    QPushButton,
-    QDockWidget,
-    QLabel,
-    QSpinBox,
-    QTreeWidget,
-    QTreeWidgetItem,
-    QVBoxLayout,
-    QWidget,
-)
+from PySide6.QtGui import QAction, QActionGroup, QKeySequence
+from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox, QSpinBox
 
-from medviewer.imaging.stacks import Stack, build_stacks
+from medviewer.imaging.stacks import build_stacks
 from medviewer.imaging.voi import CT_PRESETS
-from medviewer.imaging.volume import load_volume
+from medviewer.imaging.volume import Volume, load_volume
 from medviewer.io.model import DicomIndex
 from medviewer.io.scan import scan
+from medviewer.jobs import TaskState
+from medviewer.ui.browser import StackEntry, StudyBrowser, make_thumbnail
 from medviewer.ui.dialogs import ShortcutsDialog, TagBrowser
+from medviewer.ui.layouts import LAYOUTS, ViewportGrid
 from medviewer.ui.viewer import ImageViewer
 from medviewer.ui.workers import Job, JobRunner
 
-STACK_ROLE = Qt.ItemDataRole.UserRole + 1
-INFO_ROLE = Qt.ItemDataRole.UserRole + 2
-
-
-def _overlay_info(patient, study, series) -> dict[str, str]:  # noqa: ANN001 - medviewer.io.model types
-    """Corner overlay text for a series: patient (top left), study and series (top right)."""
-    born = " ".join(x for x in (patient.patient_birth_date, patient.patient_sex) if x)
-    return {
-        "patient": "\n".join(x for x in (patient.patient_name, f"ID {patient.patient_id}" if patient.patient_id
-                                         else "", born) if x),
-        "study": " ".join(x for x in (study.study_date, study.study_description) if x),
-        "series": " ".join(x for x in (f"Se {series.series_number}" if series.series_number is not None else "",
-                                       series.modality, series.series_description) if x),
-    }
 
 def _load_style() -> str:
     """The dark reading-room stylesheet from resources/styles/dark.qss ("" if missing)."""
@@ -54,9 +33,19 @@ def _load_style() -> str:
     return path.read_text(encoding="utf-8") if path.is_file() else ""
 
 
+def _scan_and_split(path: str, state: TaskState) -> tuple[DicomIndex, dict[str, list]]:
+    """Worker: scan ``path`` and split every series into stacks (both are too slow for the GUI thread)."""
+    index = scan(path, state=state)
+    stacks = {}
+    for _, _, series in index.iter_series():
+        state.check()
+        if series.image_instances:
+            stacks[series.series_instance_uid] = build_stacks(series)
+    return index, stacks
+
 
 class MainWindow(QMainWindow):
-    """Study browser + viewer. ``first_image_painted`` fires once the first slice is on screen."""
+    """Study browser + viewport grid. ``first_image_painted`` fires once the first slice is on screen."""
 
     first_image_painted = Signal()
 
@@ -65,102 +54,94 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("medviewer")
         self.resize(1280, 820)
         self.setStyleSheet(_load_style())
-        self.runner = JobRunner(self)
+        self.runner = JobRunner(self, max_threads=3)
         self.index: DicomIndex | None = None
         self.scan_job: Job | None = None
-        self.load_job: Job | None = None
+        self.thumb_job: Job | None = None
+        self.load_jobs: dict[int, Job] = {}
         self._painted_once = False
 
-        self.viewer = ImageViewer(self)
-        self.setCentralWidget(self.viewer)
-        self.viewer.painted.connect(self._on_painted)
+        self.grid = ViewportGrid(self)
+        self.setCentralWidget(self.grid)
+        for v in self.grid.viewers:
+            v.painted.connect(self._on_painted)
+        self.grid.stack_dropped.connect(lambda viewer, key: self.open_stack(key, viewer))
 
-        self.tree = QTreeWidget()
-        self.tree.setHeaderLabels(["Patient / Study / Series", "Modality", "Images"])
-        self.tree.setColumnWidth(0, 260)
-        self.tree.itemActivated.connect(self._open_item)
-        self.tree.itemDoubleClicked.connect(self._open_item)
-        self.filter = QLineEdit()
-        self.filter.setPlaceholderText("Filter: name, ID, description, modality")
-        self.filter.textChanged.connect(self._apply_filter)
-        self.progress = QProgressBar()
-        self.progress.setVisible(False)
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setVisible(False)
-        self.cancel_button.clicked.connect(self.cancel_jobs)
-        panel = QWidget()
-        lay = QVBoxLayout(panel)
-        lay.setContentsMargins(4, 4, 4, 4)
-        lay.addWidget(self.filter)
-        lay.addWidget(self.tree)
-        lay.addWidget(self.progress)
-        lay.addWidget(self.cancel_button)
+        self.browser = StudyBrowser()
+        self.browser.stack_activated.connect(lambda key: self.open_stack(key))
+        self.browser.cancel_requested.connect(self.cancel_jobs)
         dock = QDockWidget("Studies", self)
-        dock.setWidget(panel)
+        dock.setWidget(self.browser)
         dock.setObjectName("studies")
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, dock)
+        self.resizeDocks([dock], [340], Qt.Orientation.Horizontal)
         self.settings = QSettings("medviewer", "medviewer")
         self._build_actions()
         self.setAcceptDrops(True)
         self.statusBar().showMessage("Open a folder or DICOMDIR (Ctrl+O), or drop one here")
 
+    # Compatibility: the active viewport.
+    @property
+    def viewer(self) -> ImageViewer:
+        return self.grid.active
+
+    # ---------------------------------------------------------------------------------------------- actions
+    def _action(self, text: str, slot, shortcut=None, menu=None, bar=None) -> QAction:  # noqa: ANN001
+        act = QAction(text, self)
+        if shortcut is not None:
+            act.setShortcut(shortcut)
+        act.triggered.connect(slot)
+        if menu is not None:
+            menu.addAction(act)
+        if bar is not None:
+            bar.addAction(act)
+        return act
+
     def _build_actions(self) -> None:
         bar = self.addToolBar("Main")
         bar.setObjectName("main-toolbar")
-        menu = self.menuBar().addMenu("&File")
-        open_act = QAction("&Open folder...", self, shortcut=QKeySequence.StandardKey.Open)
-        open_act.triggered.connect(self._choose_folder)
-        menu.addAction(open_act)
-        bar.addAction(open_act)
-        self.recent_menu = menu.addMenu("Open &recent")
+        file_menu = self.menuBar().addMenu("&File")
+        self._action("&Open folder...", self._choose_folder, QKeySequence.StandardKey.Open, file_menu, bar)
+        self._action("Open &DICOMDIR or file...", self._choose_file, "Ctrl+Shift+O", file_menu)
+        self.recent_menu = file_menu.addMenu("Open &recent")
         self._refresh_recent()
-        quit_act = QAction("&Quit", self, shortcut=QKeySequence.StandardKey.Quit)
-        quit_act.triggered.connect(self.close)
-        menu.addAction(quit_act)
+        file_menu.addSeparator()
+        self._action("&Quit", self.close, QKeySequence.StandardKey.Quit, file_menu)
+
         wl = self.menuBar().addMenu("&Window/Level")
         for i, name in enumerate(CT_PRESETS, 1):
-            act = QAction(f"{name} ({CT_PRESETS[name][0]:g}/{CT_PRESETS[name][1]:g})", self)
-            act.setShortcut(str(i))
-            act.triggered.connect(lambda _=False, n=name: self.viewer.set_preset(n))
-            wl.addAction(act)
-        auto = QAction("Auto window", self, shortcut="A")
-        auto.triggered.connect(self.viewer.auto_window)
-        wl.addAction(auto)
-        inv = QAction("Invert", self, shortcut="I")
-        inv.triggered.connect(self.viewer.toggle_invert)
-        wl.addAction(inv)
-        bar.addAction(auto)
-        bar.addAction(inv)
+            c, w = CT_PRESETS[name]
+            self._action(f"{name} ({c:g}/{w:g})", lambda _=False, n=name: self.viewer.set_preset(n), str(i), wl)
+        wl.addSeparator()
+        self._action("Auto window", lambda: self.viewer.auto_window(), "A", wl, bar)
+        self._action("Invert", lambda: self.viewer.toggle_invert(), "I", wl, bar)
+
         view = self.menuBar().addMenu("&View")
-        cine = QAction("Cine play/stop", self, shortcut="C")
-        cine.triggered.connect(self.viewer.toggle_cine)
-        view.addAction(cine)
-        bar.addAction(cine)
+        group = QActionGroup(self)
+        for n, name in enumerate(LAYOUTS):
+            act = self._action(f"Layout {name}", lambda _=False, l=name: self.grid.set_layout(l), f"Ctrl+{n + 1}",
+                               view, bar)
+            act.setCheckable(True)
+            act.setChecked(name == "1x1")
+            group.addAction(act)
+        view.addSeparator()
+        self._action("Fit", lambda: self.viewer.view.autoRange(padding=0.0), "F", view)
+        self._action("1:1 pixels", lambda: self.viewer.one_to_one(), "0", view)
+        self._action("Cine play/stop", lambda: self.viewer.toggle_cine(), "C", view, bar)
         self.fps = QSpinBox()
         self.fps.setRange(1, 60)
         self.fps.setValue(10)
         self.fps.setSuffix(" fps")
-        self.fps.valueChanged.connect(self.viewer.set_cine_fps)
+        self.fps.valueChanged.connect(lambda v: [x.set_cine_fps(v) for x in self.grid.viewers])
         bar.addWidget(QLabel(" Cine "))
         bar.addWidget(self.fps)
-        tags = QAction("DICOM tags...", self, shortcut="T")
-        tags.triggered.connect(self.show_tags)
-        view.addAction(tags)
-        bar.addAction(tags)
-        fit = QAction("Fit", self, shortcut="F")
-        fit.triggered.connect(lambda: self.viewer.view.autoRange(padding=0.0))
-        view.addAction(fit)
-        one = QAction("1:1", self, shortcut="0")
-        one.triggered.connect(self.viewer.one_to_one)
-        view.addAction(one)
+        self._action("DICOM tags...", self.show_tags, "T", view, bar)
         help_menu = self.menuBar().addMenu("&Help")
-        keys = QAction("Shortcuts", self, shortcut="F1")
-        keys.triggered.connect(lambda: ShortcutsDialog(self).exec())
-        help_menu.addAction(keys)
+        self._action("Shortcuts", lambda: ShortcutsDialog(self).exec(), "F1", help_menu)
 
     # ---------------------------------------------------------------------------------------------- dialogs
     def show_tags(self) -> TagBrowser | None:
-        """Open the tag browser for the current slice's file."""
+        """Open the tag browser for the active viewport's current image file."""
         vol = self.viewer.volume
         if vol is None or vol.stack is None:
             return None
@@ -204,119 +185,122 @@ class MainWindow(QMainWindow):
         if path:
             self.open_path(path)
 
+    def _choose_file(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open DICOMDIR or DICOM file")
+        if path:
+            self.open_path(path)
+
     def open_path(self, path: str) -> None:
-        """Scan ``path`` in a worker; the first image stack opens when the scan finishes."""
-        if self.scan_job is not None:
-            self.scan_job.cancel()
-        self.statusBar().showMessage(f"Scanning {path}...")
+        """Scan ``path`` (folder, DICOMDIR or file) in a worker; the first stack opens when it finishes."""
+        self.cancel_jobs()
         self._remember(os.path.abspath(path))
-        job = Job(lambda state: scan(path, state=state))
-        job.signals.progress.connect(self._on_progress)
+        self.statusBar().showMessage(f"Scanning {path}...")
+        job = Job(lambda state: _scan_and_split(path, state))
+        job.signals.progress.connect(lambda d, t, _m: self.browser.set_progress(d, t))
         job.signals.finished.connect(self._on_scanned)
         job.signals.failed.connect(self._on_failed)
         job.signals.cancelled.connect(lambda: self._done_busy("Scan cancelled"))
         self.scan_job = self.runner.start(job)
-        self._busy(True)
+        self.browser.set_busy(True)
 
-    def _on_scanned(self, index: DicomIndex) -> None:
-        self._busy(False)
+    def _on_scanned(self, result: tuple[DicomIndex, dict]) -> None:
+        index, stacks = result
+        self.browser.set_busy(False)
         self.index = index
-        self.tree.clear()
-        first: QTreeWidgetItem | None = None
-        for patient in index.patients.values():
-            p_item = QTreeWidgetItem([f"{patient.patient_name or '(no name)'}  [{patient.patient_id}]", "", ""])
-            self.tree.addTopLevelItem(p_item)
-            for study in patient.studies.values():
-                s_item = QTreeWidgetItem([f"{study.study_date} {study.study_description}".strip(), "", ""])
-                p_item.addChild(s_item)
-                for series in study.series.values():
-                    for stack in build_stacks(series) if series.image_instances else []:
-                        label = " ".join(str(x) for x in (series.series_number if series.series_number is not None
-                                                          else "", series.series_description or series.modality,
-                                                          stack.label) if x != "")
-                        item = QTreeWidgetItem([label or series.series_instance_uid, series.modality,
-                                                str(stack.n_slices)])
-                        item.setData(0, STACK_ROLE, stack)
-                        item.setData(0, INFO_ROLE, _overlay_info(patient, study, series))
-                        s_item.addChild(item)
-                        first = first or item
-        if index.skipped:
-            sk = QTreeWidgetItem([f"Skipped files ({len(index.skipped)})", "", ""])
-            for s in index.skipped:
-                child = QTreeWidgetItem([os.path.basename(s.path), "", ""])
-                child.setToolTip(0, f"{s.path}: {s.reason}")
-                sk.addChild(child)
-            self.tree.addTopLevelItem(sk)
-        self.tree.expandAll()
+        keys = self.browser.populate(index, stacks)
+        n_stacks = len(keys)
         self.statusBar().showMessage(
-            f"{index.instance_count} objects indexed, {len(index.skipped)} skipped")
-        if first is not None:
-            self.tree.setCurrentItem(first)
-            self._open_item(first)
+            f"{index.instance_count} objects indexed, {n_stacks} image stack{'s' if n_stacks != 1 else ''}, "
+            f"{len(index.skipped)} file{'s' if len(index.skipped) != 1 else ''} skipped")
+        if keys:
+            # Fill the visible viewports with the first stacks, the active one first.
+            for viewer, key in zip(self.grid.visible_viewers(), keys):
+                self.open_stack(key, viewer)
+        self._start_thumbnails(keys)
 
-    def _apply_filter(self, text: str) -> None:
-        text = text.lower()
-        for i in range(self.tree.topLevelItemCount()):
-            p = self.tree.topLevelItem(i)
-            any_p = False
-            for j in range(p.childCount()):
-                s = p.child(j)
-                any_s = False
-                for k in range(s.childCount()):
-                    se = s.child(k)
-                    hay = " ".join([p.text(0), s.text(0), se.text(0), se.text(1)]).lower()
-                    match = text in hay
-                    se.setHidden(not match)
-                    any_s |= match
-                s.setHidden(not any_s and s.childCount() > 0)
-                any_p |= any_s or (text in (p.text(0) + s.text(0)).lower())
-            p.setHidden(not any_p)
+    def _start_thumbnails(self, keys: list[str]) -> None:
+        entries = [self.browser.entries[k] for k in keys]
+
+        def work(state: TaskState) -> int:
+            for n, entry in enumerate(entries):
+                state.check()
+                try:
+                    job.signals.partial.emit((entry.key, make_thumbnail(entry.stack)))
+                except Exception:  # noqa: BLE001 - no thumbnail for an undecodable image; the load reports it
+                    pass
+                state.progress(n + 1, len(entries), entry.key)
+            return len(entries)
+
+        job = Job(work)
+        job.signals.partial.connect(lambda kv: self.browser.set_thumbnail(*kv))
+        self.thumb_job = self.runner.start(job)
 
     # ---------------------------------------------------------------------------------------------- loading
-    def _open_item(self, item: QTreeWidgetItem, _column: int = 0) -> None:
-        stack = item.data(0, STACK_ROLE)
-        if isinstance(stack, Stack):
-            self.load_stack(stack, item.data(0, INFO_ROLE) or {})
+    def open_stack(self, key: str, viewer: ImageViewer | None = None) -> None:
+        """Decode the browser's stack ``key`` in a worker into ``viewer`` (default: the active one)."""
+        entry = self.browser.entries.get(key)
+        if entry is None:
+            return
+        viewer = viewer or self.grid.active
+        self.load_stack(entry, viewer)
 
-    def load_stack(self, stack: Stack, info: dict[str, str] | None = None) -> None:
-        """Decode ``stack`` in a worker (cancelling the previous load) and show it."""
-        if self.load_job is not None:
-            self.load_job.cancel()
-        job = Job(lambda state: load_volume(stack, state=state))
-        job.signals.progress.connect(self._on_progress)
-        job.signals.finished.connect(lambda vol: self._on_loaded(vol, info or {}))
+    def load_stack(self, entry: StackEntry, viewer: ImageViewer) -> None:
+        slot = self.grid.viewers.index(viewer)
+        previous = self.load_jobs.get(slot)
+        if previous is not None:
+            previous.cancel()
+        info = entry.overlay_info()
+
+        def work(state: TaskState) -> Volume:
+            return load_volume(entry.stack, state=state, on_allocated=job.signals.partial.emit,
+                               on_slice=job.signals.item.emit)
+
+        job = Job(work)
+        job.signals.partial.connect(lambda vol: self._on_allocated(job, viewer, vol, info))
+        job.signals.item.connect(lambda k: self._on_slice(job, viewer, k))
+        job.signals.progress.connect(lambda d, t, _m: self._on_load_progress(job, d, t))
+        job.signals.finished.connect(lambda vol: self._on_loaded(job, viewer, vol))
         job.signals.failed.connect(self._on_failed)
-        job.signals.cancelled.connect(lambda: self._done_busy("Loading cancelled"))
-        self.load_job = self.runner.start(job)
-        self._busy(True)
-        self.statusBar().showMessage(f"Loading {stack.n_slices} images...")
+        job.signals.cancelled.connect(lambda: None)
+        self.load_jobs[slot] = self.runner.start(job)
+        self.browser.set_busy(True)
+        self.statusBar().showMessage(f"Loading {entry.stack.n_slices} images...")
 
-    def _on_loaded(self, volume, info: dict[str, str]) -> None:  # noqa: ANN001
-        self._busy(False)
-        self.viewer.set_volume(volume, info)
-        self.viewer.setFocus()
+    def _current(self, job: Job) -> bool:
+        return job in self.load_jobs.values() and not job.state.cancelled
+
+    def _on_allocated(self, job: Job, viewer: ImageViewer, volume: Volume, info: dict[str, str]) -> None:
+        if self._current(job):
+            viewer.set_volume(volume, info)
+
+    def _on_slice(self, job: Job, viewer: ImageViewer, k: int) -> None:
+        if self._current(job) and viewer.volume is not None:
+            viewer.slice_ready(k)
+
+    def _on_load_progress(self, job: Job, done: int, total: int) -> None:
+        if self._current(job):
+            self.browser.set_progress(done, total)
+
+    def _on_loaded(self, job: Job, viewer: ImageViewer, volume: Volume) -> None:
+        if not self._current(job):
+            return
+        if viewer.volume is not volume:
+            viewer.set_volume(volume)
+        viewer.load_finished()
+        if not any(not j.done for j in self.load_jobs.values() if j is not job):
+            self.browser.set_busy(False)
         msg = f"{volume.array.shape[0]} slices loaded"
         if volume.warnings:
             msg += " - " + volume.warnings[0]
         self.statusBar().showMessage(msg)
 
     # ---------------------------------------------------------------------------------------------- status
-    def _busy(self, busy: bool) -> None:
-        self.progress.setVisible(busy)
-        self.cancel_button.setVisible(busy)
-        if busy:
-            self.progress.setRange(0, 0)
-
     def _done_busy(self, message: str) -> None:
-        self._busy(False)
+        self.browser.set_busy(False)
         self.statusBar().showMessage(message)
 
-    def _on_progress(self, done: int, total: int, _message: str) -> None:
-        self.progress.setRange(0, max(total, 1))
-        self.progress.setValue(done)
-
     def _on_failed(self, message: str) -> None:
-        self._busy(False)
+        self.browser.set_busy(False)
         self.statusBar().showMessage(message.splitlines()[0])
         if os.environ.get("QT_QPA_PLATFORM") != "offscreen":
             QMessageBox.warning(self, "medviewer", message)
@@ -327,11 +311,14 @@ class MainWindow(QMainWindow):
             QTimer.singleShot(0, self.first_image_painted.emit)
 
     def cancel_jobs(self) -> None:
-        for job in (self.scan_job, self.load_job):
+        """Cancel scanning, thumbnails and every load in progress."""
+        for job in [self.scan_job, self.thumb_job, *self.load_jobs.values()]:
             if job is not None:
                 job.cancel()
+        self.browser.set_busy(False)
 
     def closeEvent(self, event):  # noqa: N802, ANN001 - Qt override
-        self.viewer.cine_timer.stop()
+        for v in self.grid.viewers:
+            v.cine_timer.stop()
         self.runner.shutdown()
         super().closeEvent(event)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QFont
+from PySide6.QtGui import QColor, QFont, QFontMetrics
 from PySide6.QtWidgets import QGraphicsDropShadowEffect, QLabel, QVBoxLayout, QWidget
 
 from medviewer.imaging.geometry import screen_orientation_labels
@@ -66,6 +66,8 @@ class ImageViewer(QWidget):
 
     changed = Signal()
     painted = Signal()
+    stack_dropped = Signal(str)  # a browser series (STACK_MIME key) was dropped here
+    activated = Signal()  # the user clicked into this viewport
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -86,6 +88,10 @@ class ImageViewer(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.graphics)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.setAcceptDrops(True)
+        self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
+        self.message = self._make_label("#c0c0c0")
+        self.set_active(False)
         self.graphics.scene().sigMouseMoved.connect(self._mouse_moved)
         self.cine_timer = QTimer(self)
         self.cine_timer.timeout.connect(self._cine_step)
@@ -106,13 +112,61 @@ class ImageViewer(QWidget):
         label.setGraphicsEffect(shadow)
         return label
 
+    def set_active(self, active: bool) -> None:
+        """Outline the viewport the keyboard and the browser act on."""
+        self.active = active
+        self.setStyleSheet("ImageViewer { border: 2px solid %s; }" % ("#3d6f99" if active else "#101214"))
+        self.layout().setContentsMargins(2, 2, 2, 2) if self.layout() else None
+
+    def show_message(self, text: str) -> None:
+        """A centred status line (e.g. "Loading...", "Drop a series here")."""
+        self.message.setText(text)
+        self.message.adjustSize()
+        self.message.move((self.graphics.width() - self.message.width()) // 2,
+                          (self.graphics.height() - self.message.height()) // 2)
+        self.message.setVisible(bool(text))
+
+    def clear(self) -> None:
+        """Show nothing (the volume is dropped)."""
+        self.volume = None
+        self.cine_timer.stop()
+        self.image.clear()
+        self._corner_text = {}
+        for label in list(self.corners.values()) + list(self.markers.values()) + [self.readout]:
+            label.setText("")
+
+    def dragEnterEvent(self, ev):  # noqa: N802, ANN001 - Qt override
+        if ev.mimeData().hasFormat("application/x-medviewer-stack"):
+            ev.acceptProposedAction()
+
+    def dropEvent(self, ev):  # noqa: N802, ANN001 - Qt override
+        data = ev.mimeData().data("application/x-medviewer-stack")
+        if data:
+            self.stack_dropped.emit(bytes(data).decode("utf-8"))
+            ev.acceptProposedAction()
+
+    def mousePressEvent(self, ev):  # noqa: N802, ANN001 - Qt override
+        self.activated.emit()
+        super().mousePressEvent(ev)
+
     def resizeEvent(self, ev):  # noqa: N802, ANN001 - Qt override
         super().resizeEvent(ev)
         self._place_labels()
 
+    def _set_corner(self, name: str, text: str) -> None:
+        if not hasattr(self, "_corner_text"):
+            self._corner_text: dict[str, str] = {}
+        self._corner_text[name] = text
+
     def _place_labels(self) -> None:
         w, h, m = self.graphics.width(), self.graphics.height(), 6
+        texts = getattr(self, "_corner_text", {})
         for name, label in self.corners.items():
+            # Each corner gets at most half the width (minus room for the orientation marker): elide the rest.
+            metrics = QFontMetrics(label.font())
+            room = max(40, w // 2 - 3 * m - 12)
+            label.setText("\n".join(metrics.elidedText(line, Qt.TextElideMode.ElideRight, room)
+                                    for line in texts.get(name, "").split("\n")))
             label.adjustSize()
             x = m if name[1] == "l" else w - label.width() - m
             y = m if name[0] == "t" else h - label.height() - m
@@ -129,6 +183,9 @@ class ImageViewer(QWidget):
         self.readout.adjustSize()
         bl = self.corners["bl"]
         self.readout.move(m, bl.y() - self.readout.height() - 2)
+        if self.message.text():
+            self.message.adjustSize()
+            self.message.move((w - self.message.width()) // 2, (h - self.message.height()) // 2)
 
     # ----------------------------------------------------------------------------------------------------------
     def set_volume(self, volume: Volume, info: dict[str, str] | None = None) -> None:
@@ -136,6 +193,8 @@ class ImageViewer(QWidget):
 
         ``info`` holds overlay text: "patient", "study", "series" (one line each, may contain newlines).
         """
+        self.cine_timer.stop()
+        self.image.clear()
         self.volume = volume
         self.info = dict(info or {})
         orient = volume.stack.orientation if volume.stack is not None else None
@@ -152,14 +211,23 @@ class ImageViewer(QWidget):
             self.state.window = None
             self.state.lut = volume.voi_luts[0]
         else:
-            self.state.window = None if volume.is_color else auto_window(volume.array[self.state.index])
+            self.state.window = None  # chosen from the first decoded slice in render()
         self.state.invert = False
+        self._fitted = False
         ps_row, ps_col = float(volume.spacing[1]), float(volume.spacing[2])
         tr = pg.QtGui.QTransform()
         tr.scale(ps_col, ps_row)
         self.image.setTransform(tr)
         self.render()
-        self.view.autoRange(padding=0.0)
+
+    def slice_ready(self, k: int) -> None:
+        """A slice of a loading volume was decoded; redraw if it is the one on screen."""
+        if self.volume is not None and k == self.state.index:
+            self.render()
+
+    def load_finished(self) -> None:
+        """The volume is fully decoded (failed slices filled)."""
+        self.render()
 
     @property
     def monochrome1(self) -> bool:
@@ -170,6 +238,13 @@ class ImageViewer(QWidget):
         if vol is None:
             return
         k = self.state.index
+        if vol.ready is not None and not vol.ready[k]:
+            self.show_message(f"Loading slice {k + 1}...")
+            self._update_overlay()
+            return
+        self.show_message("")
+        if self.state.window is None and self.state.lut is None and not vol.is_color:
+            self.state.window = auto_window(vol.array[k])
         if vol.is_color:
             self.image.setImage(vol.array[k], autoLevels=False, levels=(0, 255 if vol.array.dtype == np.uint8 else 65535))
         else:
@@ -177,6 +252,9 @@ class ImageViewer(QWidget):
             lut = (self.state.lut[0], self.state.lut[1]) if self.state.lut is not None else None
             self.image.setImage(to_display(vol.array[k], self.state.window, invert=invert, lut=lut),
                                 autoLevels=False, levels=(0, 255))
+        if not getattr(self, "_fitted", True):
+            self._fitted = True
+            self.view.autoRange(padding=0.0)
         self._update_overlay()
         self.changed.emit()
         self.painted.emit()
@@ -187,9 +265,9 @@ class ImageViewer(QWidget):
             return
         k = self.state.index
         n = vol.array.shape[0]
-        self.corners["tl"].setText(self.info.get("patient", ""))
-        self.corners["tr"].setText(self.info.get("study", "") + ("\n" if self.info.get("study") else "")
-                                   + self.info.get("series", ""))
+        self._set_corner("tl", self.info.get("patient", ""))
+        self._set_corner("tr", self.info.get("study", "") + ("\n" if self.info.get("study") else "")
+                         + self.info.get("series", ""))
         bottom_left = [f"Slice {k + 1}/{n}"]
         if not np.isnan(vol.positions[k]).any():
             p = vol.positions[k]
@@ -199,7 +277,7 @@ class ImageViewer(QWidget):
             thick = vol.stack.slices[k].frame.slice_thickness
             if thick:
                 bottom_left.append(f"Thickness {thick:.2f} mm")
-        self.corners["bl"].setText("\n".join(bottom_left))
+        self._set_corner("bl", "\n".join(bottom_left))
         bottom_right = []
         w = self.state.window
         if self.state.lut is not None:
@@ -209,7 +287,7 @@ class ImageViewer(QWidget):
         if self.state.invert:
             bottom_right.append("Inverted")
         bottom_right.append(f"Zoom {self.zoom_factor() * 100:.0f}%")
-        self.corners["br"].setText("\n".join(bottom_right))
+        self._set_corner("br", "\n".join(bottom_right))
         self._place_labels()
 
     def zoom_factor(self) -> float:
@@ -241,7 +319,7 @@ class ImageViewer(QWidget):
         j = int(np.floor(p.x() / vol.spacing[2] + 0.5))
         i = int(np.floor(p.y() / vol.spacing[1] + 0.5))
         rows, cols = vol.array.shape[1:3]
-        if 0 <= i < rows and 0 <= j < cols:
+        if 0 <= i < rows and 0 <= j < cols and (vol.ready is None or vol.ready[self.state.index]):
             value = vol.array[self.state.index, i, j]
             unit = f" {vol.units}" if vol.units else ""
             text = f"row {i} col {j}: {value}{unit}"
@@ -279,12 +357,16 @@ class ImageViewer(QWidget):
         """The window in use, or an automatic one for the current slice when a VOI LUT table is shown."""
         if self.state.window is not None:
             return self.state.window
-        if self.volume is not None and not self.volume.is_color:
+        if self.volume is not None and not self.volume.is_color and self._ready(self.state.index):
             return auto_window(self.volume.array[self.state.index])
         return None
 
+    def _ready(self, k: int) -> bool:
+        vol = self.volume
+        return vol is not None and (vol.ready is None or bool(vol.ready[k]))
+
     def auto_window(self) -> None:
-        if self.volume is not None and not self.volume.is_color:
+        if self.volume is not None and not self.volume.is_color and self._ready(self.state.index):
             w = auto_window(self.volume.array[self.state.index])
             self.set_window(w.center, w.width, "Auto")
 

@@ -16,7 +16,12 @@ from medviewer.jobs import Cancelled, TaskState
 
 
 class JobSignals(QObject):
+    """Signals of one job. They are emitted from the worker thread; this object lives on the GUI thread, so Qt
+    queues every emission to the GUI thread (slots never run on the worker)."""
+
     progress = Signal(int, int, str)
+    partial = Signal(object)  # an intermediate result (e.g. an allocated volume, a thumbnail)
+    item = Signal(int)  # an item finished (e.g. a slice decoded)
     finished = Signal(object)
     failed = Signal(str)
     cancelled = Signal()
