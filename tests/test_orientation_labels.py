@@ -28,3 +28,12 @@ def test_oblique_tilted_ct_uses_both_letters_strongest_first():
     labels = screen_orientation_labels((1.0, 0.0, 0.0) + col)
     assert labels["bottom"] == "PF" and labels["top"] == "AH"
     assert direction_label((0.0, 0.0, 0.0)) == ""
+
+
+def test_radiograph_patient_orientation_markers():
+    from medviewer.imaging.geometry import patient_orientation_labels
+
+    # A PA chest radiograph viewed as usual: PatientOrientation "L\F" (rows to the patient's left, columns down).
+    assert patient_orientation_labels(["L", "F"]) == {"right": "L", "left": "R", "bottom": "F", "top": "H"}
+    assert patient_orientation_labels(["AL", "F"])["left"] == "PR"
+    assert patient_orientation_labels([]) == {}

@@ -166,3 +166,18 @@ def screen_orientation_labels(orientation: Sequence[float]) -> dict[str, str]:
     row, col = o[:3], o[3:]
     return {"right": direction_label(row), "left": direction_label(-row),
             "bottom": direction_label(col), "top": direction_label(-col)}
+
+
+def patient_orientation_labels(patient_orientation: Sequence[str]) -> dict[str, str]:
+    """Orientation markers from PatientOrientation (0020,0020) for images without ImageOrientationPatient
+    (radiographs): the first value is the row direction (towards the right of the screen), the second the column
+    direction (towards the bottom), PS3.3 C.7.6.1.1.1. Returns {} unless two values are given."""
+    if len(patient_orientation) != 2:
+        return {}
+    opposite = {"L": "R", "R": "L", "A": "P", "P": "A", "H": "F", "F": "H"}
+
+    def flip(code: str) -> str:
+        return "".join(opposite.get(c, c) for c in code.upper())
+
+    row, col = (str(v).upper() for v in patient_orientation)
+    return {"right": row, "left": flip(row), "bottom": col, "top": flip(col)}

@@ -84,6 +84,7 @@ class Instance:
     has_modality_lut_sequence: bool = False
     is_enhanced: bool = False
     frames: list[FrameInfo] = field(default_factory=list)
+    patient_orientation: tuple[str, ...] = ()  # PatientOrientation (0020,0020): row and column directions
     read_warnings: tuple[str, ...] = ()  # what pydicom warned about while reading the header
     pixel_data_length: int | None = None  # declared byte length; None when encapsulated (undefined length)
     pixel_data_offset: int | None = None  # file offset of the Pixel Data value, from the header scan

@@ -375,6 +375,7 @@ def _instance_from_header(path: str, ds: Dataset, pixel_length: int | None, has_
     inst.gantry_detector_tilt = _float(ds, T_GANTRY_TILT)
     inst.image_type = tuple(str(v) for v in (_raw_values(ds, T_IMAGE_TYPE) or ()))
     inst.frame_of_reference_uid = _str(ds, T_FOR_UID)
+    inst.patient_orientation = tuple(str(v) for v in (_raw_values(ds, 0x00200020) or ()) if v)
     inst.voi_lut_function = _str(ds, T_VOI_LUT_FUNCTION).upper()
     inst.has_voi_lut_sequence = ds.get_item(T_VOI_LUT_SEQ) is not None
     inst.has_modality_lut_sequence = ds.get_item(T_MODALITY_LUT_SEQ) is not None

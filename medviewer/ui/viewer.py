@@ -14,7 +14,7 @@ from PySide6.QtCore import QPointF, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QFont, QFontMetrics
 from PySide6.QtWidgets import QGraphicsDropShadowEffect, QLabel, QVBoxLayout, QWidget
 
-from medviewer.imaging.geometry import screen_orientation_labels
+from medviewer.imaging.geometry import patient_orientation_labels, screen_orientation_labels
 from medviewer.imaging.voi import CT_PRESETS, Window, auto_window, to_display
 from medviewer.imaging.volume import Volume
 
@@ -198,7 +198,12 @@ class ImageViewer(QWidget):
         self.volume = volume
         self.info = dict(info or {})
         orient = volume.stack.orientation if volume.stack is not None else None
-        labels = screen_orientation_labels(orient) if orient is not None else {}
+        if orient is not None:
+            labels = screen_orientation_labels(orient)
+        elif volume.stack is not None:
+            labels = patient_orientation_labels(volume.stack.slices[0].instance.patient_orientation)
+        else:
+            labels = {}
         for name, label in self.markers.items():
             label.setText(labels.get(name, ""))
         n = volume.array.shape[0]
