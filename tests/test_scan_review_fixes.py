@@ -49,3 +49,28 @@ def test_sibling_stack_labels_are_unique_across_pydicom_test_files():
             multi += 1
             assert len(set(labels)) == len(labels), labels
     assert multi >= 1
+
+
+def test_float_pixel_data_loads_as_float32_not_reinterpreted(tmp_path):
+    import numpy as np
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    from medviewer.imaging.volume import load_volume
+
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.30"  # Parametric Map
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.Modality = generate_uid(), generate_uid(), "OT"
+    ds.Rows, ds.Columns, ds.SamplesPerPixel, ds.BitsAllocated = 2, 3, 1, 32
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    values = np.array([[0.5, -1.25, 3.0], [4.0, 5.0, 6000.0]], dtype=np.float32)
+    ds.FloatPixelData = values.tobytes()
+    ds.save_as(tmp_path / "f.dcm", enforce_file_format=True)
+    idx = scan(tmp_path)
+    (_, _, series), = list(idx.iter_series())
+    vol = load_volume(build_stacks(series)[0])
+    assert vol.array.dtype == np.float32
+    np.testing.assert_array_equal(vol.array[0], values)

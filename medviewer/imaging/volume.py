@@ -152,7 +152,7 @@ def _output_dtype(stack: Stack) -> np.dtype:
         if inst.bits_allocated <= 8 or inst.photometric_interpretation == "PALETTE COLOR":
             return np.dtype(np.uint8)
         return np.dtype(np.uint32 if inst.bits_allocated > 16 else np.uint16)  # 32-bit RGB must not wrap
-    if any(s.instance.has_modality_lut_sequence for s in stack.slices):
+    if any(s.instance.has_modality_lut_sequence or s.instance.float_pixel_data for s in stack.slices):
         return np.dtype(np.float32)
     lo, hi = np.inf, -np.inf
     integral = True

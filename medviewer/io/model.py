@@ -84,6 +84,7 @@ class Instance:
     has_modality_lut_sequence: bool = False
     is_enhanced: bool = False
     frames: list[FrameInfo] = field(default_factory=list)
+    float_pixel_data: bool = False  # Float Pixel Data / Double Float Pixel Data instead of Pixel Data
     patient_orientation: tuple[str, ...] = ()  # PatientOrientation (0020,0020): row and column directions
     read_warnings: tuple[str, ...] = ()  # what pydicom warned about while reading the header
     pixel_data_length: int | None = None  # declared byte length; None when encapsulated (undefined length)

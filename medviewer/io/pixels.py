@@ -181,6 +181,7 @@ def can_decode_native_fast(inst) -> bool:  # noqa: ANN001 - medviewer.io.model.I
         and inst.pixel_data_length is not None
         and inst.bits_allocated in (8, 16, 32)
         and not inst.has_modality_lut_sequence
+        and not getattr(inst, "float_pixel_data", False)
     )
 
 

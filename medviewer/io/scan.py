@@ -229,6 +229,7 @@ def read_header(path: str | os.PathLike) -> tuple[Dataset, int | None, int | Non
 
         def stop(tag, vr, length) -> bool:  # noqa: ANN001 - pydicom's callback signature
             if tag in PIXEL_DATA_TAGS:
+                found["tag"] = int(tag)
                 found["length"] = length
                 found["offset"] = fp.tell()
                 return True
@@ -250,6 +251,8 @@ def read_header(path: str | os.PathLike) -> tuple[Dataset, int | None, int | Non
         length = None
     if found_warnings:
         ds._medviewer_read_warnings = found_warnings  # picked up by scan(); a plain attribute, not an element
+    if found.get("tag", 0x7FE00010) != 0x7FE00010:
+        ds._medviewer_float_pixels = True  # Float/Double Float Pixel Data (PS3.3 C.7.6.24)
     return ds, length, found.get("offset")
 
 
@@ -595,6 +598,7 @@ def scan(
             inst = _instance_from_header(path, ds, pixel_length, has_pixels)
             inst.pixel_data_offset = pixel_offset
             inst.read_warnings = getattr(ds, "_medviewer_read_warnings", ())
+            inst.float_pixel_data = bool(getattr(ds, "_medviewer_float_pixels", False))
             reason = _validate(inst, path, pixel_offset)
             if reason:
                 index.skipped.append(SkippedFile(path, reason))
