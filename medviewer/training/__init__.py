@@ -1,0 +1,1 @@
+"""Training scripts that produce the weights in models/ from ../shared/data."""
