@@ -205,3 +205,106 @@ def add_scan_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("paths", nargs="+", metavar="PATH", help="folder, DICOMDIR or file")
     p.add_argument("--json", action="store_true", help="print one JSON document (schema medviewer.scan/1)")
     p.set_defaults(func=cmd_scan)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# medviewer score
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def _score_targets(paths: list[str]) -> tuple[list[tuple[str, int]], list[dict]]:
+    """(path, frame) for every image frame under ``paths`` (scanned headers only), and the skipped files."""
+    index = scan(paths)
+    targets: list[tuple[str, int]] = []
+    for _, _, series in index.iter_series():
+        for stack in build_stacks(series) if series.image_instances else []:
+            for ref in stack.slices:
+                targets.append((ref.instance.path, ref.frame.index))
+    skipped = [{"path": s.path, "reason": s.reason} for s in index.skipped]
+    return targets, skipped
+
+
+def _save_overlay_png(path: str, values, window, monochrome1: bool, heat, label: str) -> None:  # noqa: ANN001
+    """Write the image (windowed, 8-bit) with the heat map blended over it (jet-like colour map) as PNG."""
+    import numpy as np
+    from PIL import Image
+
+    from medviewer.imaging.voi import Window, auto_window, to_display
+
+    if values.ndim == 3:
+        grey = values.astype(np.float32).mean(axis=2)
+        base = to_display(grey, auto_window(grey))
+    else:
+        win = Window(window[0], window[1], window[2]) if window else auto_window(values)
+        base = to_display(values, win, invert=monochrome1)
+    h = np.clip(heat, 0, 1)
+    colour = np.stack([np.clip(1.5 - abs(4 * h - 3), 0, 1), np.clip(1.5 - abs(4 * h - 2), 0, 1),
+                       np.clip(1.5 - abs(4 * h - 1), 0, 1)], axis=-1)
+    alpha = (0.45 * np.clip(h * 1.5, 0, 1))[..., None]
+    rgb = base[..., None].astype(np.float32) / 255 * (1 - alpha) + colour * alpha
+    Image.fromarray((rgb * 255 + 0.5).astype(np.uint8)).save(path)
+    del label
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    """``medviewer score PATH [--model NAME] [--json] [--cam-dir DIR]``: exit 0, 2 for a missing PATH or model."""
+    from medviewer.inference.card import ModelCardError
+    from medviewer.inference.scorer import ImageModel, dicom_image_for_scoring
+    from medviewer.inference.weights import UnsafeWeightsError
+    from medviewer.io.pixels import PixelDecodeError
+
+    missing = [p for p in args.paths if not os.path.exists(p)]
+    if missing:
+        print(f"medviewer score: no such file or folder: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    try:
+        model = ImageModel.load(args.model, device=args.device)
+    except (ModelCardError, UnsafeWeightsError, ValueError, FileNotFoundError) as exc:
+        print(f"medviewer score: cannot load model {args.model!r}: {exc}", file=sys.stderr)
+        return 2
+    targets, skipped = _score_targets(args.paths)
+    if args.cam_dir:
+        os.makedirs(args.cam_dir, exist_ok=True)
+    bar = _TerminalProgress(sys.stderr)
+    results, errors = [], []
+    for n, (path, frame) in enumerate(targets, 1):
+        try:
+            values, window, mono1, uid = dicom_image_for_scoring(path, frame)
+            res = model.score_image(values, sop_instance_uid=uid, window=window, monochrome1=mono1,
+                                    explain="gradcam" if args.cam_dir else None, path=path, frame=frame)
+            results.append(res)
+            if args.cam_dir and res.heatmap is not None:
+                stem = f"{uid or os.path.basename(path)}" + (f"_f{frame}" if frame else "")
+                _save_overlay_png(os.path.join(args.cam_dir, f"{stem}_gradcam.png"), values, window, mono1,
+                                  res.heatmap, res.heatmap_label)
+        except PixelDecodeError as exc:
+            errors.append({"path": path, "frame": frame, "reason": exc.reason})
+        bar(n, len(targets), path)
+    if args.json:
+        json.dump([r.to_dict() for r in results], sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print(f"Model {model.card.name} {model.card.version} (weights {model.card.weights_sha256[:12]}), "
+              f"threshold {model.card.threshold:.3f} on P({results[0].positive_label if results else 'positive'})"
+              " - research use only, not for diagnosis")
+        for r in results:
+            probs = "  ".join(f"{k} {v:.3f}" for k, v in r.probabilities.items())
+            flag = "POSITIVE" if r.positive else "negative"
+            print(f"{os.path.basename(r.path)}{f' frame {r.frame + 1}' if r.frame else ''}: {probs}  -> {flag}")
+    for e in errors:
+        print(f"not scored: {e['path']}: {e['reason']}", file=sys.stderr)
+    for s in skipped:
+        print(f"skipped: {s['path']}: {s['reason']}", file=sys.stderr)
+    return 0
+
+
+def add_score_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("score", help="score every image in a file or folder with an image model",
+                       description="Score every image under PATH with a bundled model (headless). Research use "
+                                   "only, not for diagnosis.")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="DICOM file, folder or DICOMDIR")
+    p.add_argument("--model", default="pneumonia-cnn", help="model name under models/ or a model folder")
+    p.add_argument("--json", action="store_true", help="print a JSON list, one entry per image")
+    p.add_argument("--cam-dir", metavar="DIR", help="write a Grad-CAM overlay PNG per image into DIR")
+    p.add_argument("--device", default=None, help="auto (default), cpu, cuda or mps")
+    p.set_defaults(func=cmd_score)
