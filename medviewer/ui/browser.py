@@ -129,8 +129,9 @@ class StudyBrowser(QWidget):
         self.tree.setIconSize(QSize(40, 40))
         self.tree.setDragEnabled(True)
         self.tree.setDragDropMode(QAbstractItemView.DragDropMode.DragOnly)
+        # itemActivated already fires on double-click (or single click, per the platform style) and on Enter;
+        # connecting itemDoubleClicked too opened (decoded) the series twice per double-click.
         self.tree.itemActivated.connect(self._activated)
-        self.tree.itemDoubleClicked.connect(self._activated)
         self.filter.textChanged.connect(self.apply_filter)
         self.progress = QProgressBar()
         self.progress.setVisible(False)

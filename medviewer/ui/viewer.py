@@ -321,8 +321,10 @@ class ImageViewer(QWidget):
         if vol is None:
             return
         p = self.view.mapSceneToView(pos)
-        j = int(np.floor(p.x() / vol.spacing[2] + 0.5))
-        i = int(np.floor(p.y() / vol.spacing[1] + 0.5))
+        # The ImageItem draws pixel (i, j) over [j, j+1) x [i, i+1) pixel units (its corner at the integer), so the
+        # pixel under the mouse is the floor; rounding would report the neighbour over the pixel's right/lower half.
+        j = int(np.floor(p.x() / vol.spacing[2]))
+        i = int(np.floor(p.y() / vol.spacing[1]))
         rows, cols = vol.array.shape[1:3]
         if 0 <= i < rows and 0 <= j < cols and (vol.ready is None or vol.ready[self.state.index]):
             value = vol.array[self.state.index, i, j]
