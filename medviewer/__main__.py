@@ -32,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_open.add_argument("path", metavar="PATH")
     p_open.add_argument("--screenshot", metavar="FILE", help="save the window as PNG once the first image is "
                                                               "painted, then exit")
+    p_open.add_argument("--run-ai", action="store_true", help="score the first image with the image model and "
+                                                              "show its heat map (with --screenshot: capture it)")
     p_open.set_defaults(func=None)
     return parser
 
@@ -53,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         from medviewer.io.sample import build_sample_study, default_sample_dir
 
         path = str(build_sample_study(default_sample_dir()))
-    return run_gui(path=path, screenshot=getattr(args, "screenshot", None))
+    return run_gui(path=path, screenshot=getattr(args, "screenshot", None), run_ai=getattr(args, "run_ai", False))
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from medviewer.imaging.volume import Volume, load_volume
 from medviewer.io.model import DicomIndex
 from medviewer.io.scan import scan
 from medviewer.jobs import TaskState
+from medviewer.ui.ai_panel import AIPanel
 from medviewer.ui.browser import StackEntry, StudyBrowser, make_thumbnail
 from medviewer.ui.dialogs import ShortcutsDialog, TagBrowser
 from medviewer.ui.layouts import LAYOUTS, ViewportGrid
@@ -48,6 +49,8 @@ class MainWindow(QMainWindow):
     """Study browser + viewport grid. ``first_image_painted`` fires once the first slice is on screen."""
 
     first_image_painted = Signal()
+    load_finished = Signal()  # a series finished decoding into a viewport
+    ai_finished = Signal()  # an AI run finished and its result is shown
 
     def __init__(self):
         super().__init__()
@@ -75,6 +78,19 @@ class MainWindow(QMainWindow):
         dock.setObjectName("studies")
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, dock)
         self.resizeDocks([dock], [340], Qt.Orientation.Horizontal)
+        self.ai_panel = AIPanel()
+        self.ai_panel.run_requested.connect(self.run_ai)
+        self.ai_panel.cancel_requested.connect(self.cancel_ai)
+        self.ai_panel.overlay_changed.connect(self._apply_overlay_settings)
+        ai_dock = QDockWidget("AI", self)
+        ai_dock.setWidget(self.ai_panel)
+        ai_dock.setObjectName("ai")
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, ai_dock)
+        self.resizeDocks([ai_dock], [270], Qt.Orientation.Horizontal)
+        self.ai_job: Job | None = None
+        self.ai_cache: dict[tuple, object] = {}
+        for v in self.grid.viewers:
+            v.changed.connect(lambda v=v: self._show_cached_result(v))
         self.settings = QSettings("medviewer", "medviewer")
         self._build_actions()
         self.setAcceptDrops(True)
@@ -136,6 +152,11 @@ class MainWindow(QMainWindow):
         bar.addWidget(QLabel(" Cine "))
         bar.addWidget(self.fps)
         self._action("DICOM tags...", self.show_tags, "T", view, bar)
+        ai = self.menuBar().addMenu("&AI")
+        self._action("Run AI on image", lambda: self.run_ai(False), "R", ai, bar)
+        self._action("Run AI on series", lambda: self.run_ai(True), "Shift+R", ai)
+        self._action("Show/hide heat map", lambda: self.ai_panel.show_overlay.toggle(), "H", ai)
+        self._action("Model card...", self.ai_panel._show_card, None, ai)
         help_menu = self.menuBar().addMenu("&Help")
         self._action("Shortcuts", lambda: ShortcutsDialog(self).exec(), "F1", help_menu)
 
@@ -197,7 +218,9 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"Scanning {path}...")
         job = Job(lambda state: _scan_and_split(path, state))
         job.signals.progress.connect(lambda d, t, _m: self.browser.set_progress(d, t))
-        job.signals.finished.connect(self._on_scanned)
+        # A result still queued when the scan was cancelled (window closed, another path opened) is dropped: it
+        # would fill the browser with a stale scan and start loads on a closed window.
+        job.signals.finished.connect(lambda result: None if job.state.cancelled else self._on_scanned(result))
         job.signals.failed.connect(self._on_failed)
         job.signals.cancelled.connect(lambda: self._done_busy("Scan cancelled"))
         self.scan_job = self.runner.start(job)
@@ -293,6 +316,139 @@ class MainWindow(QMainWindow):
         if volume.warnings:
             msg += " - " + volume.warnings[0]
         self.statusBar().showMessage(msg)
+        self.load_finished.emit()
+        if (self.ai_panel.auto_run.isChecked() and viewer is self.grid.active and volume.modality in ("CR", "DX")
+                and not volume.is_color):
+            self.run_ai(False)
+
+    # ---------------------------------------------------------------------------------------------- AI
+    def _card_json(self, name: str) -> dict:
+        """The card of model ``name`` as JSON (cheap: no torch), {} when unreadable."""
+        import json
+
+        from medviewer.config import models_dir
+
+        try:
+            return json.loads((models_dir() / name / "card.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+
+    def _card_sha(self, name: str) -> str:
+        return str(self._card_json(name).get("weights_sha256", ""))
+
+    def _target(self) -> str | None:
+        """The class the heat map explains: the panel's choice, else the model's positive label."""
+        if self.ai_panel.target:
+            return self.ai_panel.target
+        card = self._card_json(self.ai_panel.model_name)
+        labels = card.get("labels") or [None]
+        return card.get("positive_label", labels[-1])
+
+    def _cache_key(self, viewer: ImageViewer, k: int) -> tuple | None:
+        vol = viewer.volume
+        if vol is None or vol.stack is None:
+            return None
+        ref = vol.stack.slices[k]
+        panel = self.ai_panel
+        return (ref.instance.sop_instance_uid, ref.frame.index, panel.model_name,
+                self._card_sha(panel.model_name), panel.method, self._target())
+
+    def run_ai(self, series: bool = False) -> None:
+        """Score the active viewport's image (or every slice of its series) in a worker, with a heat map.
+
+        Results are cached per (SOPInstanceUID, frame, model, weights SHA-256, method, class)."""
+        viewer = self.grid.active
+        vol = viewer.volume
+        panel = self.ai_panel
+        if vol is None or not panel.model_name:
+            self.statusBar().showMessage("Run AI: open an image first" if vol is None else "Run AI: no model")
+            return
+        indices = range(vol.array.shape[0]) if series else [viewer.state.index]
+        window = None
+        if vol.window_presets:
+            c, w, _ = vol.window_presets[0]
+            window = (c, w, vol.voi_lut_function)
+        mono1 = vol.photometric_interpretation == "MONOCHROME1"
+        items = []
+        for k in indices:
+            if vol.ready is not None and not vol.ready[k]:
+                continue
+            key = self._cache_key(viewer, k)
+            cached = self.ai_cache.get(key)
+            if cached is not None:
+                self._apply_result(viewer, k, cached)
+                continue
+            ref = vol.stack.slices[k]
+            items.append((k, ref.instance.sop_instance_uid, ref.frame.index, vol.array[k], window, mono1))
+        if not items:
+            self.ai_finished.emit()
+            return
+        if self.ai_job is not None:
+            self.ai_job.cancel()
+        from medviewer.ui.ai_panel import ScoreRequest, run_scoring
+
+        request = ScoreRequest(panel.model_name, tuple(items), panel.method, self._target())
+        job = Job(lambda state: run_scoring(request, state))
+        job.signals.progress.connect(lambda d, t, _m: panel.set_progress(d, t))
+        job.signals.finished.connect(lambda results: self._on_scored(job, viewer, request, results))
+        job.signals.failed.connect(lambda msg: (panel.set_busy(False), panel.clear_result("AI failed: "
+                                                                                          + msg.splitlines()[0])))
+        job.signals.cancelled.connect(lambda: (panel.set_busy(False), panel.clear_result("AI run cancelled")))
+        self.ai_job = self.runner.start(job)
+        panel.set_busy(True)
+        self.statusBar().showMessage(f"Scoring {len(items)} image{'s' if len(items) != 1 else ''} with "
+                                     f"{panel.model_name}...")
+
+    def cancel_ai(self) -> None:
+        if self.ai_job is not None:
+            self.ai_job.cancel()
+
+    def _on_scored(self, job: Job, viewer: ImageViewer, request, results) -> None:  # noqa: ANN001
+        self.ai_panel.set_busy(False)
+        if job is not self.ai_job or job.state.cancelled or viewer.volume is None:
+            return
+        for k, res in results:
+            key = self._cache_key(viewer, k)
+            if key is not None:
+                key = key[:4] + (request.method, request.target)
+                self.ai_cache[key] = res
+            self._apply_result(viewer, k, res)
+        self.statusBar().showMessage(f"AI: {len(results)} image{'s' if len(results) != 1 else ''} scored "
+                                     "(research use only, not for diagnosis)")
+        self.ai_finished.emit()
+
+    def _apply_result(self, viewer: ImageViewer, k: int, res) -> None:  # noqa: ANN001 - ScoreResult
+        from medviewer.ui.ai_panel import METHOD_NAMES
+
+        if res.heatmap is not None and viewer.volume is not None:
+            caption = (f"{METHOD_NAMES.get(res.heatmap_method, res.heatmap_method)}: {res.heatmap_label} "
+                       f"({res.model} {res.version})")
+            viewer.set_heatmap(k, res.heatmap, caption)
+        if viewer is self.grid.active and k == viewer.state.index:
+            self.ai_panel.show_result(res)
+
+    def _show_cached_result(self, viewer: ImageViewer) -> None:
+        if viewer is not self.grid.active or viewer.volume is None:
+            return
+        key = self._cache_key(viewer, viewer.state.index)
+        res = self.ai_cache.get(key) if key else None
+        if res is not None:
+            self.ai_panel.show_result(res)
+
+    def _apply_overlay_settings(self) -> None:
+        panel = self.ai_panel
+        for v in self.grid.viewers:
+            v.set_overlay_opacity(panel.opacity.value() / 100.0)
+            v.set_overlay_visible(panel.show_overlay.isChecked())
+        viewer = self.grid.active
+        if viewer.volume is None:
+            return
+        # A new class or method for the image on screen: show it from the cache or compute it.
+        key = self._cache_key(viewer, viewer.state.index)
+        if viewer.heatmaps and key is not None and key not in self.ai_cache:
+            self.run_ai(False)
+        elif key in self.ai_cache:
+            self._apply_result(viewer, viewer.state.index, self.ai_cache[key])
 
     # ---------------------------------------------------------------------------------------------- status
     def _done_busy(self, message: str) -> None:
@@ -311,8 +467,8 @@ class MainWindow(QMainWindow):
             QTimer.singleShot(0, self.first_image_painted.emit)
 
     def cancel_jobs(self) -> None:
-        """Cancel scanning, thumbnails and every load in progress."""
-        for job in [self.scan_job, self.thumb_job, *self.load_jobs.values()]:
+        """Cancel scanning, thumbnails, scoring and every load in progress."""
+        for job in [self.scan_job, self.thumb_job, getattr(self, "ai_job", None), *self.load_jobs.values()]:
             if job is not None:
                 job.cancel()
         self.browser.set_busy(False)

@@ -17,6 +17,7 @@ from PySide6.QtWidgets import QGraphicsDropShadowEffect, QLabel, QVBoxLayout, QW
 from medviewer.imaging.geometry import patient_orientation_labels, screen_orientation_labels
 from medviewer.imaging.voi import CT_PRESETS, Window, auto_window, to_display
 from medviewer.imaging.volume import Volume
+from medviewer.ui.ai_panel import heat_lut
 
 pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
 
@@ -80,6 +81,20 @@ class ImageViewer(QWidget):
         self.graphics.addItem(self.view)
         self.image = pg.ImageItem()
         self.view.addItem(self.image)
+        # Attribution heat map (Grad-CAM...) drawn over the image on the same pixel grid, with a colour bar.
+        self.heat_item = pg.ImageItem()
+        self.heat_item.setZValue(10)
+        self.heat_item.setOpacity(0.45)
+        self.view.addItem(self.heat_item)
+        self.heatmaps: dict[int, np.ndarray] = {}
+        self.heat_caption = ""
+        self.overlay_visible = True
+        cmap = pg.ColorMap(np.linspace(0, 1, 256), heat_lut())
+        self.colorbar = pg.ColorBarItem(values=(0, 1), colorMap=cmap, interactive=False, width=12,
+                                        label="attribution")
+        # Always laid out (so showing a heat map never resizes the image); transparent while no map is shown.
+        self.colorbar.setOpacity(0.0)
+        self.graphics.addItem(self.colorbar, row=0, col=1)
         self.info: dict[str, str] = {}
         self.corners = {name: self._make_label("#e0e0a0") for name in ("tl", "tr", "bl", "br")}
         self.markers = {name: self._make_label("#ffb060", bold=True) for name in ("left", "right", "top", "bottom")}
@@ -131,6 +146,9 @@ class ImageViewer(QWidget):
         self.volume = None
         self.cine_timer.stop()
         self.image.clear()
+        self.heat_item.clear()
+        self.heatmaps = {}
+        self.colorbar.setOpacity(0.0)
         self._corner_text = {}
         for label in list(self.corners.values()) + list(self.markers.values()) + [self.readout]:
             label.setText("")
@@ -160,6 +178,8 @@ class ImageViewer(QWidget):
 
     def _place_labels(self) -> None:
         w, h, m = self.graphics.width(), self.graphics.height(), 6
+        if getattr(self, "colorbar", None) is not None:
+            w -= int(self.colorbar.width()) + 4  # keep the right-hand text clear of the colour bar
         texts = getattr(self, "_corner_text", {})
         for name, label in self.corners.items():
             # Each corner gets at most half the width (minus room for the orientation marker): elide the rest.
@@ -223,6 +243,9 @@ class ImageViewer(QWidget):
         tr = pg.QtGui.QTransform()
         tr.scale(ps_col, ps_row)
         self.image.setTransform(tr)
+        self.heat_item.setTransform(tr)
+        self.heatmaps = {}
+        self.heat_caption = ""
         self.render()
 
     def slice_ready(self, k: int) -> None:
@@ -257,12 +280,47 @@ class ImageViewer(QWidget):
             lut = (self.state.lut[0], self.state.lut[1]) if self.state.lut is not None else None
             self.image.setImage(to_display(vol.array[k], self.state.window, invert=invert, lut=lut),
                                 autoLevels=False, levels=(0, 255))
+        self._render_heat(k)
         if not getattr(self, "_fitted", True):
             self._fitted = True
-            self.view.autoRange(padding=0.0)
+            self.view.autoRange(padding=0.0, items=[self.image])
         self._update_overlay()
         self.changed.emit()
         self.painted.emit()
+
+    # ---------------------------------------------------------------------------------------------- heat map
+    def _render_heat(self, k: int) -> None:
+        heat = self.heatmaps.get(k)
+        show = heat is not None and self.overlay_visible
+        if show:
+            self.heat_item.setImage(heat, autoLevels=False, levels=(0.0, 1.0), lut=heat_lut())
+        self.heat_item.setVisible(show)
+        self.colorbar.setOpacity(1.0 if show else 0.0)
+
+    def set_heatmap(self, k: int, heat: np.ndarray, caption: str) -> None:
+        """Attach a heat map (rows, cols) float32 in [0, 1] on slice ``k``'s pixel grid; ``caption`` names the
+        method, class and model (shown in the overlay)."""
+        if self.volume is None or heat.shape != self.volume.array.shape[1:3]:
+            raise ValueError(f"heat map shape {heat.shape} does not match the image")
+        self.heatmaps[int(k)] = heat
+        self.heat_caption = caption
+        self.render()
+
+    def clear_heatmaps(self) -> None:
+        self.heatmaps = {}
+        self.heat_caption = ""
+        self.render()
+
+    def set_overlay_visible(self, visible: bool) -> None:
+        self.overlay_visible = bool(visible)
+        self.render()
+
+    def toggle_overlay(self) -> None:
+        self.set_overlay_visible(not self.overlay_visible)
+
+    def set_overlay_opacity(self, opacity: float) -> None:
+        """Heat-map opacity in [0, 1]."""
+        self.heat_item.setOpacity(float(np.clip(opacity, 0.0, 1.0)))
 
     def _update_overlay(self) -> None:
         vol = self.volume
@@ -292,6 +350,8 @@ class ImageViewer(QWidget):
         if self.state.invert:
             bottom_right.append("Inverted")
         bottom_right.append(f"Zoom {self.zoom_factor() * 100:.0f}%")
+        if k in self.heatmaps and self.overlay_visible and self.heat_caption:
+            bottom_right.insert(0, self.heat_caption)
         self._set_corner("br", "\n".join(bottom_right))
         self._place_labels()
 

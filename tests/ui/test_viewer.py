@@ -279,6 +279,7 @@ def test_value_readout_shows_row_col_hu_and_lps(open_window, philips_path, phili
 
     # Off the image the readout is cleared.
     qtbot.keyClick(v, Qt.Key.Key_F)
+    v.view.scaleBy((1.5, 1.5))  # zoom out so that black margins surround the image whatever the viewport shape
     qtbot.wait(10)  # pyqtgraph applies the new range when it prepares the next paint
     left_edge = image_to_viewport(v, 0, 0).x()
     assert left_edge > 10
@@ -571,8 +572,8 @@ def test_cli_open_screenshot_writes_a_nonblank_png(request, tmp_path, which):
     assert not image.isNull() and image.width() >= 800 and image.height() >= 600
     grey = qimage_to_rgb(image).astype(np.float64).mean(axis=2)
     h, w = grey.shape
-    # The viewport is right of the browser dock; the image is where it is not black.
-    view = grey[int(0.08 * h):int(0.95 * h), int(0.3 * w):]
+    # The viewport lies between the browser dock (left) and the AI dock (right); the image is where it is not black.
+    view = grey[int(0.08 * h):int(0.95 * h), int(0.3 * w):int(0.74 * w)]
     lit = view > 8
     rows = np.nonzero(lit.mean(axis=1) > 0.05)[0]
     cols = np.nonzero(lit.mean(axis=0) > 0.05)[0]

@@ -1,0 +1,264 @@
+"""Image AI in the GUI: the score panel (dock), the heat-map overlay controls, and the scoring worker glue.
+
+The model is loaded and run in a worker (:mod:`medviewer.ui.workers`); torch is imported there, on first use, never
+on the start-up path. Results are cached per (SOPInstanceUID, frame, weights SHA-256, method, class) so re-showing a
+slice costs nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+from PySide6.QtCore import QSettings, Qt, Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QSlider,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from medviewer.config import models_dir
+
+METHOD_NAMES = {"gradcam": "Grad-CAM", "integrated_gradients": "Integrated Gradients", "occlusion": "Occlusion"}
+
+_MODEL_CACHE: dict[str, object] = {}
+_MODEL_LOCK = threading.Lock()
+
+
+def load_model_cached(name: str):  # noqa: ANN201 - medviewer.inference.scorer.ImageModel
+    """Load (once per process) the image model ``name``; call from a worker thread (imports torch)."""
+    from medviewer.inference.scorer import ImageModel
+
+    with _MODEL_LOCK:
+        model = _MODEL_CACHE.get(name)
+        if model is None:
+            model = ImageModel.load(name)
+            _MODEL_CACHE[name] = model
+        return model
+
+
+@dataclass(frozen=True)
+class ScoreRequest:
+    """Everything a scoring worker needs, captured on the GUI thread (the arrays are read-only slices)."""
+
+    model: str
+    items: tuple  # ((slice index, SOPInstanceUID, frame, values (rows, cols), window or None, monochrome1), ...)
+    method: str
+    target: str | None
+
+
+def run_scoring(request: ScoreRequest, state) -> list:  # noqa: ANN001 - TaskState; returns ScoreResult list
+    """Worker: score each item with a heat map; returns [(slice index, ScoreResult), ...]."""
+    model = load_model_cached(request.model)
+    out = []
+    for n, (k, uid, frame, values, window, mono1) in enumerate(request.items):
+        state.check()
+        res = model.score_image(values, sop_instance_uid=uid, window=window, monochrome1=mono1,
+                                explain=request.method, target=request.target, frame=frame)
+        out.append((k, res))
+        state.progress(n + 1, len(request.items), uid)
+    return out
+
+
+def available_model_names() -> list[str]:
+    """Folder names under ``models/`` that hold a card (read on the GUI thread: JSON only, no torch)."""
+    return sorted(p.parent.name for p in models_dir().glob("*/card.json"))
+
+
+class ModelCardDialog(QDialog):
+    """The model card, as a summary and as the full JSON."""
+
+    def __init__(self, name: str, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setWindowTitle(f"Model card - {name}")
+        self.resize(640, 560)
+        path = models_dir() / name / "card.json"
+        try:
+            card = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            card = {"error": f"cannot read {path}: {exc}"}
+        test = card.get("metrics", {}).get("test", {})
+        lines = [
+            f"{card.get('name', name)} {card.get('version', '')}",
+            card.get("task", ""),
+            f"Intended use: {card.get('intended_use', '')}",
+            f"Training data: {card.get('training_data', {}).get('name', '')} "
+            f"({card.get('training_data', {}).get('license', '')})",
+            "Test split: " + ", ".join(f"{k} {test[k]:.3f}" for k in
+                                       ("auc", "accuracy", "sensitivity", "specificity", "ece") if k in test),
+            f"Threshold {card.get('threshold', float('nan')):.3f} ({card.get('threshold_rule', '')})",
+            f"Weights SHA-256 {card.get('weights_sha256', '')}",
+        ]
+        summary = QLabel("\n".join(lines))
+        summary.setWordWrap(True)
+        summary.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        text = QPlainTextEdit(json.dumps(card, indent=2))
+        text.setReadOnly(True)
+        layout = QVBoxLayout(self)
+        layout.addWidget(summary)
+        layout.addWidget(text)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        buttons.rejected.connect(self.reject)
+        layout.addWidget(buttons)
+
+
+class AIPanel(QWidget):
+    """Score panel: model, Run AI, per-label probabilities, threshold, heat-map controls.
+
+    Signals: ``run_requested(series: bool)``; ``overlay_changed()`` when visibility/opacity/class/method change.
+    """
+
+    run_requested = Signal(bool)
+    cancel_requested = Signal()
+    overlay_changed = Signal()
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.settings = QSettings("medviewer", "medviewer")
+        self.model_combo = QComboBox()
+        self.model_combo.addItems(available_model_names())
+        self.card_button = QPushButton("Model card...")
+        self.card_button.clicked.connect(self._show_card)
+        self.run_button = QPushButton("Run AI (R)")
+        self.run_button.clicked.connect(lambda: self.run_requested.emit(False))
+        self.run_series_button = QPushButton("Run on series")
+        self.run_series_button.clicked.connect(lambda: self.run_requested.emit(True))
+        self.progress = QProgressBar()
+        self.progress.setVisible(False)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setVisible(False)
+        self.cancel_button.clicked.connect(self.cancel_requested)
+        self.table = QTableWidget(0, 2)
+        self.table.setHorizontalHeaderLabels(["Label", "Probability"])
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.verticalHeader().setVisible(False)
+        self.table.setMaximumHeight(110)
+        self.verdict = QLabel("No result yet")
+        self.verdict.setWordWrap(True)
+        self.model_label = QLabel("")
+        self.model_label.setWordWrap(True)
+        self.show_overlay = QCheckBox("Show heat map (H)")
+        self.show_overlay.setChecked(True)
+        self.opacity = QSlider(Qt.Orientation.Horizontal)
+        self.opacity.setRange(0, 100)
+        self.opacity.setValue(45)
+        self.class_combo = QComboBox()
+        self.method_combo = QComboBox()
+        for key, name in METHOD_NAMES.items():
+            self.method_combo.addItem(name, key)
+        self.auto_run = QCheckBox("Run automatically when a radiograph opens")
+        self.auto_run.setChecked(self.settings.value("ai/auto_run", False, type=bool))
+        self.auto_run.toggled.connect(lambda on: self.settings.setValue("ai/auto_run", bool(on)))
+        for w in (self.show_overlay,):
+            w.toggled.connect(self.overlay_changed)
+        self.opacity.valueChanged.connect(self.overlay_changed)
+        self.class_combo.currentIndexChanged.connect(self.overlay_changed)
+        self.method_combo.currentIndexChanged.connect(self.overlay_changed)
+
+        top = QHBoxLayout()
+        top.addWidget(self.model_combo, 1)
+        top.addWidget(self.card_button)
+        runs = QHBoxLayout()
+        runs.addWidget(self.run_button)
+        runs.addWidget(self.run_series_button)
+        form = QFormLayout()
+        form.addRow("Opacity", self.opacity)
+        form.addRow("Class", self.class_combo)
+        form.addRow("Method", self.method_combo)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addLayout(top)
+        layout.addLayout(runs)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.cancel_button)
+        layout.addWidget(self.table)
+        layout.addWidget(self.verdict)
+        layout.addWidget(self.model_label)
+        layout.addWidget(self.show_overlay)
+        layout.addLayout(form)
+        layout.addWidget(self.auto_run)
+        note = QLabel("Research use only - not for diagnosis.")
+        note.setStyleSheet("color: #d0a040;")
+        layout.addWidget(note)
+        layout.addStretch(1)
+        if self.model_combo.count() == 0:
+            self.run_button.setEnabled(False)
+            self.run_series_button.setEnabled(False)
+            self.verdict.setText(f"No model found in {models_dir()}")
+
+    @property
+    def model_name(self) -> str:
+        return self.model_combo.currentText()
+
+    @property
+    def method(self) -> str:
+        return str(self.method_combo.currentData())
+
+    @property
+    def target(self) -> str | None:
+        return self.class_combo.currentText() or None
+
+    def set_busy(self, busy: bool) -> None:
+        self.progress.setVisible(busy)
+        self.cancel_button.setVisible(busy)
+        self.run_button.setEnabled(not busy and self.model_combo.count() > 0)
+        if busy:
+            self.progress.setRange(0, 0)
+
+    def set_progress(self, done: int, total: int) -> None:
+        self.progress.setRange(0, max(total, 1))
+        self.progress.setValue(done)
+
+    def show_result(self, result) -> None:  # noqa: ANN001 - ScoreResult
+        """Fill the table and verdict from a ScoreResult."""
+        labels = list(result.probabilities)
+        if [self.class_combo.itemText(i) for i in range(self.class_combo.count())] != labels:
+            self.class_combo.blockSignals(True)
+            self.class_combo.clear()
+            self.class_combo.addItems(labels)
+            self.class_combo.setCurrentText(result.heatmap_label or result.positive_label)
+            self.class_combo.blockSignals(False)
+        self.table.setRowCount(len(labels))
+        for r, (label, p) in enumerate(result.probabilities.items()):
+            self.table.setItem(r, 0, QTableWidgetItem(label))
+            self.table.setItem(r, 1, QTableWidgetItem(f"{p:.3f}"))
+        p_pos = result.probabilities[result.positive_label]
+        call = "above" if result.positive else "below"
+        self.verdict.setText(f"P({result.positive_label}) = {p_pos:.3f}, {call} threshold {result.threshold:.3f}")
+        self.model_label.setText(f"{result.model} {result.version}  (weights {result.weights_sha256[:12]})\n"
+                                 f"Heat map: {METHOD_NAMES.get(result.heatmap_method, result.heatmap_method)} "
+                                 f"for '{result.heatmap_label}'")
+
+    def clear_result(self, message: str = "No result yet") -> None:
+        self.table.setRowCount(0)
+        self.verdict.setText(message)
+        self.model_label.setText("")
+
+    def _show_card(self) -> None:
+        if self.model_name:
+            ModelCardDialog(self.model_name, self).exec()
+
+
+def heat_lut() -> np.ndarray:
+    """(256, 4) uint8 RGBA lookup table of the heat-map colour map ("turbo"-like: blue -> green -> yellow ->
+    red), transparent at 0 so cold regions leave the image untouched."""
+    x = np.linspace(0, 1, 256)
+    r = np.clip(1.5 - np.abs(4 * x - 3), 0, 1)
+    g = np.clip(1.5 - np.abs(4 * x - 2), 0, 1)
+    b = np.clip(1.5 - np.abs(4 * x - 1), 0, 1)
+    a = np.clip(x * 3, 0, 1)
+    return (np.stack([r, g, b, a], 1) * 255).astype(np.uint8)

@@ -1,0 +1,116 @@
+"""The image-AI flow in the window: Run AI -> score panel + registered heat map -> opacity/toggle/class change the
+drawn image; results are cached; the GUI thread never runs the model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PySide6.QtCore import Qt
+
+from ui_helpers import grab_viewport
+
+pytest.importorskip("torch")
+
+
+def _centre(img: np.ndarray) -> np.ndarray:
+    """The middle of the viewport: image pixels only (no corner text, no colour bar at the right edge)."""
+    h, w = img.shape[:2]
+    return img[int(0.2 * h):int(0.8 * h), int(0.15 * w):int(0.75 * w)]
+
+
+def _run_ai(qtbot, win):  # noqa: ANN001
+    with qtbot.waitSignal(win.ai_finished, timeout=120000):
+        win.run_ai(False)
+
+
+def test_run_ai_shows_scores_and_heat_map_and_opacity_changes_the_image(open_window, pydicom_data, qtbot):
+    import pydicom
+
+    from medviewer.inference.scorer import ImageModel, dicom_image_for_scoring
+
+    path = pydicom_data("RG1_UNCI.dcm")
+    win = open_window(path)
+    v = win.viewer
+    before = grab_viewport(v).astype(np.int32)
+    _run_ai(qtbot, win)
+    # The score panel shows the probabilities an independent scoring of the same file gives.
+    model = ImageModel.load("pneumonia-cnn", device="cpu")
+    values, window, mono1, uid = dicom_image_for_scoring(str(path))
+    expected = model.score_image(values, sop_instance_uid=uid, window=window, monochrome1=mono1, explain=None)
+    panel = win.ai_panel
+    shown = {panel.table.item(r, 0).text(): float(panel.table.item(r, 1).text()) for r in range(panel.table.rowCount())}
+    for label, p in expected.probabilities.items():
+        assert shown[label] == pytest.approx(p, abs=5e-4)
+    assert "pneumonia-cnn" in panel.model_label.text() and "threshold" in panel.verdict.text()
+    # A heat map on the image's own pixel grid is drawn over it, with its colour bar.
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    heat = v.heatmaps[v.state.index]
+    assert heat.shape == (ds.Rows, ds.Columns)
+    assert v.heat_item.isVisible() and v.colorbar.opacity() == 1.0
+    with_heat = grab_viewport(v).astype(np.int32)
+    assert np.abs(with_heat - before).mean() > 1.0
+    # Opacity changes the drawn image; 0 % gives back the plain image (up to rounding).
+    panel.opacity.setValue(90)
+    qtbot.wait(20)
+    strong = grab_viewport(v).astype(np.int32)
+    assert np.abs(strong - with_heat).mean() > 1.0
+    panel.opacity.setValue(0)
+    qtbot.wait(20)
+    assert np.abs(_centre(grab_viewport(v).astype(np.int32)) - _centre(before)).mean() < 1.0
+    # H toggles the overlay.
+    panel.opacity.setValue(60)
+    qtbot.keyClick(win, Qt.Key.Key_H)
+    qtbot.wait(20)
+    assert not v.heat_item.isVisible()
+    qtbot.keyClick(win, Qt.Key.Key_H)
+    qtbot.wait(20)
+    assert v.heat_item.isVisible()
+
+
+def test_class_choice_recomputes_and_results_are_cached(open_window, pydicom_data, qtbot):
+    win = open_window(pydicom_data("RG1_UNCI.dcm"))
+    v = win.viewer
+    _run_ai(qtbot, win)
+    first = v.heatmaps[v.state.index].copy()
+    assert len(win.ai_cache) == 1
+    with qtbot.waitSignal(win.ai_finished, timeout=120000):
+        win.ai_panel.class_combo.setCurrentText("normal")
+    other = v.heatmaps[v.state.index]
+    assert len(win.ai_cache) == 2 and not np.allclose(first, other)
+    assert "normal" in v.heat_caption
+    # Back to "pneumonia": served from the cache, no new job.
+    jobs_before = len(win.runner.jobs)
+    win.ai_panel.class_combo.setCurrentText("pneumonia")
+    qtbot.wait(50)
+    np.testing.assert_array_equal(v.heatmaps[v.state.index], first)
+    assert len(win.runner.jobs) <= jobs_before and len(win.ai_cache) == 2
+
+
+def test_gui_thread_keeps_ticking_while_the_model_runs(open_window, pydicom_data, qtbot):
+    """A 5 ms heartbeat on the GUI thread is never late by more than 50 ms while the model loads and scores
+    (it runs in a worker)."""
+    import time
+
+    from PySide6.QtCore import QTimer
+
+    import medviewer.ui.ai_panel as ai
+
+    ai._MODEL_CACHE.clear()  # include the model load (torch import, weights) in the measurement
+    win = open_window(pydicom_data("RG1_UNCI.dcm"))
+    late = []
+    last = [time.perf_counter()]
+
+    def beat():
+        now = time.perf_counter()
+        late.append((now - last[0]) * 1000 - 5)
+        last[0] = now
+
+    timer = QTimer()
+    timer.timeout.connect(beat)
+    timer.start(5)
+    try:
+        _run_ai(qtbot, win)
+    finally:
+        timer.stop()
+    assert len(late) > 5
+    assert max(late[1:]) < 50, f"GUI thread stalled {max(late[1:]):.0f} ms"
