@@ -66,3 +66,28 @@ def test_core_import_and_scan_load_no_qt_or_torch(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     loaded = json.loads(out.stdout.strip().splitlines()[-1])
     assert loaded == []
+
+
+def test_gui_start_path_does_not_import_torch_or_transformers(tmp_path):
+    """The window opens without torch (the model is imported in a worker on first use)."""
+    code = (
+        "import os, sys\n"
+        "os.environ['QT_QPA_PLATFORM'] = 'offscreen'\n"
+        f"os.environ['MEDVIEWER_DATA_DIR'] = {str(tmp_path)!r}\n"
+        "from PySide6.QtWidgets import QApplication\n"
+        "app = QApplication([])\n"
+        "from medviewer.ui.main_window import MainWindow\n"
+        "w = MainWindow(); w.show(); app.processEvents()\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers', 'captum')))\n"
+        "w.close()\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**__import__("os").environ, "XDG_CONFIG_HOME": str(tmp_path)})
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_inference_core_imports_without_torch_until_used():
+    code = ("import sys\nimport medviewer.inference.scorer, medviewer.inference.card, "
+            "medviewer.inference.preprocess\nprint('torch' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
