@@ -308,3 +308,55 @@ def add_score_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cam-dir", metavar="DIR", help="write a Grad-CAM overlay PNG per image into DIR")
     p.add_argument("--device", default=None, help="auto (default), cpu, cuda or mps")
     p.set_defaults(func=cmd_score)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# medviewer classify-note
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def cmd_classify_note(args: argparse.Namespace) -> int:
+    """``medviewer classify-note [--json] TEXT... [--file F...]``: one note per argument/file, in order."""
+    from medviewer.notes.model import NoteClassifier
+
+    texts = list(args.texts)
+    for f in args.file or []:
+        try:
+            texts.append(open(f, encoding="utf-8").read())
+        except OSError as exc:
+            print(f"medviewer classify-note: cannot read {f}: {exc}", file=sys.stderr)
+            return 2
+    if not texts:
+        print("medviewer classify-note: give at least one TEXT or --file", file=sys.stderr)
+        return 2
+    try:
+        model = NoteClassifier.load(threads=args.threads)
+    except (FileNotFoundError, KeyError, ValueError) as exc:
+        print(f"medviewer classify-note: cannot load the notes model: {exc}", file=sys.stderr)
+        return 2
+    results = model.classify(texts)
+    if args.json:
+        out = []
+        for text, res in zip(texts, results):
+            entry = res.to_dict()
+            entry["text"] = text
+            out.append(entry)
+        json.dump(out, sys.stdout, indent=2, ensure_ascii=False)
+        sys.stdout.write("\n")
+    else:
+        for n, (text, res) in enumerate(zip(texts, results), 1):
+            found = ", ".join(f"{k} ({res.probabilities[k]:.2f})" for k in res.positives) or "none"
+            short = " ".join(text.split())
+            print(f"[{n}] {short[:70]}{'...' if len(short) > 70 else ''}\n    findings: {found}")
+    return 0
+
+
+def add_classify_note_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("classify-note", help="classify free-text notes into chest X-ray findings",
+                       description="Classify each TEXT (and each --file, one note per file) into the 14 "
+                                   "ChestX-ray14 findings + normal with the bundled notes model.")
+    p.add_argument("texts", nargs="*", metavar="TEXT")
+    p.add_argument("--file", action="append", metavar="F", help="a file holding one note (repeatable)")
+    p.add_argument("--json", action="store_true", help="print a JSON list, one entry per note, in order")
+    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
+    p.set_defaults(func=cmd_classify_note)

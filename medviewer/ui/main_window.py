@@ -87,6 +87,21 @@ class MainWindow(QMainWindow):
         ai_dock.setObjectName("ai")
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, ai_dock)
         self.resizeDocks([ai_dock], [270], Qt.Orientation.Horizontal)
+        from medviewer.notes.store import SQLiteNoteStore
+        from medviewer.ui.notes_pane import NotesPane
+
+        self.note_store = SQLiteNoteStore()
+        self.notes = NotesPane(self.note_store, self.runner)
+        notes_dock = QDockWidget("Notes", self)
+        notes_dock.setWidget(self.notes)
+        notes_dock.setObjectName("notes")
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, notes_dock)
+        self.tabifyDockWidget(ai_dock, notes_dock)
+        ai_dock.raise_()
+        self.resizeDocks([ai_dock], [280], Qt.Orientation.Horizontal)
+        self.notes_dock = notes_dock
+        self.viewer_entries: dict[int, StackEntry] = {}
+        self.grid.active_changed.connect(lambda v: self._sync_notes())
         self.ai_job: Job | None = None
         self.ai_cache: dict[tuple, object] = {}
         for v in self.grid.viewers:
@@ -269,6 +284,7 @@ class MainWindow(QMainWindow):
 
     def load_stack(self, entry: StackEntry, viewer: ImageViewer) -> None:
         slot = self.grid.viewers.index(viewer)
+        self.viewer_entries[slot] = entry
         previous = self.load_jobs.get(slot)
         if previous is not None:
             previous.cancel()
@@ -316,10 +332,21 @@ class MainWindow(QMainWindow):
         if volume.warnings:
             msg += " - " + volume.warnings[0]
         self.statusBar().showMessage(msg)
+        self._sync_notes()
         self.load_finished.emit()
         if (self.ai_panel.auto_run.isChecked() and viewer is self.grid.active and volume.modality in ("CR", "DX")
                 and not volume.is_color):
             self.run_ai(False)
+
+    # ---------------------------------------------------------------------------------------------- notes
+    def _sync_notes(self) -> None:
+        """Point the notes pane at the study shown in the active viewport."""
+        entry = self.viewer_entries.get(self.grid.viewers.index(self.grid.active))
+        if entry is None:
+            return
+        title = " - ".join(x for x in (entry.patient.patient_name, entry.study.study_description,
+                                        entry.study.study_date) if x)
+        self.notes.set_study(entry.study.study_instance_uid, title)
 
     # ---------------------------------------------------------------------------------------------- AI
     def _card_json(self, name: str) -> dict:
@@ -474,6 +501,7 @@ class MainWindow(QMainWindow):
         self.browser.set_busy(False)
 
     def closeEvent(self, event):  # noqa: N802, ANN001 - Qt override
+        self.notes.shutdown()  # every keystroke is written before the window goes
         for v in self.grid.viewers:
             v.cine_timer.stop()
         self.runner.shutdown()

@@ -1,0 +1,90 @@
+"""OpenI chest X-ray reports (Demner-Fushman et al., JAMIA 2016) joined to the NegBio gold labels.
+
+The tarball holds one XML file per report (``ecgen-radiology/<id>.xml``) with AbstractText sections; the text used
+is IMPRESSION followed by FINDINGS. ``openi_gld_std14.csv`` gives 0/1 labels for the 14 findings and "normal" of
+3851 reports (``CXR<id>``); ``openi-testset.txt`` lists the 771 test ids (CRLF line endings, no final newline).
+"""
+
+from __future__ import annotations
+
+import csv
+import tarfile
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from medviewer.notes.labels import LABELS
+
+DEFAULT_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "openi"
+
+
+@dataclass(frozen=True)
+class Report:
+    """One labelled report: ``id`` ("CXR<n>"), ``text`` (IMPRESSION + FINDINGS), ``labels`` (15,) uint8 in
+    :data:`~medviewer.notes.labels.LABELS` order."""
+
+    id: str
+    text: str
+    labels: np.ndarray
+
+
+def _sections(xml_bytes: bytes) -> dict[str, str]:
+    root = ET.fromstring(xml_bytes)
+    out = {}
+    for node in root.iter("AbstractText"):
+        label = (node.get("Label") or "").upper()
+        out[label] = " ".join("".join(node.itertext()).split())
+    return out
+
+
+def report_text(sections: dict[str, str]) -> str:
+    """IMPRESSION then FINDINGS, joined (either may be missing)."""
+    return " ".join(t for t in (sections.get("IMPRESSION", ""), sections.get("FINDINGS", "")) if t).strip()
+
+
+def read_test_ids(path: str | Path) -> set[str]:
+    """The test split ids; tolerant of CRLF/LF endings and a missing final newline."""
+    text = Path(path).read_bytes().decode("utf-8")
+    return {line.strip() for line in text.splitlines() if line.strip()}
+
+
+def load_reports(directory: str | Path = DEFAULT_DIR) -> tuple[list[Report], list[Report]]:
+    """(train+val reports, test reports), each sorted by numeric id; only reports with gold labels and text.
+
+    Raises
+    ------
+    FileNotFoundError: the data files are missing.
+    """
+    directory = Path(directory)
+    labels: dict[str, np.ndarray] = {}
+    with open(directory / "openi_gld_std14.csv", newline="", encoding="utf-8") as fp:
+        for row in csv.DictReader(fp):
+            labels[row["filename"].strip()] = np.array([int(row[k]) for k in LABELS], dtype=np.uint8)
+    test_ids = read_test_ids(directory / "openi-testset.txt")
+    texts: dict[str, str] = {}
+    with tarfile.open(directory / "NLMCXR_reports.tgz") as tar:
+        for member in tar:
+            if not member.isfile() or not member.name.endswith(".xml"):
+                continue
+            rid = "CXR" + Path(member.name).stem
+            if rid in labels:
+                texts[rid] = report_text(_sections(tar.extractfile(member).read()))
+    train, test = [], []
+    for rid in sorted(labels, key=lambda r: int(r[3:])):
+        text = texts.get(rid, "")
+        if not text:
+            continue
+        (test if rid in test_ids else train).append(Report(rid, text, labels[rid]))
+    return train, test
+
+
+def split_validation(reports: list[Report], fraction: float = 0.15, seed: int = 0) -> tuple[list[Report], list[Report]]:
+    """Deterministic (train, validation) split of the non-test reports."""
+    rng = np.random.default_rng(seed)
+    idx = rng.permutation(len(reports))
+    n_val = int(round(fraction * len(reports)))
+    val = sorted(idx[:n_val])
+    train = sorted(idx[n_val:])
+    return [reports[i] for i in train], [reports[i] for i in val]

