@@ -1,0 +1,89 @@
+"""The shipped notes classifier: offline loading, negation and uncertainty, the card's figures, classify-note."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = ROOT / "models" / "notes-minilm"
+pytest.importorskip("transformers")
+pytestmark = pytest.mark.skipif(not (MODEL / "card.json").is_file(), reason="notes model not trained yet")
+
+
+@pytest.fixture(scope="module")
+def clf():
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    from medviewer.notes.model import NoteClassifier
+
+    return NoteClassifier.load()
+
+
+@pytest.mark.parametrize("text, label, expected", [
+    ("No pneumothorax.", "Pneumothorax", False),
+    ("Pneumothorax has resolved.", "Pneumothorax", False),
+    ("Cannot exclude a small effusion.", "Effusion", False),
+    ("Small left pleural effusion.", "Effusion", True),
+    ("Large right pneumothorax.", "Pneumothorax", True),
+    ("The heart is enlarged. Cardiomegaly.", "Cardiomegaly", True),
+    ("Heart size is normal. No cardiomegaly.", "Cardiomegaly", False),
+    ("No acute cardiopulmonary abnormality. Lungs are clear.", "normal", True),
+    ("Moderate cardiomegaly with small bilateral pleural effusions.", "normal", False),
+])
+def test_negation_and_uncertainty(clf, text, label, expected):
+    res = clf.classify([text])[0]
+    assert (label in res.positives) == expected, (text, res.probabilities[label], res.thresholds[label])
+
+
+def test_loads_offline_without_network(tmp_path):
+    """In a fresh process with HF_HUB_OFFLINE=1 and no usable proxy/cache, the model loads from the package."""
+    code = ("import os\nfrom medviewer.notes.model import NoteClassifier\n"
+            "m = NoteClassifier.load()\nprint(m.classify(['Small right pleural effusion.'])[0].positives)\n")
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_HOME=str(tmp_path / "hf"),
+               HTTPS_PROXY="http://127.0.0.1:9", HTTP_PROXY="http://127.0.0.1:9")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "Effusion" in out.stdout
+    assert not any((tmp_path / "hf").rglob("*.safetensors"))  # nothing was downloaded or cached
+
+
+def test_card_figures_match_an_independent_test_evaluation(clf):
+    from sklearn.metrics import f1_score
+
+    from medviewer.notes.data import load_reports
+    from medviewer.notes.labels import LABELS
+
+    card = json.loads((MODEL / "card.json").read_text())
+    _, test = load_reports()
+    y = np.stack([r.labels for r in test])
+    p = clf.probabilities([r.text for r in test])
+    pred = p >= np.array([card["thresholds"][k] for k in LABELS])
+    micro = f1_score(y, pred, average="micro", zero_division=0)
+    with_pos = [i for i in range(len(LABELS)) if y[:, i].sum() > 0]
+    macro = float(np.mean([f1_score(y[:, i], pred[:, i], zero_division=0) for i in with_pos]))
+    assert micro == pytest.approx(card["metrics"]["test"]["micro_f1"], abs=2e-3)
+    assert macro == pytest.approx(card["metrics"]["test"]["macro_f1"], abs=2e-3)
+
+
+def test_classify_note_cli_json_in_order(tmp_path):
+    f = tmp_path / "note.txt"
+    f.write_text("Moderate cardiomegaly.")
+    texts = ["No pneumothorax.", "Small left pleural effusion."]
+    out = subprocess.run([sys.executable, "-m", "medviewer", "classify-note", "--json", *texts, "--file", str(f)],
+                         capture_output=True, text=True, timeout=300, env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    assert out.returncode == 0, out.stderr[-2000:]
+    entries = json.loads(out.stdout)
+    assert [e["text"] for e in entries] == texts + ["Moderate cardiomegaly."]
+    for e in entries:
+        labels = [x["label"] for x in e["findings"]]
+        assert len(labels) == 15 and "Effusion" in labels
+        for x in e["findings"]:
+            assert 0.0 <= x["probability"] <= 1.0 and isinstance(x["positive"], bool)
+    eff = {x["label"]: x for x in entries[1]["findings"]}["Effusion"]
+    assert eff["positive"] is True

@@ -1,0 +1,54 @@
+"""Notes pane: autosave survives close and reopen; typing is classified in a worker without stalling the GUI."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QTimer
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_autosave_restores_after_close_and_reopen(open_window, philips_path, qtbot):
+    win = open_window(philips_path)
+    pane = win.notes
+    assert pane.study_uid is not None
+    qtbot.keyClicks(pane.editor, "Phantom study. No pneumothorax.")
+    win.close()  # flushes the autosaver
+    from medviewer.notes.store import SQLiteNoteStore
+
+    rec = SQLiteNoteStore(win.note_store.path).load(pane.study_uid)
+    assert rec.text == "Phantom study. No pneumothorax."
+    win2 = open_window(philips_path)
+    assert win2.notes.editor.toPlainText() == "Phantom study. No pneumothorax."
+
+
+@pytest.mark.skipif(not (ROOT / "models" / "notes-minilm" / "card.json").is_file(), reason="no notes model")
+def test_typed_note_is_classified_without_stalling_the_gui(open_window, philips_path, qtbot):
+    win = open_window(philips_path)
+    pane = win.notes
+    late, last = [], [time.perf_counter()]
+
+    def beat():
+        now = time.perf_counter()
+        late.append((now - last[0]) * 1000 - 5)
+        last[0] = now
+
+    timer = QTimer()
+    timer.timeout.connect(beat)
+    timer.start(5)
+    try:
+        with qtbot.waitSignal(pane.classified, timeout=180000):
+            qtbot.keyClicks(pane.editor, "Small left pleural effusion.")
+    finally:
+        timer.stop()
+    assert "Effusion" in pane.result.positives
+    assert any(c.label == "Effusion" for c in pane.chips)
+    assert max(late[1:]) < 50, f"GUI thread stalled {max(late[1:]):.0f} ms"
+    # Confirming a chip is stored with the model version.
+    chip = next(c for c in pane.chips if c.label == "Effusion")
+    chip.click()
+    rec = win.note_store.load(pane.study_uid)
+    assert rec.decisions == {"Effusion": "confirmed"} and rec.model_version == pane.result.version
