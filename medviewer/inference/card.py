@@ -6,14 +6,18 @@ A card says what the model is, what it expects and how good it is, following the
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from medviewer.modelfiles import sha256_file
+
 REQUIRED = ("name", "version", "task", "labels", "architecture", "input", "preprocessing", "attribution_layer",
             "threshold", "training_data", "metrics", "weights", "weights_sha256", "intended_use")
+
+
+__all__ = ["ModelCard", "ModelCardError", "InputSpec", "load_card", "find_cards", "sha256_file"]
 
 
 class ModelCardError(ValueError):
@@ -61,15 +65,6 @@ class ModelCard:
             if key in test:
                 parts.append(f"{key} {float(test[key]):.3f}")
         return ", ".join(parts)
-
-
-def sha256_file(path: str | Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fp:
-        for chunk in iter(lambda: fp.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def load_card(path: str | Path, *, verify_sha: bool = True) -> ModelCard:

@@ -1,36 +1,8 @@
-"""Loading model weights safely: safetensors only; pickled checkpoints are refused (pickle can run code)."""
+"""Loading model weights safely: safetensors only; pickled checkpoints are refused (pickle can run code).
 
-from __future__ import annotations
+The implementation lives in :mod:`medviewer.modelfiles`, shared with the notes model.
+"""
 
-from pathlib import Path
+from medviewer.modelfiles import PICKLE_SUFFIXES, UnsafeWeightsError, load_state_dict
 
-PICKLE_SUFFIXES = {".pt", ".pth", ".pkl", ".pickle", ".bin", ".ckpt"}
-
-
-class UnsafeWeightsError(ValueError):
-    """The weights file is a pickle (or not safetensors): refused."""
-
-
-def load_state_dict(path: str | Path) -> dict:
-    """Read a ``.safetensors`` file into a dict of CPU tensors.
-
-    Raises
-    ------
-    UnsafeWeightsError: the file is not safetensors (pickled ``.pt``/``.pth``/``.bin`` checkpoints are refused,
-        whatever their name says: the header is checked, not only the suffix).
-    FileNotFoundError: no such file.
-    """
-    path = Path(path)
-    if path.suffix.lower() in PICKLE_SUFFIXES:
-        raise UnsafeWeightsError(f"{path.name}: pickled checkpoints are refused (they can run code when loaded); "
-                                 "convert the weights to .safetensors")
-    if not path.is_file():
-        raise FileNotFoundError(path)
-    with open(path, "rb") as fp:
-        head = fp.read(16)
-    # safetensors: 8-byte little-endian header length, then a JSON object.
-    if len(head) < 9 or head[8:9] != b"{" or head[:2] in (b"PK", b"\x80\x02", b"\x80\x03", b"\x80\x04"):
-        raise UnsafeWeightsError(f"{path.name}: not a safetensors file (zip/pickle checkpoints are refused)")
-    from safetensors.torch import load_file
-
-    return load_file(str(path), device="cpu")
+__all__ = ["PICKLE_SUFFIXES", "UnsafeWeightsError", "load_state_dict"]

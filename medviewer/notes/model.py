@@ -139,20 +139,19 @@ class NoteClassifier:
         Raises
         ------
         FileNotFoundError: encoder package or model files missing.
-        medviewer.inference.card.ModelCardError: the adapter's SHA-256 differs from the card.
+        medviewer.modelfiles.ModelFileError: the adapter's SHA-256 differs from the card.
         """
         _offline()
         import torch
         from peft import set_peft_model_state_dict
 
-        from medviewer.inference.card import ModelCardError, sha256_file
-        from medviewer.inference.weights import load_state_dict
+        from medviewer.modelfiles import ModelFileError, load_state_dict, sha256_file
 
         directory = Path(directory or models_dir() / MODEL_NAME)
         card = json.loads((directory / "card.json").read_text(encoding="utf-8"))
         weights = directory / card["weights"]
         if sha256_file(weights) != card["weights_sha256"]:
-            raise ModelCardError(f"{weights.name}: SHA-256 differs from the card")
+            raise ModelFileError(f"{weights.name}: SHA-256 differs from the card")
         if threads:
             torch.set_num_threads(int(threads))
         arch = card["architecture"]

@@ -97,7 +97,7 @@ def train(args: argparse.Namespace) -> dict:
     import torch
     from safetensors.torch import save_file
 
-    from medviewer.inference.card import sha256_file
+    from medviewer.modelfiles import sha256_file
     from medviewer.notes.model import ENCODER_PACKAGE, LORA_TARGETS, MODEL_NAME, build_network, trainable_state
 
     torch.set_num_threads(args.threads)
