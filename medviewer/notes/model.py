@@ -126,8 +126,11 @@ class NoteClassifier:
         self.tokenizer = tokenizer
         self.card = card
         self.max_length = max_length
-        self.thresholds = {k: float(card["thresholds"][k]) for k in LABELS}
+        self.fusion = card.get("fusion")
+        source = self.fusion["thresholds"] if self.fusion else card["thresholds"]
+        self.thresholds = {k: float(source[k]) for k in LABELS}
         self._lock = threading.Lock()
+        self._rules = None
 
     @classmethod
     def load(cls, directory: str | Path | None = None, threads: int | None = 1) -> "NoteClassifier":
@@ -175,8 +178,23 @@ class NoteClassifier:
                 out.append(torch.sigmoid(self.net(enc["input_ids"], enc["attention_mask"])).numpy())
         return np.concatenate(out).astype(np.float64) if out else np.zeros((0, len(LABELS)))
 
+    def combined(self, texts: list[str]) -> np.ndarray:
+        """(N, 15) scores of the shipped classifier: the transformer's probabilities, combined with the rule
+        labeler's negation-aware 0/1 decisions when the card has a ``fusion`` section
+        (``p = w * p_transformer + (1 - w) * rule``, w chosen on validation)."""
+        probs = self.probabilities(texts)
+        if not self.fusion:
+            return probs
+        if self._rules is None:
+            from medviewer.notes.rules import RuleLabeler
+
+            self._rules = RuleLabeler()
+        rules = np.array([[d[k] for k in LABELS] for d in self._rules.label_many(texts)], dtype=np.float64)
+        w = float(self.fusion["transformer_weight"])
+        return w * probs + (1 - w) * rules
+
     def classify(self, texts: list[str]) -> list[NoteResult]:
         """Findings for each text (empty text -> all probabilities computed on "", i.e. the model's prior)."""
-        probs = self.probabilities([t or "" for t in texts])
+        probs = self.combined([t or "" for t in texts])
         return [NoteResult({k: float(p) for k, p in zip(LABELS, row)}, self.thresholds, self.card["name"],
                            self.card["version"]) for row in probs]
