@@ -3,8 +3,8 @@ target, PASS/MISS). Not a test: exit status is 0 whatever the figures (non-zero 
 
     .venv/bin/python benchmarks/run_all.py [--repeats 7]
 
-About 1.5 to 2 minutes on 2 cores once the derived data exist (first run builds them in ~10 s into
-benchmarks/_work/, or $MEDVIEWER_BENCH_WORK).
+About 2 to 2.5 minutes on 2 cores once the derived data exist (the GUI benchmark, offscreen Qt, adds ~25 s; the
+first run builds the data in ~10 s into benchmarks/_work/, or $MEDVIEWER_BENCH_WORK).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -51,6 +52,19 @@ def main(argv: list[str] | None = None) -> None:
             scan_res = json.load(fp)
     load_res = bench_load.run(args.repeats)
 
+    # The GUI benchmark (c) runs in its own process too: offscreen Qt, and its own heap and threads.
+    gui_res, gui_error = None, ""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "gui.json")
+        proc = subprocess.run([sys.executable, str(HERE / "bench_gui.py"), "--no-machine", "--json-out", out],
+                              cwd=str(HERE.parent), env=dict(os.environ, QT_QPA_PLATFORM="offscreen"))
+        if proc.returncode == 0 and os.path.exists(out):
+            with open(out) as fp:
+                gui_res = json.load(fp)
+        else:
+            gui_error = f"bench_gui.py failed (rc {proc.returncode})"
+            print(gui_error, file=sys.stderr)
+
     rows = []
     m = scan_res["median"]
     n = scan_res["files"]
@@ -77,7 +91,37 @@ def main(argv: list[str] | None = None) -> None:
         rows.append((f"    {c}: equal to SimpleITK", str(r["equal"]), "np.array_equal", "", "", "True",
                      "OK" if r["equal"] else "DIFFERENT"))
 
-    print("\n== Summary (ratios: (a) speed-up = reference time / medviewer time; (b) time = medviewer / SimpleITK)")
+    if gui_res is None:
+        rows.append(("(c) GUI", "ERROR", gui_error, "", "", "", "ERROR"))
+    else:
+        sl, st, co = gui_res["slice"], gui_res["stall"], gui_res["cold"]
+        s = sl["set_slice"]
+        rows.append(("(c1) slice change->painted ms", f"{s['median']:.2f}", "60 Hz frame budget", f"{1000 / 60:.1f}",
+                     f"{s['median'] / (1000 / 60):.2f}", "< 16 ms", sl["verdict"]))
+        rows.append(("     p95 / key / wheel median", f"{s['p95']:.2f}", "key, wheel event median",
+                     f"{sl['key']['median']:.1f}/{sl['wheel']['median']:.1f}", "", "-", ""))
+        rows.append(("(c2) GUI stall max ms, 560 sl.", f"{st['max']:.1f}", "target", "50",
+                     f"{st['max'] / 50:.2f}", "<= 50 ms", st["verdict"]))
+        rows.append(("     p99 lateness ms", f"{max(r['p99'] for r in st['rounds']):.1f}",
+                     "(worst of the rounds)", "", "", "-", ""))
+        first = [r["first_paint_s"] for r in st["rounds"] if r["first_paint_s"] is not None]
+        rows.append(("     first image / loaded, s", f"{statistics.median(first):.2f}" if first else "-",
+                     "load complete (median)", f"{statistics.median(r['loaded_s'] for r in st['rounds']):.2f}",
+                     "", "-", ""))
+        floor = co["median"]["import PySide6.QtWidgets"]
+        rows.append(("(c3) cold start to shown, s", f"{co['median']['medviewer']:.3f}", "import PySide6.QtWidgets",
+                     f"{floor:.3f}", f"{co['median']['medviewer'] / floor:.1f}x", "< 2 s", co["verdict"]))
+        loads = [x for x in [sl.get("other_load"), co.get("other_load"), *(r.get("other_load") for r in st["rounds"])]
+                 if x is not None]
+        if loads:
+            rows.append(("     other processes, cores", f"{max(loads):.2f}", "(max over (c) parts)", "", "", "~0",
+                         "BUSY" if max(loads) > 0.25 else ""))
+        heavy = ",".join(co["heavy_modules"]) or "none"
+        rows.append(("     torch/transformers loaded", heavy, "at window shown", "", "", "none",
+                     "OK" if not co["heavy_modules"] else "MISS"))
+
+    print("\n== Summary (ratios: (a) speed-up = reference time / medviewer time; (b) time = medviewer / SimpleITK; "
+          "(c) medviewer / reference)")
     head = ("figure", "medviewer", "reference", "ref value", "ratio", "target", "result")
     widths = [30, 10, 25, 10, 7, 9, 11]
     print("   " + " ".join(h.ljust(w) for h, w in zip(head, widths)))
