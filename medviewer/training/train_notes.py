@@ -116,10 +116,14 @@ def train(args: argparse.Namespace) -> dict:
          for name, rs in (("train", train_set), ("val", val_set), ("test", test))}
     params = [p for p in net.parameters() if p.requires_grad]
     n_trainable = sum(p.numel() for p in params)
-    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
+    head_params = list(net.head.parameters()) + list(net.norm.parameters())
+    head_ids = {id(p) for p in head_params}
+    groups = [{"params": [p for p in params if id(p) not in head_ids], "lr": args.lr},
+              {"params": head_params, "lr": args.head_lr}]
+    opt = torch.optim.AdamW(groups, weight_decay=0.01)
     rng = random.Random(args.seed)
     steps = args.epochs * len(batches(enc["train"], args.batch, rng, False))
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=steps, pct_start=0.1,
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[args.lr, args.head_lr], total_steps=steps, pct_start=0.1,
                                                 anneal_strategy="linear")
     loss_fn = torch.nn.BCEWithLogitsLoss()
     ytr = torch.from_numpy(y["train"])
@@ -146,7 +150,7 @@ def train(args: argparse.Namespace) -> dict:
         if val["micro_f1"] >= best:
             best = val["micro_f1"]
             best_state = {k: v.detach().clone() for k, v in net.state_dict().items() if "lora" in k or
-                          k.startswith("head") or args.mode == "full"}
+                          k.startswith(("head", "norm")) or args.mode == "full"}
             best_epoch = epoch + 1
     seconds = time.time() - t0
     net.load_state_dict(best_state, strict=False)
@@ -195,7 +199,7 @@ def train(args: argparse.Namespace) -> dict:
         "architecture": {"encoder": "all-MiniLM-L6-v2", "encoder_package": f"{ENCODER_PACKAGE}=="
                          f"{md.version(ENCODER_PACKAGE)}", "adapter": "LoRA (peft)", "lora_r": args.lora_r,
                          "lora_alpha": args.lora_alpha, "lora_targets": LORA_TARGETS, "pooling": "mean",
-                         "head": "linear 384 -> 15, sigmoid", "max_length": args.max_length,
+                         "head": "LayerNorm + linear 384 -> 15, sigmoid", "max_length": args.max_length,
                          "trainable_parameters": int(n_trainable)},
         "thresholds": thresholds,
         "threshold_rule": "per finding, best F1 on the validation split (0.5 when < 3 validation positives)",
@@ -230,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--head-lr", type=float, default=5e-3)
     ap.add_argument("--lora-r", type=int, default=16)
     ap.add_argument("--lora-alpha", type=int, default=32)
     ap.add_argument("--max-length", type=int, default=256)
