@@ -99,3 +99,35 @@ def test_classify_note_cli_json_in_order(tmp_path):
             assert 0.0 <= x["probability"] <= 1.0 and isinstance(x["positive"], bool)
     eff = {x["label"]: x for x in entries[1]["findings"]}["Effusion"]
     assert eff["positive"] is True
+
+
+def test_manual_lora_merge_equals_peft_merge(clf):
+    """Inference folds the adapter in without peft; the result equals peft's own merge_and_unload."""
+    import torch
+    from peft import set_peft_model_state_dict
+
+    from medviewer.modelfiles import load_state_dict
+    from medviewer.notes.model import build_network
+
+    card = json.loads((MODEL / "card.json").read_text())
+    state = load_state_dict(MODEL / card["weights"])
+    arch = card["architecture"]
+    net, tok = build_network(arch["lora_r"], arch["lora_alpha"], 0.0, 0.0)
+    set_peft_model_state_dict(net.encoder, {k[5:]: v for k, v in state.items() if k.startswith("lora.")})
+    net.head.load_state_dict({k[5:]: v for k, v in state.items() if k.startswith("head.")})
+    net.norm.load_state_dict({k[5:]: v for k, v in state.items() if k.startswith("norm.")})
+    net.encoder = net.encoder.merge_and_unload()
+    net.eval()
+    texts = ["Small left pleural effusion. No pneumothorax.", "Heart size normal, lungs clear."]
+    enc = tok(texts, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        ref = torch.sigmoid(net(enc["input_ids"], enc["attention_mask"])).numpy()
+    np.testing.assert_allclose(clf.probabilities(texts), ref, atol=1e-5)
+
+
+def test_inference_does_not_import_peft():
+    code = ("import os, sys\nos.environ['HF_HUB_OFFLINE']='1'\nfrom medviewer.notes.model import NoteClassifier\n"
+            "NoteClassifier.load().classify(['No pneumothorax.'])\nprint('peft' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "False"

@@ -5,7 +5,8 @@ linear multi-label head for the 14 ChestX-ray14 findings + "normal".
 
 The repository ships only what training adds to the packaged encoder: the LoRA matrices and the head
 (``models/notes-minilm/adapter.safetensors``, about 2 MB), never a copy of the 90 MB encoder. Loading merges the
-adapter into the encoder weights, so inference costs the same as the plain encoder. Nothing is downloaded: the
+adapter into the encoder weights (:func:`merge_lora`), so inference costs the same as the plain encoder and does
+not import peft (only training does). Nothing is downloaded: the
 encoder loads from the installed package with ``HF_HUB_OFFLINE=1``.
 
 torch/transformers/peft are imported inside functions: import this module freely, call it from a worker.
@@ -52,20 +53,9 @@ def _offline() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-def build_network(lora_r: int = 16, lora_alpha: int = 32, lora_dropout: float = 0.05, head_dropout: float = 0.1):  # noqa: ANN201
-    """Encoder + LoRA (trainable) + head (trainable). Returns (module, tokenizer)."""
-    _offline()
-    import torch
-    from peft import LoraConfig, get_peft_model
+def _note_net(encoder, head_dropout: float = 0.1):  # noqa: ANN001, ANN202
+    """Encoder -> mean pooling (as sentence-transformers) -> LayerNorm -> dropout -> linear head (15 logits)."""
     from torch import nn
-    from transformers import AutoModel, AutoTokenizer
-
-    path = encoder_dir()
-    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    encoder = AutoModel.from_pretrained(path, local_files_only=True)
-    config = LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, target_modules=LORA_TARGETS,
-                        bias="none")
-    encoder = get_peft_model(encoder, config)
 
     class NoteNet(nn.Module):
         def __init__(self):
@@ -80,11 +70,54 @@ def build_network(lora_r: int = 16, lora_alpha: int = 32, lora_dropout: float = 
         def forward(self, input_ids, attention_mask):  # noqa: ANN001, ANN201
             hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
             mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)  # mean pooling, as sentence-transformers
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
             return self.head(self.dropout(self.norm(pooled)))
 
-    torch.manual_seed(torch.initial_seed())
-    return NoteNet(), tokenizer
+    return NoteNet()
+
+
+def build_network(lora_r: int = 16, lora_alpha: int = 32, lora_dropout: float = 0.05, head_dropout: float = 0.1):  # noqa: ANN201
+    """For training: encoder + LoRA (trainable, via peft) + LayerNorm/head (trainable). Returns (module,
+    tokenizer)."""
+    _offline()
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModel, AutoTokenizer
+
+    path = encoder_dir()
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    encoder = AutoModel.from_pretrained(path, local_files_only=True)
+    config = LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, target_modules=LORA_TARGETS,
+                        bias="none")
+    return _note_net(get_peft_model(encoder, config), head_dropout), tokenizer
+
+
+def merge_lora(encoder, lora_state: dict, lora_r: int, lora_alpha: int) -> int:  # noqa: ANN001
+    """Fold LoRA matrices into the encoder's linear weights in place: W <- W + (alpha / r) * B @ A
+    (Hu et al., LoRA, ICLR 2022, eq. 3; what peft's ``merge_and_unload`` computes). ``lora_state`` has peft's
+    keys (``base_model.model.<module>.lora_A.weight`` / ``lora_B.weight``). Returns the number of merged layers.
+
+    Done here rather than through peft so that inference never imports peft, whose import holds the GIL for
+    hundreds of milliseconds and would stall the GUI thread.
+
+    Raises
+    ------
+    KeyError: a LoRA key names a module the encoder does not have, or lacks its A/B partner.
+    """
+    import torch
+
+    scale = float(lora_alpha) / float(lora_r)
+    merged = 0
+    with torch.no_grad():
+        for key, a in lora_state.items():
+            if not key.endswith("lora_A.weight"):
+                continue
+            b = lora_state[key[: -len("lora_A.weight")] + "lora_B.weight"]
+            path = key[: -len(".lora_A.weight")]
+            path = path[len("base_model.model."):] if path.startswith("base_model.model.") else path
+            module = encoder.get_submodule(path)
+            module.weight += scale * (b.to(module.weight.dtype) @ a.to(module.weight.dtype))
+            merged += 1
+    return merged
 
 
 def trainable_state(net) -> dict:  # noqa: ANN001
@@ -150,7 +183,7 @@ class NoteClassifier:
         """
         _offline()
         import torch
-        from peft import set_peft_model_state_dict
+        from transformers import AutoModel, AutoTokenizer
 
         from medviewer.modelfiles import ModelFileError, load_state_dict, sha256_file
 
@@ -162,12 +195,15 @@ class NoteClassifier:
         if threads:
             torch.set_num_threads(int(threads))
         arch = card["architecture"]
-        net, tokenizer = build_network(arch["lora_r"], arch["lora_alpha"], 0.0, 0.0)
+        path = encoder_dir()
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        encoder = AutoModel.from_pretrained(path, local_files_only=True)
         state = load_state_dict(weights)
-        set_peft_model_state_dict(net.encoder, {k[5:]: v for k, v in state.items() if k.startswith("lora.")})
+        merge_lora(encoder, {k[5:]: v for k, v in state.items() if k.startswith("lora.")}, arch["lora_r"],
+                   arch["lora_alpha"])
+        net = _note_net(encoder, 0.0)
         net.head.load_state_dict({k[5:]: v for k, v in state.items() if k.startswith("head.")})
         net.norm.load_state_dict({k[5:]: v for k, v in state.items() if k.startswith("norm.")})
-        net.encoder = net.encoder.merge_and_unload()
         net.eval()
         return cls(net, tokenizer, card, int(arch.get("max_length", 256)))
 

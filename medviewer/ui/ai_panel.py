@@ -75,8 +75,19 @@ def run_scoring(request: ScoreRequest, state) -> list:  # noqa: ANN001 - TaskSta
 
 
 def available_model_names() -> list[str]:
-    """Folder names under ``models/`` that hold a card (read on the GUI thread: JSON only, no torch)."""
-    return sorted(p.parent.name for p in models_dir().glob("*/card.json"))
+    """Image models under ``models/``: folders whose card has an input spec and an attribution layer (read on
+    the GUI thread: JSON only, no torch). The default model comes first."""
+    from medviewer.inference.scorer import DEFAULT_MODEL
+
+    names = []
+    for card_path in sorted(models_dir().glob("*/card.json")):
+        try:
+            card = json.loads(card_path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            continue
+        if isinstance(card, dict) and "input" in card and "attribution_layer" in card:
+            names.append(card_path.parent.name)
+    return sorted(names, key=lambda n: (n != DEFAULT_MODEL, n))
 
 
 class ModelCardDialog(QDialog):

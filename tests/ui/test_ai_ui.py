@@ -30,6 +30,9 @@ def test_run_ai_shows_scores_and_heat_map_and_opacity_changes_the_image(open_win
 
     path = pydicom_data("RG1_UNCI.dcm")
     win = open_window(path)
+    # Only image models are offered (the notes model's card lives beside it in models/).
+    names = [win.ai_panel.model_combo.itemText(i) for i in range(win.ai_panel.model_combo.count())]
+    assert names[0] == "pneumonia-cnn" and "notes-minilm" not in names
     v = win.viewer
     before = grab_viewport(v).astype(np.int32)
     _run_ai(qtbot, win)
