@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PySide6.QtCore import Qt
 
-from ui_helpers import grab_viewport
+from ui_helpers import Heartbeat, grab_viewport
 
 pytest.importorskip("torch")
 
@@ -92,28 +92,11 @@ def test_class_choice_recomputes_and_results_are_cached(open_window, pydicom_dat
 def test_gui_thread_keeps_ticking_while_the_model_runs(open_window, pydicom_data, qtbot):
     """A 5 ms heartbeat on the GUI thread is never late by more than 50 ms while the model loads and scores
     (it runs in a worker)."""
-    import time
-
-    from PySide6.QtCore import QTimer
-
     import medviewer.ui.ai_panel as ai
 
     ai._MODEL_CACHE.clear()  # include the model load (torch import, weights) in the measurement
     win = open_window(pydicom_data("RG1_UNCI.dcm"))
-    late = []
-    last = [time.perf_counter()]
-
-    def beat():
-        now = time.perf_counter()
-        late.append((now - last[0]) * 1000 - 5)
-        last[0] = now
-
-    timer = QTimer()
-    timer.timeout.connect(beat)
-    timer.start(5)
-    try:
+    with Heartbeat() as beat:
         _run_ai(qtbot, win)
-    finally:
-        timer.stop()
-    assert len(late) > 5
-    assert max(late[1:]) < 50, f"GUI thread stalled {max(late[1:]):.0f} ms"
+    assert len(beat.late) > 5
+    assert beat.worst_ms < 50, f"GUI thread stalled {beat.worst_ms:.0f} ms"

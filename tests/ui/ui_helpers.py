@@ -128,3 +128,38 @@ def screen_box(viewer, r0: int, r1: int, c0: int, c1: int) -> tuple[slice, slice
     b = image_to_viewport(viewer, c1, r1)
     return slice(a.y() + 1, b.y() - 1), slice(a.x() + 1, b.x() - 1)
 
+
+
+# ------------------------------------------------------------------------------------------------- GUI stalls
+class Heartbeat:
+    """A QTimer ticking every ``interval_ms`` on the GUI thread; ``late`` holds each tick's lateness in ms (the
+    first tick is dropped). Use as a context manager around the work to watch."""
+
+    def __init__(self, interval_ms: int = 5):
+        import time
+
+        from PySide6.QtCore import QTimer
+
+        self.interval_ms = interval_ms
+        self._clock = time.perf_counter
+        self.late: list[float] = []
+        self._last = None
+        self.timer = QTimer()
+        self.timer.timeout.connect(self._beat)
+
+    def _beat(self) -> None:
+        now = self._clock()
+        if self._last is not None:
+            self.late.append((now - self._last) * 1000 - self.interval_ms)
+        self._last = now
+
+    def __enter__(self) -> "Heartbeat":
+        self.timer.start(self.interval_ms)
+        return self
+
+    def __exit__(self, *exc) -> None:  # noqa: ANN002
+        self.timer.stop()
+
+    @property
+    def worst_ms(self) -> float:
+        return max(self.late[1:], default=0.0)
