@@ -8,7 +8,6 @@ slice costs nothing.
 from __future__ import annotations
 
 import json
-import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,22 +34,6 @@ from medviewer.config import models_dir
 
 METHOD_NAMES = {"gradcam": "Grad-CAM", "integrated_gradients": "Integrated Gradients", "occlusion": "Occlusion"}
 
-_MODEL_CACHE: dict[str, object] = {}
-_MODEL_LOCK = threading.Lock()
-
-
-def load_model_cached(name: str):  # noqa: ANN201 - medviewer.inference.scorer.ImageModel
-    """Load (once per process) the image model ``name``; call from a worker thread (imports torch)."""
-    from medviewer.inference.scorer import ImageModel
-
-    with _MODEL_LOCK:
-        model = _MODEL_CACHE.get(name)
-        if model is None:
-            model = ImageModel.load(name)
-            _MODEL_CACHE[name] = model
-        return model
-
-
 @dataclass(frozen=True)
 class ScoreRequest:
     """Everything a scoring worker needs, captured on the GUI thread (the arrays are read-only slices)."""
@@ -62,15 +45,18 @@ class ScoreRequest:
 
 
 def run_scoring(request: ScoreRequest, state) -> list:  # noqa: ANN001 - TaskState; returns ScoreResult list
-    """Worker: score each item with a heat map; returns [(slice index, ScoreResult), ...]."""
-    model = load_model_cached(request.model)
+    """Worker thread: score the items in the model process (torch never loads in the GUI process), a few slices
+    per call so progress and cancel stay responsive; returns [(slice index, ScoreResult), ...]."""
+    from medviewer.inference.service import score_items
+    from medviewer.jobs.process import MODEL_PROCESS
+
     out = []
-    for n, (k, uid, frame, values, window, mono1) in enumerate(request.items):
+    chunk = 8
+    for start in range(0, len(request.items), chunk):
         state.check()
-        res = model.score_image(values, sop_instance_uid=uid, window=window, monochrome1=mono1,
-                                explain=request.method, target=request.target, frame=frame)
-        out.append((k, res))
-        state.progress(n + 1, len(request.items), uid)
+        part = tuple(request.items[start:start + chunk])
+        out.extend(MODEL_PROCESS.call(state, score_items, request.model, part, request.method, request.target))
+        state.progress(len(out), len(request.items), part[-1][1])
     return out
 
 

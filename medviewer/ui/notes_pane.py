@@ -3,8 +3,9 @@ chips the radiologist confirms or rejects.
 
 * Autosave: every edit goes to a background writer thread (:class:`Autosaver`) that appends it to the note store
   in its own transaction; closing the pane or the window flushes it. The GUI thread never waits for the disk.
-* Classification: 400 ms after the last keystroke the text is classified in a worker; a newer text cancels and
-  supersedes an older request (the latest text wins). torch/transformers load in the worker on first use.
+* Classification: 400 ms after the last keystroke the text is classified by a worker through the model process
+  (:mod:`medviewer.jobs.process`: torch and transformers never load in the GUI process); a newer text cancels and
+  supersedes an older request (the latest text wins).
 """
 
 from __future__ import annotations
@@ -43,19 +44,6 @@ SNIPPETS = [
     "Calcified granuloma.",
     "Cannot exclude a small pneumothorax.",
 ]
-
-_MODEL = {}
-_MODEL_LOCK = threading.Lock()
-
-
-def _classifier():  # noqa: ANN202 - NoteClassifier; worker thread only
-    from medviewer.notes.model import NoteClassifier
-
-    with _MODEL_LOCK:
-        if "m" not in _MODEL:
-            _MODEL["m"] = NoteClassifier.load(threads=1)
-        return _MODEL["m"]
-
 
 class Autosaver:
     """Writes note texts to a :class:`NoteStore` on a background thread, newest text per study, in order."""
@@ -214,9 +202,10 @@ class NotesPane(QWidget):
             self.job.cancel()
 
         def work(state):  # noqa: ANN001, ANN202
-            model = _classifier()
-            state.check()
-            return model.classify([text])[0]
+            from medviewer.jobs.process import MODEL_PROCESS
+            from medviewer.notes.service import classify_texts
+
+            return MODEL_PROCESS.call(state, classify_texts, [text])[0]
 
         job = Job(work)
         job.signals.finished.connect(lambda res: self._on_result(job, uid, gen, res))

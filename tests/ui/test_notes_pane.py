@@ -27,6 +27,9 @@ def test_autosave_restores_after_close_and_reopen(open_window, philips_path, qtb
 
 @pytest.mark.skipif(not (ROOT / "models" / "notes-minilm" / "card.json").is_file(), reason="no notes model")
 def test_typed_note_is_classified_without_stalling_the_gui(open_window, philips_path, qtbot):
+    from medviewer.jobs.process import MODEL_PROCESS
+
+    MODEL_PROCESS.shutdown()  # include starting the model process and loading the model in the measurement
     win = open_window(philips_path)
     pane = win.notes
     with Heartbeat() as beat, qtbot.waitSignal(pane.classified, timeout=180000):
