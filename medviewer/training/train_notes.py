@@ -75,7 +75,6 @@ def batches(encodings: list[list[int]], size: int, rng: random.Random, shuffle: 
 
 
 def collate(tokenizer, encodings: list[list[int]], idx: list[int]):  # noqa: ANN001, ANN201
-    import torch
 
     batch = tokenizer.pad({"input_ids": [encodings[i] for i in idx]}, return_tensors="pt")
     return batch["input_ids"], batch["attention_mask"]
