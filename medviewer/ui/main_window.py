@@ -104,6 +104,7 @@ class MainWindow(QMainWindow):
         self.grid.active_changed.connect(lambda v: self._sync_notes())
         self.ai_job: Job | None = None
         self.ai_cache: dict[tuple, object] = {}
+        self._cards: dict[str, dict] = {}  # model name -> card JSON, read once
         for v in self.grid.viewers:
             v.changed.connect(lambda v=v: self._show_cached_result(v))
         self.settings = QSettings("medviewer", "medviewer")
@@ -350,15 +351,19 @@ class MainWindow(QMainWindow):
 
     # ---------------------------------------------------------------------------------------------- AI
     def _card_json(self, name: str) -> dict:
-        """The card of model ``name`` as JSON (cheap: no torch), {} when unreadable."""
-        import json
+        """The card of model ``name`` as JSON, {} when unreadable. Read once per model and kept: this runs on
+        every slice change (cache lookups), which must not touch the disk."""
+        cache = self._cards
+        if name not in cache:
+            import json
 
-        from medviewer.config import models_dir
+            from medviewer.config import models_dir
 
-        try:
-            return json.loads((models_dir() / name / "card.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {}
+            try:
+                cache[name] = json.loads((models_dir() / name / "card.json").read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                return {}
+        return cache[name]
 
     def _card_sha(self, name: str) -> str:
         return str(self._card_json(name).get("weights_sha256", ""))
