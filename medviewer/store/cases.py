@@ -1,0 +1,748 @@
+"""The case store: cases (studies) with their notes, annotations, AI results, radiologist scores and events.
+
+SQLAlchemy 2 Core over SQLite by default (``<data dir>/cases.sqlite3``; ``MEDVIEWER_DATA_DIR`` moves the data dir),
+so the same code can run on PostgreSQL given another URL. On SQLite the connection is set up for durability:
+WAL journal, ``synchronous=FULL`` (a committed transaction survives a crash of the process or the machine),
+foreign keys on, a 30 s busy timeout, and ``BEGIN IMMEDIATE`` so concurrent writers queue instead of failing.
+
+Every public write is one transaction that also appends an ``events`` row, so a crash loses at most the write in
+flight. Histories are kept: note versions, note classifier results, AI results and radiologist scores are only
+ever appended; annotations are deleted softly. The store is safe to share between threads (one connection per
+checkout from the engine's pool) and between processes (SQLite locking).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import and_, create_engine, event, func, insert, select, update
+from sqlalchemy.engine import Connection, Engine
+
+from medviewer.imaging.annotations import Annotation
+from medviewer.notes.store import NoteRecord
+from medviewer.store import schema as S
+
+
+class CaseStoreError(RuntimeError):
+    """The database cannot be used (newer schema than this program, unknown case, bad status...)."""
+
+
+@dataclass
+class Case:
+    """A study in the store with its cached DICOM metadata (header values as strings, DICOM formats: dates
+    YYYYMMDD, names with ``^``), workflow status (one of :data:`medviewer.store.schema.STATUSES`) and times
+    (UTC epoch seconds)."""
+
+    id: int
+    study_instance_uid: str
+    patient_name: str = ""
+    patient_id: str = ""
+    patient_birth_date: str = ""
+    patient_sex: str = ""
+    study_date: str = ""
+    study_time: str = ""
+    study_description: str = ""
+    accession_number: str = ""
+    study_id: str = ""
+    modalities: str = ""
+    source_path: str = ""
+    status: str = "new"
+    reported_by: str = ""
+    reported_at: float | None = None
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+
+@dataclass
+class AIResult:
+    """One stored image-model result. ``probabilities`` {label: P}; ``score`` = P(positive label); times UTC epoch
+    seconds; ``heatmap_png`` an 8-bit grey PNG of the [0, 1] attribution map (None when not stored)."""
+
+    id: int
+    case_id: int
+    sop_instance_uid: str
+    frame: int
+    model: str
+    model_version: str
+    weights_sha256: str
+    probabilities: dict[str, float]
+    positive_label: str
+    score: float
+    threshold: float
+    positive: bool
+    heatmap_method: str = ""
+    heatmap_label: str = ""
+    heatmap_png: bytes | None = field(default=None, repr=False)
+    run_id: int | None = None
+    created_at: float = 0.0
+
+    def heatmap(self) -> np.ndarray | None:
+        """The stored heat map as (rows, cols) float32 in [0, 1] at its stored size (<= 256 px), or None."""
+        if not self.heatmap_png:
+            return None
+        from PIL import Image
+
+        with Image.open(io.BytesIO(self.heatmap_png)) as im:
+            return np.asarray(im.convert("L"), dtype=np.float32) / 255.0
+
+
+@dataclass
+class NoteResult:
+    """One stored notes-classifier result: ``findings`` [{label, probability, threshold, positive}], the
+    radiologist's ``decisions`` {label: "confirmed" | "rejected"}, the model and the note version it read."""
+
+    id: int
+    case_id: int
+    note_version_id: int | None
+    model: str
+    model_version: str
+    weights_sha256: str
+    findings: list[dict]
+    decisions: dict[str, str]
+    run_id: int | None
+    created_at: float
+
+    @property
+    def positives(self) -> list[str]:
+        """Labels called positive by the model and not rejected, plus those the radiologist confirmed."""
+        out = []
+        for f in self.findings:
+            d = self.decisions.get(f["label"])
+            if d == "confirmed" or (f.get("positive") and d != "rejected"):
+                out.append(f["label"])
+        return out
+
+
+@dataclass
+class RadiologistScore:
+    """The radiologist's call on ``label`` (positive True/False), optional confidence 1..5, and whether it
+    overrides the AI result it reviewed (``ai_result_id``)."""
+
+    id: int
+    case_id: int
+    label: str
+    positive: bool
+    confidence: int | None
+    ai_result_id: int | None
+    override: bool
+    comment: str
+    reader: str
+    created_at: float
+
+
+@dataclass
+class Event:
+    """One entry of a case's history: ``kind`` (e.g. "note saved", "annotation added", "ai result") and details."""
+
+    id: int
+    case_id: int
+    kind: str
+    detail: dict
+    at: float
+
+
+@dataclass
+class WorklistRow:
+    """One worklist line: the case, its latest AI score (max P(positive) over its images in the latest result of
+    each image, with model and whether that is above threshold), the note findings called positive, and the
+    radiologist's latest call."""
+
+    case: Case
+    ai_model: str = ""
+    ai_score: float | None = None
+    ai_positive: bool | None = None
+    ai_weights_sha256: str = ""
+    ai_at: float | None = None
+    note_findings: list[str] = field(default_factory=list)
+    radiologist_label: str = ""
+    radiologist_positive: bool | None = None
+    radiologist_confidence: int | None = None
+    n_annotations: int = 0
+
+
+def default_url() -> str:
+    """``sqlite:///<data dir>/cases.sqlite3`` (see :func:`medviewer.config.data_dir`)."""
+    from medviewer.config import data_dir
+
+    return f"sqlite:///{data_dir() / 'cases.sqlite3'}"
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url``; on SQLite with WAL, synchronous=FULL, foreign keys, busy timeout, BEGIN IMMEDIATE."""
+    if not url.startswith("sqlite"):
+        return create_engine(url, future=True)
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30.0})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record) -> None:  # noqa: ANN001
+        # Let SQLAlchemy, not the driver, start transactions (the pysqlite recipe in SQLAlchemy's SQLite docs).
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        if ":memory:" not in url and url not in ("sqlite://", "sqlite:///"):
+            cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=FULL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn) -> None:  # noqa: ANN001
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def migrate(engine: Engine) -> int:
+    """Bring the database to :data:`medviewer.store.schema.LATEST_VERSION`; returns the version reached.
+
+    Each migration runs in its own transaction with the ``schema_version`` row that records it, so an interrupted
+    upgrade leaves the database at the last complete version. Raises CaseStoreError when the database was written
+    by a newer medviewer (a higher version than this program knows).
+    """
+    with engine.begin() as conn:
+        S.schema_version.create(conn, checkfirst=True)
+        current = conn.execute(select(func.max(S.schema_version.c.version))).scalar() or 0
+    if current > S.LATEST_VERSION:
+        raise CaseStoreError(f"the case store has schema version {current}, newer than this medviewer "
+                             f"({S.LATEST_VERSION}); upgrade medviewer or use another MEDVIEWER_DATA_DIR")
+    for version in range(current + 1, S.LATEST_VERSION + 1):
+        with engine.begin() as conn:
+            S.MIGRATIONS[version](conn)
+            conn.execute(insert(S.schema_version).values(version=version, applied_at=time.time()))
+    return S.LATEST_VERSION
+
+
+def _heatmap_png(heat: np.ndarray, max_side: int = 256) -> bytes:
+    """(rows, cols) float in [0, 1] -> 8-bit grey PNG, downsampled (area) so the longer side is <= max_side."""
+    from PIL import Image
+
+    h = np.clip(np.nan_to_num(np.asarray(heat, dtype=np.float32)), 0.0, 1.0)
+    im = Image.fromarray((h * 255.0 + 0.5).astype(np.uint8), mode="L")
+    scale = max_side / max(im.size)
+    if scale < 1.0:
+        im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))), Image.Resampling.BOX)
+    buf = io.BytesIO()
+    im.save(buf, format="PNG", optimize=True)
+    return buf.getvalue()
+
+
+def _case(row) -> Case:  # noqa: ANN001 - Row
+    return Case(**{k: row._mapping[k] for k in Case.__dataclass_fields__})
+
+
+def _ai(row) -> AIResult:  # noqa: ANN001
+    m = row._mapping
+    return AIResult(id=m["id"], case_id=m["case_id"], sop_instance_uid=m["sop_instance_uid"], frame=m["frame"],
+                    model=m["model"], model_version=m["model_version"], weights_sha256=m["weights_sha256"],
+                    probabilities=json.loads(m["probabilities_json"]), positive_label=m["positive_label"],
+                    score=m["score"], threshold=m["threshold"], positive=bool(m["positive"]),
+                    heatmap_method=m["heatmap_method"], heatmap_label=m["heatmap_label"],
+                    heatmap_png=m["heatmap_png"], run_id=m["run_id"], created_at=m["created_at"])
+
+
+def _note_result(row) -> NoteResult:  # noqa: ANN001
+    m = row._mapping
+    return NoteResult(id=m["id"], case_id=m["case_id"], note_version_id=m["note_version_id"], model=m["model"],
+                      model_version=m["model_version"], weights_sha256=m["weights_sha256"],
+                      findings=json.loads(m["findings_json"]), decisions=json.loads(m["decisions_json"]),
+                      run_id=m["run_id"], created_at=m["created_at"])
+
+
+def _annotation(row) -> Annotation:  # noqa: ANN001
+    m = row._mapping
+    return Annotation(m["kind"], [tuple(p) for p in json.loads(m["points_json"])], m["sop_instance_uid"],
+                      m["frame"], m["text"], m["uid"])
+
+
+class CaseStore:
+    """The case store (see the module docstring). Also the notes pane's :class:`~medviewer.notes.store.NoteStore`.
+
+    url: an SQLAlchemy URL; default :func:`default_url`. ``path`` is a shortcut for ``sqlite:///<path>``.
+    Raises CaseStoreError when the database's schema is newer than this program.
+    """
+
+    def __init__(self, url: str | None = None, *, path: str | Path | None = None):
+        if path is not None:
+            url = f"sqlite:///{Path(path)}"
+        self.url = url or default_url()
+        self.engine = make_engine(self.url)
+        self.version = migrate(self.engine)
+
+    def close(self) -> None:
+        """Release the connections (the data is already committed)."""
+        self.engine.dispose()
+
+    # ------------------------------------------------------------------------------------------------ helpers
+    @staticmethod
+    def _event(conn: Connection, case_id: int, kind: str, **detail: Any) -> None:
+        conn.execute(insert(S.events).values(case_id=case_id, kind=kind, detail_json=json.dumps(detail),
+                                             at=time.time()))
+
+    @staticmethod
+    def _touch(conn: Connection, case_id: int, start_work: bool = True) -> None:
+        """Mark the case updated; a new case becomes "in progress" when work is saved on it."""
+        values: dict[str, Any] = {"updated_at": time.time()}
+        conn.execute(update(S.cases).where(S.cases.c.id == case_id).values(**values))
+        if start_work:
+            conn.execute(update(S.cases).where(and_(S.cases.c.id == case_id, S.cases.c.status == "new"))
+                         .values(status="in progress"))
+
+    def _case_id(self, conn: Connection, study_instance_uid: str, create: bool = True) -> int:
+        cid = conn.execute(select(S.cases.c.id).where(S.cases.c.study_instance_uid == study_instance_uid)).scalar()
+        if cid is None:
+            if not create:
+                raise CaseStoreError(f"no case for StudyInstanceUID {study_instance_uid}")
+            now = time.time()
+            cid = conn.execute(insert(S.cases).values(study_instance_uid=study_instance_uid, created_at=now,
+                                                      updated_at=now)).inserted_primary_key[0]
+            self._event(conn, cid, "case created")
+        return int(cid)
+
+    # ------------------------------------------------------------------------------------------------ cases
+    def register_study(self, patient, study, source_path: str = "") -> int:  # noqa: ANN001 - io.model types
+        """Create or refresh the case of ``study`` (a :class:`medviewer.io.model.Study` of ``patient``) with its
+        metadata and image list (SOPInstanceUID -> file path); status and everything owned are kept. Returns the
+        case id."""
+        modalities = sorted({s.modality for s in study.series.values() if s.modality})
+        meta = dict(patient_name=patient.patient_name, patient_id=patient.patient_id,
+                    patient_birth_date=patient.patient_birth_date, patient_sex=patient.patient_sex,
+                    study_date=study.study_date, study_time=study.study_time,
+                    study_description=study.study_description, accession_number=study.accession_number,
+                    study_id=study.study_id, modalities="\\".join(modalities))
+        if source_path:
+            meta["source_path"] = str(source_path)
+        images = []
+        for series in study.series.values():
+            for inst in series.image_instances:
+                images.append(dict(sop_instance_uid=inst.sop_instance_uid,
+                                   series_instance_uid=series.series_instance_uid,
+                                   series_description=series.series_description, modality=inst.modality,
+                                   instance_number=inst.instance_number, number_of_frames=inst.number_of_frames,
+                                   rows=inst.rows, columns=inst.columns, path=inst.path))
+        with self.engine.begin() as conn:
+            existed = conn.execute(select(S.cases.c.id).where(
+                S.cases.c.study_instance_uid == study.study_instance_uid)).scalar() is not None
+            cid = self._case_id(conn, study.study_instance_uid)
+            conn.execute(update(S.cases).where(S.cases.c.id == cid).values(updated_at=time.time(), **meta))
+            known = {r[0]: r[1] for r in conn.execute(
+                select(S.case_images.c.sop_instance_uid, S.case_images.c.id).where(S.case_images.c.case_id == cid))}
+            for img in images:
+                if img["sop_instance_uid"] in known:
+                    conn.execute(update(S.case_images).where(S.case_images.c.id == known[img["sop_instance_uid"]])
+                                 .values(**img))
+                else:
+                    conn.execute(insert(S.case_images).values(case_id=cid, **img))
+            if not existed:
+                self._event(conn, cid, "case registered", source_path=str(source_path), images=len(images))
+        return cid
+
+    def register_index(self, index, source_path: str = "") -> list[int]:  # noqa: ANN001 - DicomIndex
+        """:meth:`register_study` for every study of a scan that has images; returns the case ids."""
+        ids = []
+        for patient in index.patients.values():
+            for study in patient.studies.values():
+                if any(s.image_instances for s in study.series.values()):
+                    ids.append(self.register_study(patient, study, source_path))
+        return ids
+
+    def get_case(self, study_instance_uid: str) -> Case | None:
+        """The case of a StudyInstanceUID, or None."""
+        with self.engine.begin() as conn:
+            row = conn.execute(select(S.cases).where(S.cases.c.study_instance_uid == study_instance_uid)).first()
+        return _case(row) if row else None
+
+    def cases(self, status: str | None = None) -> list[Case]:
+        """All cases (optionally of one status), newest study first."""
+        q = select(S.cases).order_by(S.cases.c.study_date.desc(), S.cases.c.id)
+        if status is not None:
+            q = q.where(S.cases.c.status == status)
+        with self.engine.begin() as conn:
+            return [_case(r) for r in conn.execute(q)]
+
+    def case_images(self, study_instance_uid: str) -> list[dict]:
+        """The images of a case: dicts with sop_instance_uid, series_instance_uid, series_description, modality,
+        instance_number, number_of_frames, rows, columns, path; ordered by series then InstanceNumber."""
+        with self.engine.begin() as conn:
+            cid = self._case_id(conn, study_instance_uid, create=False)
+            rows = conn.execute(select(S.case_images).where(S.case_images.c.case_id == cid).order_by(
+                S.case_images.c.series_instance_uid, S.case_images.c.instance_number, S.case_images.c.id))
+            return [{k: v for k, v in r._mapping.items() if k not in ("id", "case_id")} for r in rows]
+
+    def set_status(self, study_instance_uid: str, status: str, reader: str = "") -> None:
+        """Set the workflow status. "reported" is the sign-off: it records ``reader`` and the time.
+
+        Raises CaseStoreError for an unknown status or case."""
+        if status not in S.STATUSES:
+            raise CaseStoreError(f"unknown status {status!r} (one of {', '.join(S.STATUSES)})")
+        with self.engine.begin() as conn:
+            cid = self._case_id(conn, study_instance_uid, create=False)
+            values: dict[str, Any] = {"status": status, "updated_at": time.time()}
+            if status == "reported":
+                values.update(reported_by=reader, reported_at=time.time())
+            else:
+                values.update(reported_by="", reported_at=None)
+            conn.execute(update(S.cases).where(S.cases.c.id == cid).values(**values))
+            self._event(conn, cid, "signed off" if status == "reported" else "status", status=status, reader=reader)
+
+    def sign_off(self, study_instance_uid: str, reader: str) -> None:
+        """Mark the case reported by ``reader`` (see :meth:`set_status`)."""
+        self.set_status(study_instance_uid, "reported", reader)
+
+    # ------------------------------------------------------------------------------------------------ notes
+    def save_text(self, study_instance_uid: str, text: str) -> int:
+        """Append a version of the case's note (one transaction) and return its id; unchanged text is not stored
+        again (the latest id is returned). Creates the case when unknown (NoteStore protocol)."""
+        with self.engine.begin() as conn:
+            cid = self._case_id(conn, study_instance_uid)
+            last = conn.execute(select(S.note_versions.c.id, S.note_versions.c.text)
+                                .where(S.note_versions.c.case_id == cid)
+                                .order_by(S.note_versions.c.id.desc()).limit(1)).first()
+            if last is not None and last.text == text:
+                return int(last.id)
+            vid = conn.execute(insert(S.note_versions).values(case_id=cid, text=text, saved_at=time.time())
+                               ).inserted_primary_key[0]
+            self._touch(conn, cid)
+            self._event(conn, cid, "note saved", note_version_id=vid, chars=len(text))
+            return int(vid)
+
+    def save_findings(self, study_instance_uid: str, findings: list[dict], decisions: dict[str, str],
+                      model: str, model_version: str, weights_sha256: str = "", run_id: int | None = None) -> int:
+        """Append a notes-classifier result for the latest note version (findings as
+        ``NoteResult.to_dict()['findings']``, decisions {label: "confirmed" | "rejected"}); returns its id."""
+        with self.engine.begin() as conn:
+            cid = self._case_id(conn, study_instance_uid)
+            vid = conn.execute(select(func.max(S.note_versions.c.id)).where(S.note_versions.c.case_id == cid)
+                               ).scalar()
+            rid = conn.execute(insert(S.note_results).values(
+                case_id=cid, note_version_id=vid, model=model, model_version=model_version,
+                weights_sha256=weights_sha256, findings_json=json.dumps(findings),
+                decisions_json=json.dumps(decisions), run_id=run_id, created_at=time.time())).inserted_primary_key[0]
+            self._touch(conn, cid, start_work=run_id is None)
+            positives = [f["label"] for f in findings if f.get("positive")]
+            self._event(conn, cid, "note findings", note_result_id=rid, model=model, model_version=model_version,
+                        positives=positives, decisions=decisions, run_id=run_id)
+            return int(rid)
+
+    def load(self, study_instance_uid: str) -> NoteRecord | None:
+        """The latest note and findings of a case (NoteStore protocol), or None when it has neither."""
+        with self.engine.begin() as conn:
+            cid = conn.execute(select(S.cases.c.id).where(S.cases.c.study_instance_uid == study_instance_uid)
+                               ).scalar()
+            if cid is None:
+                return None
+            note = conn.execute(select(S.note_versions).where(S.note_versions.c.case_id == cid)
+                                .order_by(S.note_versions.c.id.desc()).limit(1)).first()
+            res = conn.execute(select(S.note_results).where(S.note_results.c.case_id == cid)
+                               .order_by(S.note_results.c.id.desc()).limit(1)).first()
+        if note is None and res is None:
+            return None
+        rec = NoteRecord(study_instance_uid, text=note.text if note else "", saved_at=note.saved_at if note else 0.0)
+        if res is not None:
+            r = _note_result(res)
+            rec.findings, rec.decisions, rec.model, rec.model_version = r.findings, r.decisions, r.model, \
+                r.model_version
+        return rec
+
+    def note_versions(self, study_instance_uid: str) -> list[tuple[int, str, float]]:
+        """Every saved version of the note as (id, text, saved_at), oldest first."""
+        with self.engine.begin() as conn:
+            cid = self._case_id(conn, study_instance_uid, create=False)
+            return [(r.id, r.text, r.saved_at) for r in conn.execute(
+                select(S.note_versions).where(S.note_versions.c.case_id == cid).order_by(S.note_versions.c.id))]
+
+    versions = note_versions  # the interim notes store's name
+
+    def note_results(self, study_instance_uid: str) -> list[NoteResult]:
+        """Every notes-classifier result of the case, oldest first."""
+        with self.engine.begin() as conn:
+            cid = self._case_id(conn, study_instance_uid, create=False)
+            return [_note_result(r) for r in conn.execute(
+                select(S.note_results).where(S.note_results.c.case_id == cid).order_by(S.note_results.c.id))]
+
+    # ------------------------------------------------------------------------------------------------ annotations
+    def save_annotation(self, study_instance_uid: str, annotation: Annotation,
+                        measurement: dict | None = None) -> None:
+        """Insert or update ``annotation`` (by its uid) in the case; undeletes it when it was deleted."""
+        now = time.time()
+        values = dict(sop_instance_uid=annotation.sop_instance_uid, frame=annotation.frame, kind=annotation.kind,
+                      points_json=json.dumps([list(p) for p in annotation.points]), text=annotation.text,
+                      measurement_json=json.dumps(measurement or {}), updated_at=now, deleted_at=None)
+        with self.engine.begin() as conn:
+            cid = self._case_id(conn, study_instance_uid)
+            row = conn.execute(select(S.annotations.c.id, S.annotations.c.case_id)
+                               .where(S.annotations.c.uid == annotation.uid)).first()
+            if row is None:
+                conn.execute(insert(S.annotations).values(uid=annotation.uid, case_id=cid, created_at=now, **values))
+                kind = "annotation added"
+            else:
+                conn.execute(update(S.annotations).where(S.annotations.c.id == row.id).values(**values))
+                kind = "annotation changed"
+            self._touch(conn, cid)
+            self._event(conn, cid, kind, uid=annotation.uid, annotation_kind=annotation.kind,
+                        sop_instance_uid=annotation.sop_instance_uid, frame=annotation.frame,
+                        points=[list(p) for p in annotation.points], measurement=measurement or {})
+
+    def delete_annotation(self, uid: str) -> bool:
+        """Delete an annotation softly (kept with ``deleted_at``); False when there is no such live annotation."""
+        with self.engine.begin() as conn:
+            row = conn.execute(select(S.annotations.c.id, S.annotations.c.case_id)
+                               .where(and_(S.annotations.c.uid == uid, S.annotations.c.deleted_at.is_(None)))).first()
+            if row is None:
+                return False
+            conn.execute(update(S.annotations).where(S.annotations.c.id == row.id).values(deleted_at=time.time()))
+            self._touch(conn, row.case_id)
+            self._event(conn, row.case_id, "annotation deleted", uid=uid)
+            return True
+
+    def annotations(self, study_instance_uid: str, include_deleted: bool = False) -> list[Annotation]:
+        """The case's annotations in creation order (live ones unless ``include_deleted``)."""
+        with self.engine.begin() as conn:
+            cid = conn.execute(select(S.cases.c.id).where(S.cases.c.study_instance_uid == study_instance_uid)
+                               ).scalar()
+            if cid is None:
+                return []
+            q = select(S.annotations).where(S.annotations.c.case_id == cid).order_by(S.annotations.c.id)
+            if not include_deleted:
+                q = q.where(S.annotations.c.deleted_at.is_(None))
+            return [_annotation(r) for r in conn.execute(q)]
+
+    def annotation_measurements(self, study_instance_uid: str) -> dict[str, dict]:
+        """{annotation uid: the measurement dict saved with it} for the case's live annotations."""
+        with self.engine.begin() as conn:
+            cid = self._case_id(conn, study_instance_uid, create=False)
+            return {r.uid: json.loads(r.measurement_json) for r in conn.execute(
+                select(S.annotations.c.uid, S.annotations.c.measurement_json).where(
+                    and_(S.annotations.c.case_id == cid, S.annotations.c.deleted_at.is_(None))))}
+
+    # ------------------------------------------------------------------------------------------------ AI results
+    def add_ai_result(self, study_instance_uid: str, result, run_id: int | None = None) -> int:  # noqa: ANN001
+        """Append an image-model result (a :class:`medviewer.inference.scorer.ScoreResult`, heat map optional);
+        returns its id. Nothing is overwritten: re-scoring adds rows."""
+        p_pos = float(result.probabilities[result.positive_label])
+        heat = getattr(result, "heatmap", None)
+        with self.engine.begin() as conn:
+            cid = self._case_id(conn, study_instance_uid)
+            rid = conn.execute(insert(S.ai_results).values(
+                case_id=cid, sop_instance_uid=result.sop_instance_uid, frame=int(result.frame), model=result.model,
+                model_version=result.version, weights_sha256=result.weights_sha256,
+                probabilities_json=json.dumps(result.probabilities), positive_label=result.positive_label,
+                score=p_pos, threshold=float(result.threshold), positive=bool(result.positive),
+                heatmap_method=result.heatmap_method or "", heatmap_label=result.heatmap_label or "",
+                heatmap_png=_heatmap_png(heat) if heat is not None else None, run_id=run_id,
+                created_at=time.time())).inserted_primary_key[0]
+            self._touch(conn, cid, start_work=run_id is None)
+            self._event(conn, cid, "ai result", ai_result_id=rid, model=result.model, version=result.version,
+                        weights_sha256=result.weights_sha256, sop_instance_uid=result.sop_instance_uid,
+                        score=p_pos, positive=bool(result.positive), run_id=run_id)
+            return int(rid)
+
+    def ai_results(self, study_instance_uid: str, model: str | None = None) -> list[AIResult]:
+        """Every AI result of the case (optionally of one model), oldest first."""
+        with self.engine.begin() as conn:
+            cid = self._case_id(conn, study_instance_uid, create=False)
+            q = select(S.ai_results).where(S.ai_results.c.case_id == cid).order_by(S.ai_results.c.id)
+            if model:
+                q = q.where(S.ai_results.c.model == model)
+            return [_ai(r) for r in conn.execute(q)]
+
+    def latest_ai_results(self, study_instance_uid: str, model: str | None = None) -> list[AIResult]:
+        """The latest result per (image, frame, model) of the case."""
+        latest: dict[tuple, AIResult] = {}
+        for r in self.ai_results(study_instance_uid, model):
+            latest[(r.sop_instance_uid, r.frame, r.model)] = r
+        return list(latest.values())
+
+    # ------------------------------------------------------------------------------------------------ radiologist
+    def add_radiologist_score(self, study_instance_uid: str, label: str, positive: bool,
+                              confidence: int | None = None, comment: str = "", reader: str = "",
+                              ai_result_id: int | None = None) -> int:
+        """Append the radiologist's call on ``label``. When ``ai_result_id`` is given (default: the case's latest
+        AI result whose positive label is ``label``) the row records whether the call overrides it. Returns its id.
+
+        Raises CaseStoreError for a confidence outside 1..5."""
+        if confidence is not None and not 1 <= int(confidence) <= 5:
+            raise CaseStoreError("confidence must be 1..5")
+        with self.engine.begin() as conn:
+            cid = self._case_id(conn, study_instance_uid)
+            if ai_result_id is None:
+                ai_result_id = conn.execute(select(S.ai_results.c.id).where(and_(
+                    S.ai_results.c.case_id == cid, S.ai_results.c.positive_label == label))
+                    .order_by(S.ai_results.c.id.desc()).limit(1)).scalar()
+            override = False
+            if ai_result_id is not None:
+                ai_pos = conn.execute(select(S.ai_results.c.positive).where(S.ai_results.c.id == ai_result_id)
+                                      ).scalar()
+                override = ai_pos is not None and bool(ai_pos) != bool(positive)
+            sid = conn.execute(insert(S.radiologist_scores).values(
+                case_id=cid, label=label, positive=bool(positive), confidence=confidence, ai_result_id=ai_result_id,
+                override=override, comment=comment, reader=reader, created_at=time.time())).inserted_primary_key[0]
+            self._touch(conn, cid)
+            self._event(conn, cid, "radiologist score", label=label, positive=bool(positive), confidence=confidence,
+                        override=override, ai_result_id=ai_result_id, reader=reader)
+            return int(sid)
+
+    def radiologist_scores(self, study_instance_uid: str) -> list[RadiologistScore]:
+        """Every radiologist call of the case, oldest first (the last per label is the current one)."""
+        with self.engine.begin() as conn:
+            cid = self._case_id(conn, study_instance_uid, create=False)
+            return [RadiologistScore(**{k: (bool(v) if k in ("positive", "override") else v)
+                                        for k, v in r._mapping.items()})
+                    for r in conn.execute(select(S.radiologist_scores).where(S.radiologist_scores.c.case_id == cid)
+                                          .order_by(S.radiologist_scores.c.id))]
+
+    # ------------------------------------------------------------------------------------------------ events
+    def events(self, study_instance_uid: str) -> list[Event]:
+        """The case's history, oldest first."""
+        with self.engine.begin() as conn:
+            cid = self._case_id(conn, study_instance_uid, create=False)
+            return [Event(r.id, r.case_id, r.kind, json.loads(r.detail_json), r.at) for r in conn.execute(
+                select(S.events).where(S.events.c.case_id == cid).order_by(S.events.c.id))]
+
+    def log_event(self, study_instance_uid: str, kind: str, **detail: Any) -> None:
+        """Append a free event (e.g. "case opened", "report exported") to the case's history."""
+        with self.engine.begin() as conn:
+            self._event(conn, self._case_id(conn, study_instance_uid), kind, **detail)
+
+    # ------------------------------------------------------------------------------------------------ re-score runs
+    def start_run(self, reason: str, models: dict[str, str], n_cases: int) -> int:
+        """Record the start of a re-score run ({model name: weights sha256}); returns its id."""
+        with self.engine.begin() as conn:
+            return int(conn.execute(insert(S.rescore_runs).values(
+                reason=reason, models_json=json.dumps(models), n_cases=n_cases, state="running",
+                started_at=time.time())).inserted_primary_key[0])
+
+    def update_run(self, run_id: int, n_done: int | None = None, state: str | None = None) -> None:
+        """Progress (``n_done``) or end (``state`` finished/cancelled/failed) of a re-score run."""
+        values: dict[str, Any] = {}
+        if n_done is not None:
+            values["n_done"] = n_done
+        if state is not None:
+            values["state"] = state
+            if state != "running":
+                values["finished_at"] = time.time()
+        with self.engine.begin() as conn:
+            conn.execute(update(S.rescore_runs).where(S.rescore_runs.c.id == run_id).values(**values))
+
+    def runs(self) -> list[dict]:
+        """Every re-score run (dicts of the rescore_runs columns, models decoded), oldest first."""
+        with self.engine.begin() as conn:
+            out = []
+            for r in conn.execute(select(S.rescore_runs).order_by(S.rescore_runs.c.id)):
+                d = dict(r._mapping)
+                d["models"] = json.loads(d.pop("models_json"))
+                out.append(d)
+            return out
+
+    # ------------------------------------------------------------------------------------------------ worklist
+    def worklist(self, model: str | None = None) -> list[WorklistRow]:
+        """One :class:`WorklistRow` per case, newest study first. ``model`` picks the image model whose score is
+        shown (default: the model of the case's latest AI result)."""
+        with self.engine.begin() as conn:
+            rows = {r.id: WorklistRow(_case(r)) for r in conn.execute(
+                select(S.cases).order_by(S.cases.c.study_date.desc(), S.cases.c.id))}
+            # Latest AI result per (case, image, frame, model); the case score is the max over its images.
+            q = select(S.ai_results.c.id, S.ai_results.c.case_id, S.ai_results.c.sop_instance_uid,
+                       S.ai_results.c.frame, S.ai_results.c.model, S.ai_results.c.score, S.ai_results.c.positive,
+                       S.ai_results.c.weights_sha256, S.ai_results.c.created_at).order_by(S.ai_results.c.id)
+            if model:
+                q = q.where(S.ai_results.c.model == model)
+            latest: dict[tuple, Any] = {}
+            last_model: dict[int, str] = {}
+            for r in conn.execute(q):
+                latest[(r.case_id, r.sop_instance_uid, r.frame, r.model)] = r
+                last_model[r.case_id] = r.model
+            for (cid, _sop, _frame, m), r in latest.items():
+                row = rows.get(cid)
+                if row is None or m != last_model[cid]:
+                    continue
+                if row.ai_score is None or r.score > row.ai_score:
+                    row.ai_model, row.ai_score, row.ai_positive = m, float(r.score), bool(r.positive)
+                    row.ai_weights_sha256 = r.weights_sha256
+                row.ai_at = max(row.ai_at or 0.0, r.created_at)
+            last_notes: dict[int, Any] = {}
+            for r in conn.execute(select(S.note_results).order_by(S.note_results.c.id)):
+                last_notes[r.case_id] = r
+            for cid, r in last_notes.items():
+                if cid in rows:
+                    rows[cid].note_findings = _note_result(r).positives
+            for r in conn.execute(select(S.radiologist_scores).order_by(S.radiologist_scores.c.id)):
+                if r.case_id in rows:
+                    row = rows[r.case_id]
+                    row.radiologist_label, row.radiologist_positive = r.label, bool(r.positive)
+                    row.radiologist_confidence = r.confidence
+            for cid, n in conn.execute(select(S.annotations.c.case_id, func.count()).where(
+                    S.annotations.c.deleted_at.is_(None)).group_by(S.annotations.c.case_id)):
+                if cid in rows:
+                    rows[cid].n_annotations = int(n)
+        return list(rows.values())
+
+    def stale_cases(self, model: str, weights_sha256: str) -> list[str]:
+        """StudyInstanceUIDs of cases whose latest result of ``model`` was made with other weights."""
+        out = []
+        for row in self.worklist(model):
+            if row.ai_model == model and row.ai_weights_sha256 and row.ai_weights_sha256 != weights_sha256:
+                out.append(row.case.study_instance_uid)
+        return out
+
+    # ------------------------------------------------------------------------------------------------ import
+    def import_interim_notes(self, path: str | Path) -> int:
+        """Copy notes saved by the interim notes store (``notes.sqlite3`` of earlier versions) into this store,
+        once per note version; returns how many versions were copied."""
+        import sqlite3
+
+        path = Path(path)
+        if not path.is_file():
+            return 0
+        src = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            versions = src.execute("SELECT study_instance_uid, text, saved_at FROM note_versions ORDER BY id").fetchall()
+            findings = src.execute("SELECT study_instance_uid, findings_json, decisions_json, model, model_version, "
+                                   "saved_at FROM note_findings").fetchall()
+        except sqlite3.DatabaseError:
+            return 0
+        finally:
+            src.close()
+        copied = 0
+        with self.engine.begin() as conn:
+            for uid, text, saved_at in versions:
+                cid = self._case_id(conn, uid)
+                dup = conn.execute(select(S.note_versions.c.id).where(and_(
+                    S.note_versions.c.case_id == cid, S.note_versions.c.saved_at == saved_at,
+                    S.note_versions.c.text == text))).first()
+                if dup is None:
+                    conn.execute(insert(S.note_versions).values(case_id=cid, text=text, saved_at=saved_at))
+                    copied += 1
+            for uid, fj, dj, model, version, saved_at in findings:
+                cid = self._case_id(conn, uid)
+                dup = conn.execute(select(S.note_results.c.id).where(and_(
+                    S.note_results.c.case_id == cid, S.note_results.c.created_at == saved_at))).first()
+                if dup is None:
+                    vid = conn.execute(select(func.max(S.note_versions.c.id)).where(
+                        S.note_versions.c.case_id == cid)).scalar()
+                    conn.execute(insert(S.note_results).values(case_id=cid, note_version_id=vid, model=model,
+                                                               model_version=version, findings_json=fj,
+                                                               decisions_json=dj, created_at=saved_at))
+            if copied:
+                for uid in {v[0] for v in versions}:
+                    self._event(conn, self._case_id(conn, uid), "notes imported", source=str(path))
+        return copied
+
+
+def open_default_store() -> CaseStore:
+    """The user's case store (``<data dir>/cases.sqlite3``), with notes of the interim store imported once."""
+    from medviewer.config import data_dir
+
+    store = CaseStore()
+    legacy = data_dir() / "notes.sqlite3"
+    marker = data_dir() / ".notes-imported"
+    if legacy.is_file() and not marker.exists():
+        store.import_interim_notes(legacy)
+        marker.write_text("notes.sqlite3 imported into cases.sqlite3\n", encoding="utf-8")
+    return store
+
