@@ -683,12 +683,17 @@ class CaseStore:
         return list(rows.values())
 
     def stale_cases(self, model: str, weights_sha256: str) -> list[str]:
-        """StudyInstanceUIDs of cases whose latest result of ``model`` was made with other weights."""
-        out = []
-        for row in self.worklist(model):
-            if row.ai_model == model and row.ai_weights_sha256 and row.ai_weights_sha256 != weights_sha256:
-                out.append(row.case.study_instance_uid)
-        return out
+        """StudyInstanceUIDs of cases where the latest result of ``model`` on some image was made with weights
+        other than ``weights_sha256``."""
+        latest: dict[tuple, tuple[str, str]] = {}
+        with self.engine.begin() as conn:
+            for r in conn.execute(select(S.ai_results.c.sop_instance_uid, S.ai_results.c.frame,
+                                         S.ai_results.c.weights_sha256, S.cases.c.study_instance_uid)
+                                  .join(S.cases, S.cases.c.id == S.ai_results.c.case_id)
+                                  .where(S.ai_results.c.model == model).order_by(S.ai_results.c.id)):
+                latest[(r.study_instance_uid, r.sop_instance_uid, r.frame)] = (r.study_instance_uid,
+                                                                              r.weights_sha256)
+        return sorted({uid for uid, sha in latest.values() if sha != weights_sha256})
 
     # ------------------------------------------------------------------------------------------------ import
     def import_interim_notes(self, path: str | Path) -> int:

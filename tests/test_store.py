@@ -1,0 +1,278 @@
+"""Case store: schema and migrations, durability (a writer killed mid-session), histories and the worklist."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import insert, inspect, select
+
+from medviewer.imaging.annotations import Annotation
+from medviewer.inference.scorer import ScoreResult
+from medviewer.io.scan import scan
+from medviewer.store import CaseStore, CaseStoreError, open_default_store
+from medviewer.store import schema as S
+from medviewer.store.cases import make_engine, migrate
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+CT_HEAD = SHARED / "ct-head-ge"
+
+
+@pytest.fixture()
+def store(tmp_path):
+    s = CaseStore(path=tmp_path / "cases.sqlite3")
+    yield s
+    s.close()
+
+
+@pytest.fixture(scope="module")
+def ct_index():
+    if not CT_HEAD.is_dir():
+        pytest.skip("shared CT data not present")
+    return scan(str(CT_HEAD))
+
+
+def _result(uid: str, p: float, sha: str = "a" * 64, threshold: float = 0.5) -> ScoreResult:
+    return ScoreResult(sop_instance_uid=uid, model="pneumonia-cnn", version="1.0.0", weights_sha256=sha,
+                       probabilities={"normal": 1 - p, "pneumonia": p}, threshold=threshold,
+                       positive_label="pneumonia", positive=p >= threshold)
+
+
+def test_fresh_store_is_wal_with_foreign_keys_and_latest_schema(store, tmp_path):
+    assert store.version == S.LATEST_VERSION
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+        versions = [r[0] for r in conn.execute(select(S.schema_version.c.version))]
+    assert versions == list(range(1, S.LATEST_VERSION + 1))
+    names = set(inspect(store.engine).get_table_names())
+    assert {"cases", "note_versions", "annotations", "ai_results", "radiologist_scores", "events"} <= names
+
+
+def test_foreign_keys_are_enforced(store):
+    from sqlalchemy.exc import IntegrityError
+
+    with pytest.raises(IntegrityError):
+        with store.engine.begin() as conn:
+            conn.execute(insert(S.note_versions).values(case_id=9999, text="orphan", saved_at=time.time()))
+
+
+def test_migration_from_version_1_keeps_data(tmp_path):
+    path = tmp_path / "old.sqlite3"
+    engine = make_engine(f"sqlite:///{path}")
+    with engine.begin() as conn:  # a database as version 1 left it
+        S.MIGRATIONS[1](conn)
+        conn.execute(insert(S.schema_version).values(version=1, applied_at=time.time()))
+        conn.execute(insert(S.cases).values(study_instance_uid="1.2.3", patient_name="OLD^CASE", created_at=1.0,
+                                            updated_at=1.0))
+    engine.dispose()
+    store = CaseStore(path=path)
+    try:
+        assert store.version == 2
+        assert store.get_case("1.2.3").patient_name == "OLD^CASE"
+        index_names = {ix["name"] for ix in inspect(store.engine).get_indexes("annotations")}
+        assert "ix_annotations_image" in index_names
+        assert migrate(store.engine) == 2  # idempotent
+    finally:
+        store.close()
+
+
+def test_newer_schema_is_refused_with_a_clear_error(tmp_path):
+    path = tmp_path / "future.sqlite3"
+    CaseStore(path=path).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("INSERT INTO schema_version VALUES (?, ?)", (S.LATEST_VERSION + 1, time.time()))
+    with pytest.raises(CaseStoreError, match="newer than this medviewer"):
+        CaseStore(path=path)
+
+
+def test_default_store_lives_in_medviewer_data_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("MEDVIEWER_DATA_DIR", str(tmp_path / "data"))
+    store = open_default_store()
+    try:
+        assert Path(store.url.removeprefix("sqlite:///")) == tmp_path / "data" / "cases.sqlite3"
+        assert (tmp_path / "data" / "cases.sqlite3").is_file()
+    finally:
+        store.close()
+
+
+def test_register_real_study_caches_metadata_and_images(store, ct_index):
+    ids = store.register_index(ct_index, str(CT_HEAD))
+    assert len(ids) == 1
+    patient = next(iter(ct_index.patients.values()))
+    study = next(iter(patient.studies.values()))
+    case = store.get_case(study.study_instance_uid)
+    assert case.patient_id == patient.patient_id and case.study_description == study.study_description
+    assert case.modalities == "CT" and case.status == "new" and case.source_path == str(CT_HEAD)
+    images = store.case_images(study.study_instance_uid)
+    assert len(images) == sum(len(s.image_instances) for s in study.series.values())
+    assert all(Path(i["path"]).is_file() for i in images)
+    # Registering again refreshes but does not duplicate, and keeps the status.
+    store.set_status(study.study_instance_uid, "in progress")
+    assert store.register_index(ct_index, str(CT_HEAD)) == ids
+    assert len(store.case_images(study.study_instance_uid)) == len(images)
+    assert store.get_case(study.study_instance_uid).status == "in progress"
+
+
+def test_notes_keep_every_version_and_findings_history(store):
+    uid = "1.2.840.1"
+    assert store.load(uid) is None
+    v1 = store.save_text(uid, "No focal consolidation.")
+    assert store.save_text(uid, "No focal consolidation.") == v1  # unchanged text: no new version
+    v2 = store.save_text(uid, "Right lower lobe consolidation.")
+    assert v2 > v1
+    store.save_findings(uid, [{"label": "pneumonia", "probability": 0.9, "threshold": 0.5, "positive": True}],
+                        {}, "notes-minilm", "1.0.0")
+    store.save_findings(uid, [{"label": "pneumonia", "probability": 0.9, "threshold": 0.5, "positive": True}],
+                        {"pneumonia": "rejected"}, "notes-minilm", "1.0.0")
+    rec = store.load(uid)
+    assert rec.text == "Right lower lobe consolidation." and rec.decisions == {"pneumonia": "rejected"}
+    assert [t for _, t, _ in store.note_versions(uid)] == ["No focal consolidation.",
+                                                           "Right lower lobe consolidation."]
+    results = store.note_results(uid)
+    assert len(results) == 2 and results[0].positives == ["pneumonia"] and results[1].positives == []
+    assert store.get_case(uid).status == "in progress"  # work on a new case starts it
+
+
+def test_annotations_update_soft_delete_and_reopen(tmp_path):
+    path = tmp_path / "cases.sqlite3"
+    store = CaseStore(path=path)
+    a = Annotation("ellipse", [(10, 10), (40, 30)], "1.2.3.4", frame=2, text="cyst")
+    store.save_annotation("9.9", a, {"mean": 12.5})
+    store.save_annotation("9.9", a.moved(5, 0))
+    b = Annotation("length", [(0, 0), (3, 4)], "1.2.3.4")
+    store.save_annotation("9.9", b)
+    assert store.delete_annotation(b.uid) and not store.delete_annotation(b.uid)
+    store.close()
+    reopened = CaseStore(path=path)
+    try:
+        live = reopened.annotations("9.9")
+        assert [x.uid for x in live] == [a.uid]
+        assert live[0].points == [(15.0, 10.0), (45.0, 30.0)] and live[0].frame == 2 and live[0].text == "cyst"
+        assert len(reopened.annotations("9.9", include_deleted=True)) == 2
+        kinds = [e.kind for e in reopened.events("9.9")]
+        assert kinds.count("annotation added") == 2 and "annotation changed" in kinds
+        assert "annotation deleted" in kinds
+    finally:
+        reopened.close()
+
+
+def test_ai_results_are_appended_and_worklist_shows_latest(store):
+    import numpy as np
+
+    uid = "1.2.5"
+    r1 = _result("img1", 0.8)
+    r1.heatmap = np.linspace(0, 1, 600 * 500, dtype=np.float32).reshape(600, 500)
+    r1.heatmap_method, r1.heatmap_label = "gradcam", "pneumonia"
+    store.add_ai_result(uid, r1)
+    store.add_ai_result(uid, _result("img2", 0.3))
+    store.add_ai_result(uid, _result("img1", 0.2, sha="b" * 64))  # re-scored with new weights
+    results = store.ai_results(uid)
+    assert [r.score for r in results] == pytest.approx([0.8, 0.3, 0.2])
+    heat = results[0].heatmap()
+    assert heat.shape == (256, 213) and heat.dtype == np.float32 and 0.0 <= heat.min() < heat.max() <= 1.0
+    assert len(store.latest_ai_results(uid)) == 2
+    row = store.worklist()[0]
+    assert row.ai_score == pytest.approx(0.3) and row.ai_positive is False  # max over the latest per image
+    assert store.stale_cases("pneumonia-cnn", "b" * 64) == [uid]  # img2 is still on the old weights
+    store.add_ai_result(uid, _result("img2", 0.6, sha="b" * 64))
+    assert store.stale_cases("pneumonia-cnn", "b" * 64) == []
+    assert store.stale_cases("pneumonia-cnn", "c" * 64) == [uid]
+    assert store.worklist()[0].ai_score == pytest.approx(0.6)
+
+
+def test_radiologist_override_and_sign_off(store):
+    uid = "1.2.6"
+    store.add_ai_result(uid, _result("img", 0.9))
+    store.add_radiologist_score(uid, "pneumonia", False, confidence=4, reader="Dr A")
+    store.add_radiologist_score(uid, "pneumonia", True, confidence=2, reader="Dr A")
+    scores = store.radiologist_scores(uid)
+    assert [s.override for s in scores] == [True, False] and scores[-1].confidence == 2
+    with pytest.raises(CaseStoreError):
+        store.add_radiologist_score(uid, "pneumonia", True, confidence=7)
+    store.sign_off(uid, "Dr A")
+    case = store.get_case(uid)
+    assert case.status == "reported" and case.reported_by == "Dr A" and case.reported_at
+    with pytest.raises(CaseStoreError):
+        store.set_status(uid, "archived")
+    row = store.worklist()[0]
+    assert row.radiologist_positive is True and row.radiologist_confidence == 2
+
+
+def test_interim_notes_are_imported_once(tmp_path):
+    from medviewer.notes.store import SQLiteNoteStore
+
+    legacy = SQLiteNoteStore(tmp_path / "notes.sqlite3")
+    legacy.save_text("1.2.7", "first")
+    legacy.save_text("1.2.7", "second")
+    legacy.save_findings("1.2.7", [{"label": "effusion", "probability": 0.7, "threshold": 0.5, "positive": True}],
+                         {"effusion": "confirmed"}, "notes-minilm", "1.0.0")
+    legacy.close()
+    store = CaseStore(path=tmp_path / "cases.sqlite3")
+    try:
+        assert store.import_interim_notes(tmp_path / "notes.sqlite3") == 2
+        assert store.import_interim_notes(tmp_path / "notes.sqlite3") == 0
+        rec = store.load("1.2.7")
+        assert rec.text == "second" and rec.decisions == {"effusion": "confirmed"}
+    finally:
+        store.close()
+
+
+WRITER = textwrap.dedent("""
+    import sys, time
+    from medviewer.imaging.annotations import Annotation
+    from medviewer.store import CaseStore
+    store = CaseStore(path=sys.argv[1])
+    i = 0
+    while True:
+        store.save_text("1.2.99", f"note version {i} " + "x" * 2000)
+        store.save_annotation("1.2.99", Annotation("length", [(i, 0), (i, 10)], "1.2.99.1", uid=f"a{i}"))
+        print(i, flush=True)  # reported only after both transactions committed
+        i += 1
+""")
+
+
+def test_killed_writer_loses_nothing_committed(tmp_path):
+    """A writer process is SIGKILLed while it writes; everything it reported committed is there and the
+    database opens cleanly (integrity check) and takes new writes."""
+    if not hasattr(signal, "SIGKILL"):
+        pytest.skip("needs SIGKILL")
+    path = tmp_path / "cases.sqlite3"
+    CaseStore(path=path).close()
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    committed = []
+    try:
+        deadline = time.monotonic() + 60
+        while len(committed) < 40 and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            committed.append(int(line))
+        assert len(committed) >= 40, "writer did not get going"
+        proc.send_signal(signal.SIGKILL)  # mid-session: it is inside its loop, writing
+    finally:
+        proc.kill()
+        proc.wait(10)
+    assert proc.returncode == -signal.SIGKILL
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    store = CaseStore(path=path)
+    try:
+        texts = {t for _, t, _ in store.note_versions("1.2.99")}
+        uids = {a.uid for a in store.annotations("1.2.99")}
+        for i in committed:
+            assert f"note version {i} " + "x" * 2000 in texts
+            assert f"a{i}" in uids
+        store.save_text("1.2.99", "after the crash")
+        assert store.load("1.2.99").text == "after the crash"
+    finally:
+        store.close()
