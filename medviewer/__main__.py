@@ -24,11 +24,14 @@ def build_parser() -> argparse.ArgumentParser:
                                                              "--screenshot FILE` for a path)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    from medviewer.cli import add_classify_note_parser, add_scan_parser, add_score_parser
+    from medviewer.cli import (add_classify_note_parser, add_export_parser, add_scan_parser, add_score_parser,
+                               add_worklist_parser)
 
     add_scan_parser(sub)
     add_score_parser(sub)
     add_classify_note_parser(sub)
+    add_export_parser(sub)
+    add_worklist_parser(sub)
     p_open = sub.add_parser("open", help="open the viewer with a folder, DICOMDIR or file loaded")
     p_open.add_argument("path", metavar="PATH")
     p_open.add_argument("--screenshot", metavar="FILE", help="save the window as PNG once the first image is "

@@ -360,3 +360,172 @@ def add_classify_note_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print a JSON list, one entry per note, in order")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     p.set_defaults(func=cmd_classify_note)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# medviewer export / medviewer worklist
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def _looks_like_uid(text: str) -> bool:
+    """A DICOM UID: digits and dots, at most 64 characters (PS3.5 9.1)."""
+    import re
+
+    return len(text) <= 64 and re.fullmatch(r"[0-9]+(\.[0-9]+)+", text) is not None
+
+
+def _studies_with_images(index: DicomIndex) -> dict[str, tuple[Any, Any]]:
+    """{StudyInstanceUID: (patient, study)} of the studies of a scan that hold images, in scan order."""
+    out: dict[str, tuple[Any, Any]] = {}
+    for patient in index.patients.values():
+        for study in patient.studies.values():
+            if any(s.image_instances for s in study.series.values()):
+                out.setdefault(study.study_instance_uid, (patient, study))
+    return out
+
+
+def _study_line(study) -> str:  # noqa: ANN001 - medviewer.io.model.Study
+    """One line naming a study for a terminal: UID, date, modalities, description, images (no patient data)."""
+    mods = ",".join(sorted({s.modality for s in study.series.values() if s.modality})) or "??"
+    n = sum(len(s.image_instances) for s in study.series.values())
+    return (f"  {study.study_instance_uid}  {study.study_date or '(no date)'}  {mods}  "
+            f"{study.study_description or '(no description)'}  ({n} image{'s' if n != 1 else ''})")
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """``medviewer export PATH|STUDY_UID --pdf OUT [--json OUT] [--deidentify] [--no-ai] [--study UID]``.
+
+    Exit 0 on success; 2 for bad input (no output asked, PATH without DICOM images, several studies without
+    ``--study``, unknown StudyInstanceUID, unusable case store); 1 when writing fails.
+    """
+    from medviewer.report.content import ReportError
+    from medviewer.report.deid import DeidentificationError
+    from medviewer.report.export import export_case, score_case_radiographs
+    from medviewer.store.cases import CaseStoreError, open_default_store
+
+    prog = "medviewer export"
+    if not args.pdf and not args.json:
+        print(f"{prog}: nothing to write: give --pdf OUT and/or --json OUT", file=sys.stderr)
+        return 2
+    target = args.target
+    is_path = os.path.exists(target)
+    if not is_path and not _looks_like_uid(target):
+        print(f"{prog}: {target!r} is neither a file or folder nor a StudyInstanceUID", file=sys.stderr)
+        return 2
+    try:
+        store = open_default_store()
+    except CaseStoreError as exc:
+        print(f"{prog}: cannot open the case store: {exc}", file=sys.stderr)
+        return 2
+    try:
+        if is_path:
+            index = scan([target], progress=_TerminalProgress(sys.stderr))
+            studies = _studies_with_images(index)
+            if not studies:
+                print(f"{prog}: no DICOM images in {target} ({index.files_seen} file"
+                      f"{'s' if index.files_seen != 1 else ''} seen, {len(index.skipped)} skipped)", file=sys.stderr)
+                return 2
+            if args.study:
+                if args.study not in studies:
+                    print(f"{prog}: study {args.study} is not in {target}; it holds:", file=sys.stderr)
+                    for _, st in studies.values():
+                        print(_study_line(st), file=sys.stderr)
+                    return 2
+                patient, study = studies[args.study]
+            elif len(studies) > 1:
+                print(f"{prog}: {target} holds {len(studies)} studies; pick one with --study UID:", file=sys.stderr)
+                for _, st in studies.values():
+                    print(_study_line(st), file=sys.stderr)
+                return 2
+            else:
+                patient, study = next(iter(studies.values()))
+            store.register_study(patient, study, source_path=os.path.abspath(target))
+            uid = study.study_instance_uid
+        else:
+            uid = target
+            if store.get_case(uid) is None:
+                print(f"{prog}: no case with StudyInstanceUID {uid} in the case store ({store.url}); export a "
+                      "file or folder instead, or open the study in medviewer first", file=sys.stderr)
+                return 2
+        if not args.no_ai and not store.ai_results(uid):
+            try:
+                n, errors = score_case_radiographs(store, uid, device=args.device)
+                if n:
+                    print(f"scored {n} radiograph{'s' if n != 1 else ''} with the bundled image model "
+                          "(research use only, not for diagnosis)", file=sys.stderr)
+                for e in errors:
+                    print(f"not scored: {e}", file=sys.stderr)
+            except Exception as exc:  # noqa: BLE001 - no model/torch: export without AI, say why
+                print(f"{prog}: warning: AI scoring skipped: {exc}", file=sys.stderr)
+        try:
+            result = export_case(store, uid, pdf=args.pdf, json_path=args.json, deidentify=args.deidentify,
+                                 max_key_images=args.max_key_images)
+        except ReportError as exc:
+            print(f"{prog}: {exc}", file=sys.stderr)
+            return 2
+        except DeidentificationError as exc:
+            print(f"{prog}: {exc}; nothing was written", file=sys.stderr)
+            return 1
+        except OSError as exc:
+            print(f"{prog}: cannot write the report: {exc}", file=sys.stderr)
+            return 1
+    finally:
+        store.close()
+    files = result["files"]
+    for key in ("pdf", "json"):
+        if key in files:
+            print(files[key])
+    for w in result.get("warnings", []):
+        print(f"warning: {w}", file=sys.stderr)
+    return 0
+
+
+def add_export_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="export a case report as PDF and/or JSON (optionally de-identified)",
+                       description="Export the report of one study: a file or folder holding ONE study (scanned "
+                                   "and registered in your case store), or the StudyInstanceUID of a case already "
+                                   "in the store. Cases without an AI result get their radiographs (CR/DX) scored "
+                                   "with the bundled image model unless --no-ai. Not for diagnostic use.")
+    p.add_argument("target", metavar="PATH|STUDY_UID", help="DICOM file/folder/DICOMDIR of one study, or a "
+                                                            "StudyInstanceUID in the case store")
+    p.add_argument("--pdf", metavar="OUT", help="write the PDF here (a folder: named from a pseudonym)")
+    p.add_argument("--json", metavar="OUT", help="write the report content as JSON (schema medviewer.report/1)")
+    p.add_argument("--deidentify", action="store_true", help="de-identify (DICOM PS3.15 Basic Application Level "
+                                                             "Confidentiality Profile)")
+    p.add_argument("--no-ai", action="store_true", help="do not run the image model (stored results are still "
+                                                        "reported)")
+    p.add_argument("--study", metavar="UID", help="the study to export when PATH holds several")
+    p.add_argument("--max-key-images", type=int, default=6, metavar="N", help="at most N key images (default 6)")
+    p.add_argument("--device", default=None, help="device for AI scoring: auto (default), cpu, cuda or mps")
+    p.set_defaults(func=cmd_export)
+
+
+def cmd_worklist(args: argparse.Namespace) -> int:
+    """``medviewer worklist --csv OUT [--deidentify]``: exit 0, 2 for an unusable case store, 1 when writing
+    fails."""
+    from medviewer.report.export import export_worklist_csv
+    from medviewer.store.cases import CaseStoreError, open_default_store
+
+    try:
+        store = open_default_store()
+    except CaseStoreError as exc:
+        print(f"medviewer worklist: cannot open the case store: {exc}", file=sys.stderr)
+        return 2
+    try:
+        n = export_worklist_csv(store, args.csv, deidentify=args.deidentify)
+    except OSError as exc:
+        print(f"medviewer worklist: cannot write {args.csv}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+    print(f"{n} case{'s' if n != 1 else ''} written to {args.csv}", file=sys.stderr)
+    return 0
+
+
+def add_worklist_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("worklist", help="write the worklist of the case store as CSV",
+                       description="Write one CSV line per case of your case store (RFC 4180, UTF-8).")
+    p.add_argument("--csv", metavar="OUT", required=True, help="the CSV file to write")
+    p.add_argument("--deidentify", action="store_true", help="pseudonyms instead of names, no IDs or dates, new "
+                                                             "UIDs (PS3.15 Basic Profile)")
+    p.set_defaults(func=cmd_worklist)

@@ -1,1 +1,13 @@
-"""Report export and de-identification (issue 6; not built yet)."""
+"""Offline report export of a case, headless (no Qt): content, de-identification, rendering, PDF, CSV.
+
+* :mod:`medviewer.report.content` - :func:`~medviewer.report.content.build_report`: the JSON-able report content
+  (schema ``medviewer.report/1``) of one case of the case store;
+* :mod:`medviewer.report.deid` - DICOM PS3.15 Annex E Basic Application Level Confidentiality Profile applied to
+  that content, pseudonyms and :func:`~medviewer.report.deid.safe_basename` for file names;
+* :mod:`medviewer.report.render` - key images with VOI, heat map and annotations (numpy + Pillow);
+* :mod:`medviewer.report.pdf` - :func:`~medviewer.report.pdf.write_pdf` (reportlab);
+* :mod:`medviewer.report.export` - :func:`~medviewer.report.export.export_case` and
+  :func:`~medviewer.report.export.export_worklist_csv`.
+
+Nothing is imported here, so ``import medviewer.report`` stays cheap (reportlab loads only when a PDF is written).
+"""

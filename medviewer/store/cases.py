@@ -173,18 +173,32 @@ def default_url() -> str:
     return f"sqlite:///{data_dir() / 'cases.sqlite3'}"
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for ``url``; on SQLite with WAL, synchronous=FULL, foreign keys, busy timeout, BEGIN IMMEDIATE."""
+def _is_memory(url: str) -> bool:
+    return url in ("sqlite://", "sqlite:///", "sqlite:///:memory:")
+
+
+def make_engine(url: str, immediate: bool = True) -> Engine:
+    """An engine for ``url``; on SQLite with WAL, synchronous=FULL, foreign keys and a busy timeout.
+
+    immediate: start transactions with ``BEGIN IMMEDIATE`` (writers queue for the lock up front instead of failing
+    on upgrade); False gives deferred transactions, for readers, which in WAL mode never wait for a writer.
+    An in-memory URL shares one connection between threads (one database).
+    """
     if not url.startswith("sqlite"):
-        return create_engine(url, future=True)
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30.0})
+        return create_engine(url)
+    if _is_memory(url):
+        from sqlalchemy.pool import StaticPool
+
+        engine = create_engine("sqlite://", connect_args={"check_same_thread": False}, poolclass=StaticPool)
+    else:
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30.0})
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record) -> None:  # noqa: ANN001
         # Let SQLAlchemy, not the driver, start transactions (the pysqlite recipe in SQLAlchemy's SQLite docs).
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
-        if ":memory:" not in url and url not in ("sqlite://", "sqlite:///"):
+        if not _is_memory(url):
             cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=FULL")
         cur.execute("PRAGMA foreign_keys=ON")
@@ -193,7 +207,7 @@ def make_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn) -> None:  # noqa: ANN001
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
 
@@ -273,10 +287,19 @@ class CaseStore:
         self.url = url or default_url()
         self.engine = make_engine(self.url)
         self.version = migrate(self.engine)
+        # Reads use deferred transactions on their own pool: in WAL mode they never wait for a writer's commit
+        # (the GUI thread reads; a writer thread commits with an fsync).
+        self._reader = self.engine if _is_memory(self.url) else make_engine(self.url, immediate=False)
+
+    def _read(self):  # noqa: ANN202 - a Connection context manager
+        """A read-only transaction (a snapshot of the committed data)."""
+        return self._reader.begin()
 
     def close(self) -> None:
         """Release the connections (the data is already committed)."""
         self.engine.dispose()
+        if self._reader is not self.engine:
+            self._reader.dispose()
 
     # ------------------------------------------------------------------------------------------------ helpers
     @staticmethod
@@ -353,7 +376,7 @@ class CaseStore:
 
     def get_case(self, study_instance_uid: str) -> Case | None:
         """The case of a StudyInstanceUID, or None."""
-        with self.engine.begin() as conn:
+        with self._read() as conn:
             row = conn.execute(select(S.cases).where(S.cases.c.study_instance_uid == study_instance_uid)).first()
         return _case(row) if row else None
 
@@ -362,13 +385,13 @@ class CaseStore:
         q = select(S.cases).order_by(S.cases.c.study_date.desc(), S.cases.c.id)
         if status is not None:
             q = q.where(S.cases.c.status == status)
-        with self.engine.begin() as conn:
+        with self._read() as conn:
             return [_case(r) for r in conn.execute(q)]
 
     def case_images(self, study_instance_uid: str) -> list[dict]:
         """The images of a case: dicts with sop_instance_uid, series_instance_uid, series_description, modality,
         instance_number, number_of_frames, rows, columns, path; ordered by series then InstanceNumber."""
-        with self.engine.begin() as conn:
+        with self._read() as conn:
             cid = self._case_id(conn, study_instance_uid, create=False)
             rows = conn.execute(select(S.case_images).where(S.case_images.c.case_id == cid).order_by(
                 S.case_images.c.series_instance_uid, S.case_images.c.instance_number, S.case_images.c.id))
@@ -431,7 +454,7 @@ class CaseStore:
 
     def load(self, study_instance_uid: str) -> NoteRecord | None:
         """The latest note and findings of a case (NoteStore protocol), or None when it has neither."""
-        with self.engine.begin() as conn:
+        with self._read() as conn:
             cid = conn.execute(select(S.cases.c.id).where(S.cases.c.study_instance_uid == study_instance_uid)
                                ).scalar()
             if cid is None:
@@ -451,7 +474,7 @@ class CaseStore:
 
     def note_versions(self, study_instance_uid: str) -> list[tuple[int, str, float]]:
         """Every saved version of the note as (id, text, saved_at), oldest first."""
-        with self.engine.begin() as conn:
+        with self._read() as conn:
             cid = self._case_id(conn, study_instance_uid, create=False)
             return [(r.id, r.text, r.saved_at) for r in conn.execute(
                 select(S.note_versions).where(S.note_versions.c.case_id == cid).order_by(S.note_versions.c.id))]
@@ -460,7 +483,7 @@ class CaseStore:
 
     def note_results(self, study_instance_uid: str) -> list[NoteResult]:
         """Every notes-classifier result of the case, oldest first."""
-        with self.engine.begin() as conn:
+        with self._read() as conn:
             cid = self._case_id(conn, study_instance_uid, create=False)
             return [_note_result(r) for r in conn.execute(
                 select(S.note_results).where(S.note_results.c.case_id == cid).order_by(S.note_results.c.id))]
@@ -502,7 +525,7 @@ class CaseStore:
 
     def annotations(self, study_instance_uid: str, include_deleted: bool = False) -> list[Annotation]:
         """The case's annotations in creation order (live ones unless ``include_deleted``)."""
-        with self.engine.begin() as conn:
+        with self._read() as conn:
             cid = conn.execute(select(S.cases.c.id).where(S.cases.c.study_instance_uid == study_instance_uid)
                                ).scalar()
             if cid is None:
@@ -514,7 +537,7 @@ class CaseStore:
 
     def annotation_measurements(self, study_instance_uid: str) -> dict[str, dict]:
         """{annotation uid: the measurement dict saved with it} for the case's live annotations."""
-        with self.engine.begin() as conn:
+        with self._read() as conn:
             cid = self._case_id(conn, study_instance_uid, create=False)
             return {r.uid: json.loads(r.measurement_json) for r in conn.execute(
                 select(S.annotations.c.uid, S.annotations.c.measurement_json).where(
@@ -544,7 +567,7 @@ class CaseStore:
 
     def ai_results(self, study_instance_uid: str, model: str | None = None) -> list[AIResult]:
         """Every AI result of the case (optionally of one model), oldest first."""
-        with self.engine.begin() as conn:
+        with self._read() as conn:
             cid = self._case_id(conn, study_instance_uid, create=False)
             q = select(S.ai_results).where(S.ai_results.c.case_id == cid).order_by(S.ai_results.c.id)
             if model:
@@ -589,7 +612,7 @@ class CaseStore:
 
     def radiologist_scores(self, study_instance_uid: str) -> list[RadiologistScore]:
         """Every radiologist call of the case, oldest first (the last per label is the current one)."""
-        with self.engine.begin() as conn:
+        with self._read() as conn:
             cid = self._case_id(conn, study_instance_uid, create=False)
             return [RadiologistScore(**{k: (bool(v) if k in ("positive", "override") else v)
                                         for k, v in r._mapping.items()})
@@ -599,7 +622,7 @@ class CaseStore:
     # ------------------------------------------------------------------------------------------------ events
     def events(self, study_instance_uid: str) -> list[Event]:
         """The case's history, oldest first."""
-        with self.engine.begin() as conn:
+        with self._read() as conn:
             cid = self._case_id(conn, study_instance_uid, create=False)
             return [Event(r.id, r.case_id, r.kind, json.loads(r.detail_json), r.at) for r in conn.execute(
                 select(S.events).where(S.events.c.case_id == cid).order_by(S.events.c.id))]
@@ -631,7 +654,7 @@ class CaseStore:
 
     def runs(self) -> list[dict]:
         """Every re-score run (dicts of the rescore_runs columns, models decoded), oldest first."""
-        with self.engine.begin() as conn:
+        with self._read() as conn:
             out = []
             for r in conn.execute(select(S.rescore_runs).order_by(S.rescore_runs.c.id)):
                 d = dict(r._mapping)
@@ -643,7 +666,7 @@ class CaseStore:
     def worklist(self, model: str | None = None) -> list[WorklistRow]:
         """One :class:`WorklistRow` per case, newest study first. ``model`` picks the image model whose score is
         shown (default: the model of the case's latest AI result)."""
-        with self.engine.begin() as conn:
+        with self._read() as conn:
             rows = {r.id: WorklistRow(_case(r)) for r in conn.execute(
                 select(S.cases).order_by(S.cases.c.study_date.desc(), S.cases.c.id))}
             # Latest AI result per (case, image, frame, model); the case score is the max over its images.
@@ -686,7 +709,7 @@ class CaseStore:
         """StudyInstanceUIDs of cases where the latest result of ``model`` on some image was made with weights
         other than ``weights_sha256``."""
         latest: dict[tuple, tuple[str, str]] = {}
-        with self.engine.begin() as conn:
+        with self._read() as conn:
             for r in conn.execute(select(S.ai_results.c.sop_instance_uid, S.ai_results.c.frame,
                                          S.ai_results.c.weights_sha256, S.cases.c.study_instance_uid)
                                   .join(S.cases, S.cases.c.id == S.ai_results.c.case_id)

@@ -29,6 +29,11 @@ SHORTCUTS = [
     ("C", "cine play / stop"),
     ("T", "DICOM tag browser"),
     ("Ctrl+O", "open folder"),
+    ("R / Shift+R", "run AI on the image / on the series"),
+    ("H", "show / hide the heat map"),
+    ("Alt+Down / Alt+Up", "next / previous case of the worklist"),
+    ("Ctrl+L", "show the worklist"),
+    ("Ctrl+E / Ctrl+Shift+E", "export the case report (PDF) / de-identified"),
     ("F1", "this help"),
 ]
 
@@ -108,6 +113,13 @@ class TagBrowser(QDialog):
         return count
 
 
+def all_shortcuts() -> list[tuple[str, str]]:
+    """The viewer's shortcuts followed by the annotation tools'."""
+    from medviewer.ui.annotations import SHORTCUTS as ANNOTATION_SHORTCUTS
+
+    return SHORTCUTS[:-1] + list(ANNOTATION_SHORTCUTS) + SHORTCUTS[-1:]
+
+
 class ShortcutsDialog(QDialog):
     """The keyboard and mouse shortcuts."""
 
@@ -115,9 +127,10 @@ class ShortcutsDialog(QDialog):
         super().__init__(parent)
         self.setWindowTitle("Shortcuts")
         self.resize(520, 460)
-        table = QTableWidget(len(SHORTCUTS), 2)
+        shortcuts = all_shortcuts()
+        table = QTableWidget(len(shortcuts), 2)
         table.setHorizontalHeaderLabels(["Keys", "Action"])
-        for r, (keys, action) in enumerate(SHORTCUTS):
+        for r, (keys, action) in enumerate(shortcuts):
             table.setItem(r, 0, QTableWidgetItem(keys))
             table.setItem(r, 1, QTableWidgetItem(action))
         table.resizeColumnsToContents()

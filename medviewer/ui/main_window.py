@@ -34,15 +34,28 @@ def _load_style() -> str:
     return path.read_text(encoding="utf-8") if path.is_file() else ""
 
 
-def _scan_and_split(path: str, state: TaskState) -> tuple[DicomIndex, dict[str, list]]:
-    """Worker: scan ``path`` and split every series into stacks (both are too slow for the GUI thread)."""
+def _scan_and_split(path: str, state: TaskState, store=None) -> tuple[DicomIndex, dict[str, list]]:  # noqa: ANN001
+    """Worker: scan ``path``, split every series into stacks (both are too slow for the GUI thread) and register
+    each study with images as a case in ``store`` (a :class:`medviewer.store.CaseStore`)."""
     index = scan(path, state=state)
     stacks = {}
     for _, _, series in index.iter_series():
         state.check()
         if series.image_instances:
             stacks[series.series_instance_uid] = build_stacks(series)
+    if store is not None and not index.cancelled:
+        store.register_index(index, os.path.abspath(path))
     return index, stacks
+
+
+def _open_store():  # noqa: ANN202
+    """The user's case store; on failure an in-memory one and the error message (shown to the user)."""
+    from medviewer.store import CaseStore, open_default_store
+
+    try:
+        return open_default_store(), ""
+    except Exception as exc:  # noqa: BLE001 - the app still opens; nothing is saved and the user is told
+        return CaseStore("sqlite://"), f"Case store unavailable ({exc}); working WITHOUT saving"
 
 
 class MainWindow(QMainWindow):
@@ -51,6 +64,9 @@ class MainWindow(QMainWindow):
     first_image_painted = Signal()
     load_finished = Signal()  # a series finished decoding into a viewport
     ai_finished = Signal()  # an AI run finished and its result is shown
+    worklist_refreshed = Signal()
+    rescore_finished = Signal(object)  # summary dict
+    export_finished = Signal(str)  # the PDF path
 
     def __init__(self):
         super().__init__()
@@ -87,11 +103,16 @@ class MainWindow(QMainWindow):
         ai_dock.setObjectName("ai")
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, ai_dock)
         self.resizeDocks([ai_dock], [270], Qt.Orientation.Horizontal)
-        from medviewer.notes.store import SQLiteNoteStore
+        from medviewer.ui.case_panel import CasePanel
         from medviewer.ui.notes_pane import NotesPane
+        from medviewer.ui.workers import StoreWriter
 
-        self.note_store = SQLiteNoteStore()
-        self.notes = NotesPane(self.note_store, self.runner)
+        self.store, store_error = _open_store()
+        self.note_store = self.store  # the notes pane's NoteStore
+        self.writer = StoreWriter(self)
+        self.writer.failed.connect(self._on_store_failed)
+        self.writer.written.connect(self._on_store_written)
+        self.notes = NotesPane(self.store, self.runner)
         notes_dock = QDockWidget("Notes", self)
         notes_dock.setWidget(self.notes)
         notes_dock.setObjectName("notes")
@@ -100,8 +121,44 @@ class MainWindow(QMainWindow):
         ai_dock.raise_()
         self.resizeDocks([ai_dock], [280], Qt.Orientation.Horizontal)
         self.notes_dock = notes_dock
+        self.case_panel = CasePanel()
+        case_dock = QDockWidget("Case", self)
+        case_dock.setWidget(self.case_panel)
+        case_dock.setObjectName("case")
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, case_dock)
+        self.tabifyDockWidget(notes_dock, case_dock)
+        ai_dock.raise_()
+        self.case_dock = case_dock
+        self.case_panel.score_submitted.connect(self._record_call)
+        self.case_panel.sign_off_requested.connect(self._sign_off)
+        self.case_panel.reopen_requested.connect(self._reopen)
+        self.case_panel.annotation_activated.connect(self.show_annotation)
+        self.case_panel.export_requested.connect(lambda: self.export_report())
+        self.case_panel.history_requested.connect(lambda: self.show_history())
+        from medviewer.ui.worklist import WorklistWidget
+
+        self.worklist = WorklistWidget()
+        self.worklist.case_activated.connect(self.open_case)
+        self.worklist.rescore_requested.connect(self.rescore)
+        self.worklist.cancel_requested.connect(self.cancel_rescore)
+        self.worklist.history_requested.connect(self.show_history)
+        self.worklist.export_requested.connect(self.export_report)
+        wl_dock = QDockWidget("Worklist", self)
+        wl_dock.setWidget(self.worklist)
+        wl_dock.setObjectName("worklist")
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, wl_dock)
+        self.resizeDocks([wl_dock], [170], Qt.Orientation.Vertical)
+        self.worklist_dock = wl_dock
+        self.rescore_job: Job | None = None
+        self.export_job: Job | None = None
+        self._pending_case: str | None = None
+        self.case_uid: str | None = None
+        for v in self.grid.viewers:
+            v.annotations.annotation_saved.connect(lambda a, v=v: self._annotation_saved(v, a))
+            v.annotations.annotation_deleted.connect(lambda uid, v=v: self._annotation_deleted(v, uid))
         self.viewer_entries: dict[int, StackEntry] = {}
         self.grid.active_changed.connect(lambda v: self._sync_notes())
+        self.grid.active_changed.connect(self._sync_tool_actions)
         self.ai_job: Job | None = None
         self.ai_cache: dict[tuple, object] = {}
         self._cards: dict[str, dict] = {}  # model name -> card JSON, read once
@@ -110,7 +167,11 @@ class MainWindow(QMainWindow):
         self.settings = QSettings("medviewer", "medviewer")
         self._build_actions()
         self.setAcceptDrops(True)
-        self.statusBar().showMessage("Open a folder or DICOMDIR (Ctrl+O), or drop one here")
+        self.statusBar().showMessage(store_error or "Open a folder or DICOMDIR (Ctrl+O), or drop one here")
+        if store_error and os.environ.get("QT_QPA_PLATFORM") != "offscreen":
+            QTimer.singleShot(0, lambda: QMessageBox.critical(self, "medviewer", store_error))
+        QTimer.singleShot(0, self.refresh_worklist)
+        QTimer.singleShot(0, self._check_stale_models)
 
     # Compatibility: the active viewport.
     @property
@@ -137,6 +198,11 @@ class MainWindow(QMainWindow):
         self._action("Open &DICOMDIR or file...", self._choose_file, "Ctrl+Shift+O", file_menu)
         self.recent_menu = file_menu.addMenu("Open &recent")
         self._refresh_recent()
+        file_menu.addSeparator()
+        self._action("&Export report (PDF)...", lambda: self.export_report(), "Ctrl+E", file_menu)
+        self._action("Export report, de-&identified...", lambda: self.export_report(deidentify=True),
+                     "Ctrl+Shift+E", file_menu)
+        self._action("Export worklist (&CSV)...", self.export_worklist_csv, None, file_menu)
         file_menu.addSeparator()
         self._action("&Quit", self.close, QKeySequence.StandardKey.Quit, file_menu)
 
@@ -173,6 +239,27 @@ class MainWindow(QMainWindow):
         self._action("Run AI on series", lambda: self.run_ai(True), "Shift+R", ai)
         self._action("Show/hide heat map", lambda: self.ai_panel.show_overlay.toggle(), "H", ai)
         self._action("Model card...", self.ai_panel._show_card, None, ai)
+        ai.addSeparator()
+        self._action("Re-score selected cases", lambda: self.rescore(self.worklist.selected_uids() or None), None, ai)
+        self._action("Re-score all cases", lambda: self.rescore(None), None, ai)
+        self.auto_rescore = QAction("Re-score automatically when a model changes", self)
+        self.auto_rescore.setCheckable(True)
+        self.auto_rescore.setChecked(self.settings.value("auto_rescore", "true") in ("true", True))
+        self.auto_rescore.toggled.connect(lambda on: self.settings.setValue("auto_rescore", "true" if on else "false"))
+        ai.addAction(self.auto_rescore)
+        cases = self.menuBar().addMenu("&Case")
+        self._action("Next case", self.next_case, "Alt+Down", cases)
+        self._action("Previous case", self.previous_case, "Alt+Up", cases)
+        self._action("Show worklist", lambda: (self.worklist_dock.show(), self.worklist_dock.raise_()), "Ctrl+L",
+                     cases)
+        self._action("Case history...", lambda: self.show_history(), None, cases)
+        from medviewer.ui.annotations import build_annotation_actions
+
+        annotate = self.menuBar().addMenu("A&nnotate")
+        self.addToolBarBreak()
+        tools = self.addToolBar("Annotate")
+        tools.setObjectName("annotate-toolbar")
+        self.annotation_actions = build_annotation_actions(self, annotate, tools, lambda: self.grid.active)
         help_menu = self.menuBar().addMenu("&Help")
         self._action("Shortcuts", lambda: ShortcutsDialog(self).exec(), "F1", help_menu)
 
@@ -232,7 +319,7 @@ class MainWindow(QMainWindow):
         self.cancel_jobs()
         self._remember(os.path.abspath(path))
         self.statusBar().showMessage(f"Scanning {path}...")
-        job = Job(lambda state: _scan_and_split(path, state))
+        job = Job(lambda state: _scan_and_split(path, state, self.store))
         job.signals.progress.connect(lambda d, t, _m: self.browser.set_progress(d, t))
         # A result still queued when the scan was cancelled (window closed, another path opened) is dropped: it
         # would fill the browser with a stale scan and start loads on a closed window.
@@ -251,11 +338,18 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(
             f"{index.instance_count} objects indexed, {n_stacks} image stack{'s' if n_stacks != 1 else ''}, "
             f"{len(index.skipped)} file{'s' if len(index.skipped) != 1 else ''} skipped")
-        if keys:
+        pending, self._pending_case = self._pending_case, None
+        case_keys = [k for k in keys if self.browser.entries[k].study.study_instance_uid == pending]
+        if case_keys:
+            keys_to_show = case_keys  # opened from the worklist: that case's stacks
+        else:
+            keys_to_show = keys
+        if keys_to_show:
             # Fill the visible viewports with the first stacks, the active one first.
-            for viewer, key in zip(self.grid.visible_viewers(), keys):
+            for viewer, key in zip(self.grid.visible_viewers(), keys_to_show):
                 self.open_stack(key, viewer)
         self._start_thumbnails(keys)
+        self.refresh_worklist()
 
     def _start_thumbnails(self, keys: list[str]) -> None:
         entries = [self.browser.entries[k] for k in keys]
@@ -312,6 +406,10 @@ class MainWindow(QMainWindow):
     def _on_allocated(self, job: Job, viewer: ImageViewer, volume: Volume, info: dict[str, str]) -> None:
         if self._current(job):
             viewer.set_volume(volume, info)
+            study_uid = self._viewer_study(viewer)
+            if study_uid:
+                viewer.annotations.set_annotations(self.store.annotations(study_uid))
+                self._sync_notes()
 
     def _on_slice(self, job: Job, viewer: ImageViewer, k: int) -> None:
         if self._current(job) and viewer.volume is not None:
@@ -348,6 +446,318 @@ class MainWindow(QMainWindow):
         title = " - ".join(x for x in (entry.patient.patient_name, entry.study.study_description,
                                         entry.study.study_date) if x)
         self.notes.set_study(entry.study.study_instance_uid, title)
+        if entry.study.study_instance_uid != self.case_uid:
+            self.case_uid = entry.study.study_instance_uid
+            self.writer.submit(self.store.log_event, self.case_uid, "case opened")
+            self.worklist.select_uid(self.case_uid)
+        self.refresh_case_panel()
+
+    # ---------------------------------------------------------------------------------------------- cases
+    def _sync_tool_actions(self, viewer: ImageViewer) -> None:
+        from medviewer.ui.annotations import sync_tool_actions
+
+        if hasattr(self, "annotation_actions"):
+            sync_tool_actions(self.annotation_actions, viewer)
+
+    def _viewer_study(self, viewer: ImageViewer) -> str | None:
+        """StudyInstanceUID of what ``viewer`` shows (None when empty)."""
+        entry = self.viewer_entries.get(self.grid.viewers.index(viewer))
+        return entry.study.study_instance_uid if entry is not None else None
+
+    def _annotation_saved(self, viewer: ImageViewer, annotation) -> None:  # noqa: ANN001 - Annotation
+        study_uid = self._viewer_study(viewer)
+        if study_uid is None:
+            return
+        try:
+            measurement = viewer.annotations.measurement(annotation.uid).to_dict()
+        except Exception:  # noqa: BLE001 - the geometry is what matters; the report recomputes the numbers
+            measurement = {}
+        self.writer.submit(self.store.save_annotation, study_uid, annotation, measurement, label=f"case:{study_uid}")
+
+    def _annotation_deleted(self, viewer: ImageViewer, uid: str) -> None:
+        study_uid = self._viewer_study(viewer)
+        self.writer.submit(self.store.delete_annotation, uid, label=f"case:{study_uid}")
+
+    def _on_store_failed(self, message: str) -> None:
+        self.statusBar().showMessage(message)
+        if os.environ.get("QT_QPA_PLATFORM") != "offscreen":
+            QMessageBox.warning(self, "medviewer", message)
+
+    def _on_store_written(self, label: str) -> None:
+        if label == f"case:{self.case_uid}":
+            self.refresh_case_panel()
+        self._worklist_dirty = True
+        if not getattr(self, "_worklist_timer_on", False):  # coalesce bursts of writes into one refresh
+            self._worklist_timer_on = True
+            QTimer.singleShot(300, self._refresh_worklist_if_dirty)
+
+    def _refresh_worklist_if_dirty(self) -> None:
+        self._worklist_timer_on = False
+        if getattr(self, "_worklist_dirty", False):
+            self._worklist_dirty = False
+            self.refresh_worklist()
+
+    def refresh_worklist(self) -> None:
+        """Reload the worklist and the model/radiologist agreement from the store in a worker."""
+        store, model = self.store, self.ai_panel.model_name or "pneumonia-cnn"
+        label = str(self._card_json(model).get("positive_label", "pneumonia"))
+
+        def work(state: TaskState):  # noqa: ANN202
+            from medviewer.store.agreement import agreement
+
+            return store.worklist(), agreement(store, model, label)
+
+        job = Job(work)
+        job.signals.finished.connect(self._on_worklist)
+        job.signals.failed.connect(lambda msg: self.statusBar().showMessage("Worklist: " + msg.splitlines()[0]))
+        self.runner.start(job)
+
+    def _on_worklist(self, result) -> None:  # noqa: ANN001
+        rows, agree = result
+        self.worklist_rows = {r.case.study_instance_uid: r for r in rows}
+        self.worklist.set_rows(rows)
+        self.worklist.set_agreement(agree)
+        if self.case_uid and not self.worklist.selected_uids():
+            self.worklist.select_uid(self.case_uid)
+        self.refresh_case_panel()
+        self.worklist_refreshed.emit()
+
+    def refresh_case_panel(self) -> None:
+        """Show the current case (the active viewport's study) in the Case dock, from the store."""
+        uid = self.case_uid
+        case = self.store.get_case(uid) if uid else None
+        if case is None:
+            self.case_panel.set_case(None)
+            return
+        row = getattr(self, "worklist_rows", {}).get(uid)
+        card = self._card_json(self.ai_panel.model_name or "pneumonia-cnn")
+        labels = [str(x) for x in card.get("labels", [])]
+        self.case_panel.set_labels([x for x in labels if x != "normal"] or labels,
+                                   str(card.get("positive_label", labels[-1] if labels else "")))
+        items = []
+        viewer = self.grid.active
+        for a in self.store.annotations(uid):
+            text = a.kind
+            try:
+                text += ": " + viewer.annotations.measurement(a.uid).label().replace("\n", "  ")
+            except Exception:  # noqa: BLE001 - not on screen: show the kind only
+                pass
+            items.append((a.uid, f"{text}  [{a.sop_instance_uid[-12:]} frame {a.frame}]"))
+        self.case_panel.set_case(case, row, self.store.radiologist_scores(uid), items)
+
+    def _record_call(self, label: str, positive: bool, confidence: int, comment: str, reader: str) -> None:
+        if self.case_uid is None or not label:
+            return
+        self.writer.submit(self.store.add_radiologist_score, self.case_uid, label, positive, confidence or None,
+                           comment, reader, label=f"case:{self.case_uid}")
+        self.statusBar().showMessage(f"Recorded: {label} {'positive' if positive else 'negative'}")
+
+    def _sign_off(self, reader: str) -> None:
+        if self.case_uid is None:
+            return
+        self.notes.flush()
+        self.writer.submit(self.store.sign_off, self.case_uid, reader, label=f"case:{self.case_uid}")
+        self.statusBar().showMessage(f"Case signed off by {reader}")
+
+    def _reopen(self) -> None:
+        if self.case_uid is not None:
+            self.writer.submit(self.store.set_status, self.case_uid, "in progress", label=f"case:{self.case_uid}")
+
+    def show_annotation(self, uid: str) -> None:
+        """Bring the image of annotation ``uid`` on screen in the viewport that shows its series, and select it."""
+        for viewer in self.grid.viewers:
+            vol = viewer.volume
+            ann = next((a for a in viewer.annotations.annotations() if a.uid == uid), None)
+            if vol is None or vol.stack is None or ann is None:
+                continue
+            for k, ref in enumerate(vol.stack.slices):
+                if ref.instance.sop_instance_uid == ann.sop_instance_uid and ref.frame.index == ann.frame:
+                    self.grid.set_active(viewer)
+                    viewer.set_slice(k)
+                    viewer.annotations.select(uid) if hasattr(viewer.annotations, "select") else None
+                    return
+        self.statusBar().showMessage("That annotation's series is not on screen: open it from the browser")
+
+    def open_case(self, study_uid: str) -> None:
+        """Open a worklist case: its stacks when the study is in the current scan, else scan its source path."""
+        keys = [k for k, e in self.browser.entries.items() if e.study.study_instance_uid == study_uid]
+        if keys:
+            for viewer, key in zip(self.grid.visible_viewers(), keys):
+                self.open_stack(key, viewer)
+            return
+        case = self.store.get_case(study_uid)
+        if case is None or not case.source_path or not os.path.exists(case.source_path):
+            self.statusBar().showMessage("The case's images are not available"
+                                         + (f" at {case.source_path}" if case and case.source_path else ""))
+            return
+        self.open_path(case.source_path)
+        self._pending_case = study_uid
+
+    def next_case(self) -> None:
+        uid = self.worklist.select_next()
+        if uid:
+            self.open_case(uid)
+
+    def previous_case(self) -> None:
+        uid = self.worklist.select_previous()
+        if uid:
+            self.open_case(uid)
+
+    def show_history(self, study_uid: str | None = None) -> None:
+        """The case's AI and notes history per run, calls that flipped highlighted."""
+        from medviewer.store.rescore import case_history
+        from medviewer.ui.worklist import CaseHistoryDialog
+
+        uid = study_uid or self.case_uid or (self.worklist.selected_uids() or [None])[0]
+        if uid is None:
+            self.statusBar().showMessage("History: select a case first")
+            return
+        model = self.ai_panel.model_name or "pneumonia-cnn"
+        dialog = CaseHistoryDialog(case_history(self.store, uid, model), self)
+        dialog.show()
+        self.history_dialog = dialog
+
+    # ---------------------------------------------------------------------------------------------- re-score
+    def _check_stale_models(self) -> None:
+        """In a worker: find cases scored with other weights than the bundled models now have; show a banner and,
+        when enabled, re-score them."""
+        store = self.store
+
+        def work(state: TaskState):  # noqa: ANN202
+            from medviewer.store.rescore import stale_models
+
+            return stale_models(store)
+
+        job = Job(work)
+        job.signals.finished.connect(self._on_stale)
+        job.signals.failed.connect(lambda msg: self.statusBar().showMessage("Model check: " + msg.splitlines()[0]))
+        self.runner.start(job)
+
+    def _on_stale(self, stale: dict) -> None:
+        uids = sorted({u for v in stale.values() for u in v})
+        if not uids:
+            self.worklist.set_stale("")
+            return
+        names = ", ".join(f"{m} ({len(v)})" for m, v in stale.items() if v)
+        self.worklist.set_stale(f"Model changed: {len(uids)} case(s) scored with older weights: {names}", uids)
+        if self.auto_rescore.isChecked():
+            self.rescore(uids, reason="weights changed: " + ", ".join(m for m, v in stale.items() if v))
+
+    def rescore(self, study_uids=None, reason: str = "on demand") -> None:  # noqa: ANN001 - list[str] | None
+        """Re-run the image model and the notes classifier over ``study_uids`` (None: all cases) in the model
+        process, one case at a time, with progress and cancel; every result is kept."""
+        if self.rescore_job is not None and not self.rescore_job.done:
+            self.statusBar().showMessage("A re-score is already running")
+            return
+        if self.store.url in ("sqlite://", "sqlite:///:memory:"):
+            self.statusBar().showMessage("Re-score needs the case store on disk")
+            return
+        store, url = self.store, self.store.url
+        model = self.ai_panel.model_name or "pneumonia-cnn"
+        uids = list(study_uids) if study_uids else [c.study_instance_uid for c in store.cases()]
+        if not uids:
+            self.statusBar().showMessage("No cases to re-score")
+            return
+        self.notes.flush()
+        self.writer.flush()
+
+        def work(state: TaskState) -> dict:
+            from medviewer.jobs.process import MODEL_PROCESS
+            from medviewer.store.rescore import rescore, rescore_case_in_process
+
+            summaries: list[dict] = []
+
+            def on_case(summary: dict) -> None:
+                summaries.append(summary)
+                job.signals.item.emit(len(summaries))
+
+            run_id = rescore(store, uids, image_model_name=model, notes=True, reason=reason, state=state,
+                             run_case=lambda uid, run: MODEL_PROCESS.call(state, rescore_case_in_process, url, uid,
+                                                                          model, True, run),
+                             on_case=on_case)
+            errors = [e for s in summaries for e in s.get("errors", [])]
+            return {"run_id": run_id, "cases": len(summaries), "flipped": sum(bool(s.get("flipped"))
+                                                                             for s in summaries),
+                    "errors": [f"{e.get('path', '')}: {e.get('error', '')}" for e in errors]}
+
+        job = Job(work)
+        job.signals.progress.connect(lambda d, t, _m: self.worklist.set_progress(d, t))
+        job.signals.item.connect(lambda _n: self.refresh_worklist())
+        job.signals.finished.connect(self._on_rescored)
+        job.signals.failed.connect(lambda msg: (self.worklist.set_busy(False),
+                                                self.statusBar().showMessage("Re-score failed: "
+                                                                             + msg.splitlines()[0])))
+        job.signals.cancelled.connect(lambda: (self.worklist.set_busy(False), self.refresh_worklist(),
+                                               self.statusBar().showMessage("Re-score cancelled (done cases kept)")))
+        self.rescore_job = self.runner.start(job)
+        self.worklist.set_busy(True)
+        self.statusBar().showMessage(f"Re-scoring {len(uids)} case(s) with {model} ({reason})...")
+
+    def cancel_rescore(self) -> None:
+        if self.rescore_job is not None:
+            self.rescore_job.cancel()
+
+    def _on_rescored(self, summary: dict) -> None:
+        self.worklist.set_busy(False)
+        self.worklist.set_stale("")
+        msg = f"Re-scored {summary['cases']} case(s): {summary['flipped']} call(s) flipped"
+        if summary["errors"]:
+            msg += f"; {len(summary['errors'])} image(s) could not be read ({summary['errors'][0]})"
+        self.statusBar().showMessage(msg)
+        self.ai_cache.clear()
+        self.refresh_worklist()
+        self.rescore_finished.emit(summary)
+
+    # ---------------------------------------------------------------------------------------------- export
+    def export_report(self, study_uid: str | None = None, path: str | None = None, deidentify: bool = False,
+                      json_path: str | None = None) -> None:
+        """Write the case's PDF report (and JSON) in a worker; asks for the file when ``path`` is None."""
+        uid = study_uid or self.case_uid
+        if uid is None:
+            self.statusBar().showMessage("Export: open a case first")
+            return
+        if path is None:
+            case = self.store.get_case(uid)
+            default = os.path.join(os.path.expanduser("~"), f"medviewer-report-{case.id if case else 'case'}.pdf")
+            path, _ = QFileDialog.getSaveFileName(self, "Export report" + (" (de-identified)" if deidentify else ""),
+                                                  default, "PDF (*.pdf)")
+            if not path:
+                return
+            json_path = os.path.splitext(path)[0] + ".json"
+        self.notes.flush()
+        self.writer.flush()  # the report shows everything saved so far
+        store = self.store
+
+        def work(state: TaskState):  # noqa: ANN202
+            from medviewer.report.export import export_case
+
+            return export_case(store, uid, pdf=path, json_path=json_path, deidentify=deidentify)
+
+        job = Job(work)
+        job.signals.finished.connect(lambda _r: (self.statusBar().showMessage(f"Report written: {path}"),
+                                                 self.export_finished.emit(path)))
+        job.signals.failed.connect(lambda msg: self._on_failed("Export failed: " + msg))
+        self.export_job = self.runner.start(job)
+        self.statusBar().showMessage("Writing report...")
+
+    def export_worklist_csv(self, path: str | None = None, deidentify: bool = False) -> None:
+        """Write the worklist as CSV in a worker."""
+        if path is None:
+            path, _ = QFileDialog.getSaveFileName(self, "Export worklist", os.path.expanduser("~/worklist.csv"),
+                                                  "CSV (*.csv)")
+            if not path:
+                return
+        store = self.store
+
+        def work(state: TaskState):  # noqa: ANN202
+            from medviewer.report.export import export_worklist_csv
+
+            return export_worklist_csv(store, path, deidentify=deidentify)
+
+        job = Job(work)
+        job.signals.finished.connect(lambda _r: self.statusBar().showMessage(f"Worklist written: {path}"))
+        job.signals.failed.connect(lambda msg: self._on_failed("Export failed: " + msg))
+        self.runner.start(job)
 
     # ---------------------------------------------------------------------------------------------- AI
     def _card_json(self, name: str) -> dict:
@@ -445,6 +855,10 @@ class MainWindow(QMainWindow):
                 key = key[:4] + (request.method, request.target)
                 self.ai_cache[key] = res
             self._apply_result(viewer, k, res)
+        study_uid = self._viewer_study(viewer)
+        if study_uid:
+            for _k, res in results:
+                self.writer.submit(self.store.add_ai_result, study_uid, res, label=f"case:{study_uid}")
         self.statusBar().showMessage(f"AI: {len(results)} image{'s' if len(results) != 1 else ''} scored "
                                      "(research use only, not for diagnosis)")
         self.ai_finished.emit()
@@ -507,6 +921,7 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event):  # noqa: N802, ANN001 - Qt override
         self.notes.shutdown()  # every keystroke is written before the window goes
+        self.writer.close()  # and every annotation, score and AI result
         for v in self.grid.viewers:
             v.cine_timer.stop()
         self.runner.shutdown()

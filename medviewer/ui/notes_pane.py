@@ -56,7 +56,11 @@ class Autosaver:
         self.thread.start()
 
     def submit(self, study_uid: str, text: str) -> None:
-        self.queue.put((study_uid, text))
+        self.queue.put((self.store.save_text, (study_uid, text)))
+
+    def submit_call(self, fn, *args) -> None:  # noqa: ANN001
+        """Queue another store write (e.g. findings) behind the texts already queued."""
+        self.queue.put((fn, args))
 
     def _run(self) -> None:
         while True:
@@ -64,7 +68,8 @@ class Autosaver:
             try:
                 if item is None:
                     return
-                self.store.save_text(*item)
+                fn, args = item
+                fn(*args)
             except Exception as exc:  # noqa: BLE001 - kept and shown; the next edit retries with the full text
                 self.errors.append(str(exc))
             finally:
@@ -244,8 +249,8 @@ class NotesPane(QWidget):
     def _save_findings(self) -> None:
         if self.study_uid is None or self.result is None:
             return
-        self.store.save_findings(self.study_uid, self.result.to_dict()["findings"], self.decisions(),
-                                 self.result.model, self.result.version)
+        self.autosaver.submit_call(self.store.save_findings, self.study_uid, self.result.to_dict()["findings"],
+                                   self.decisions(), self.result.model, self.result.version)
 
     def flush(self) -> None:
         """Write everything typed so far (called on study change and on close)."""

@@ -18,6 +18,7 @@ from medviewer.imaging.geometry import patient_orientation_labels, screen_orient
 from medviewer.imaging.voi import CT_PRESETS, Window, auto_window, to_display
 from medviewer.imaging.volume import Volume
 from medviewer.ui.ai_panel import heat_lut
+from medviewer.ui.annotations import AnnotationLayer
 
 pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
 
@@ -49,6 +50,8 @@ class _ViewBox(pg.ViewBox):
         ev.accept()
 
     def mouseDragEvent(self, ev, axis=None):  # noqa: N802, ANN001 - Qt override
+        if self.viewer.annotations.view_drag(ev):  # an annotation tool is active: left-drag draws
+            return
         if ev.button() == Qt.MouseButton.RightButton:
             ev.accept()
             if ev.isStart():
@@ -60,6 +63,10 @@ class _ViewBox(pg.ViewBox):
             self.viewer.drag_window(start, d.x(), d.y())
             return
         super().mouseDragEvent(ev, axis)
+
+    def mouseClickEvent(self, ev):  # noqa: N802, ANN001 - Qt override
+        if not self.viewer.annotations.view_click(ev):  # angle/text clicks with a tool; deselect without
+            super().mouseClickEvent(ev)
 
 
 class ImageViewer(QWidget):
@@ -112,6 +119,8 @@ class ImageViewer(QWidget):
         self.cine_timer.timeout.connect(self._cine_step)
         self.cine_fps = 10.0
         self.view.sigRangeChanged.connect(lambda *_: self._update_overlay())
+        # Measurements and marks of the image on screen (medviewer.ui.annotations).
+        self.annotations = AnnotationLayer(self)
 
     def _make_label(self, color: str, bold: bool = False) -> QLabel:
         label = QLabel(self.graphics)
@@ -149,6 +158,7 @@ class ImageViewer(QWidget):
         self.heat_item.clear()
         self.heatmaps = {}
         self.colorbar.setOpacity(0.0)
+        self.annotations.sync()
         self._corner_text = {}
         for label in list(self.corners.values()) + list(self.markers.values()) + [self.readout]:
             label.setText("")
@@ -265,6 +275,7 @@ class ImageViewer(QWidget):
         vol = self.volume
         if vol is None:
             return
+        self.annotations.sync()  # the annotations of the image about to be shown
         k = self.state.index
         if vol.ready is not None and not vol.ready[k]:
             self.show_message(f"Loading slice {k + 1}...")

@@ -97,3 +97,54 @@ class JobRunner(QObject):
         for job in self.jobs:
             job.cancel()
         return self.pool.waitForDone(timeout_ms)
+
+
+class StoreWriter(QObject):
+    """Runs case-store writes on one background thread, in submission order, so the GUI thread never waits for
+    the disk (an SQLite commit with ``synchronous=FULL`` is an fsync). ``failed`` carries the message of a write
+    that raised (the caller shows it); ``flush()`` blocks until everything submitted so far is written (used on
+    case change and on close, so nothing is lost)."""
+
+    failed = Signal(str)
+    written = Signal(str)  # the label given to submit(), after a successful write
+
+    def __init__(self, parent: QObject | None = None):
+        super().__init__(parent)
+        import queue
+        import threading
+
+        self.queue: queue.Queue = queue.Queue()
+        self.errors: list[str] = []
+        self.thread = threading.Thread(target=self._run, name="medviewer-store-writer", daemon=True)
+        self.thread.start()
+
+    def submit(self, fn: Callable[..., Any], *args: Any, label: str = "") -> None:
+        """Queue ``fn(*args)`` (a store method)."""
+        self.queue.put((fn, args, label))
+
+    def _run(self) -> None:  # writer thread
+        while True:
+            item = self.queue.get()
+            try:
+                if item is None:
+                    return
+                fn, args, label = item
+                fn(*args)
+                if label:
+                    self.written.emit(label)
+            except Exception as exc:  # noqa: BLE001 - surfaced through `failed`, never swallowed
+                msg = f"Saving failed: {type(exc).__name__}: {exc}"
+                self.errors.append(msg)
+                self.failed.emit(msg)
+            finally:
+                self.queue.task_done()
+
+    def flush(self) -> None:
+        """Block until every queued write is done."""
+        self.queue.join()
+
+    def close(self) -> None:
+        """Flush and stop the thread."""
+        self.flush()
+        self.queue.put(None)
+        self.thread.join(timeout=10)

@@ -17,9 +17,11 @@ def test_autosave_restores_after_close_and_reopen(open_window, philips_path, qtb
     assert pane.study_uid is not None
     qtbot.keyClicks(pane.editor, "Phantom study. No pneumothorax.")
     win.close()  # flushes the autosaver
-    from medviewer.notes.store import SQLiteNoteStore
+    from medviewer.store import CaseStore
 
-    rec = SQLiteNoteStore(win.note_store.path).load(pane.study_uid)
+    store = CaseStore(win.store.url)  # a fresh connection: only what reached the disk
+    rec = store.load(pane.study_uid)
+    store.close()
     assert rec.text == "Phantom study. No pneumothorax."
     win2 = open_window(philips_path)
     assert win2.notes.editor.toPlainText() == "Phantom study. No pneumothorax."
@@ -40,5 +42,6 @@ def test_typed_note_is_classified_without_stalling_the_gui(open_window, philips_
     # Confirming a chip is stored with the model version.
     chip = next(c for c in pane.chips if c.label == "Effusion")
     chip.click()
+    pane.flush()  # the findings are written by the autosave thread
     rec = win.note_store.load(pane.study_uid)
     assert rec.decisions == {"Effusion": "confirmed"} and rec.model_version == pane.result.version

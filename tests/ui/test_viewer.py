@@ -572,8 +572,9 @@ def test_cli_open_screenshot_writes_a_nonblank_png(request, tmp_path, which):
     assert not image.isNull() and image.width() >= 800 and image.height() >= 600
     grey = qimage_to_rgb(image).astype(np.float64).mean(axis=2)
     h, w = grey.shape
-    # The viewport lies between the browser dock (left) and the AI dock (right); the image is where it is not black.
-    view = grey[int(0.08 * h):int(0.95 * h), int(0.3 * w):int(0.74 * w)]
+    # The viewport lies between the browser dock (left) and the AI dock (right), below the two toolbars and above
+    # the worklist dock; the image is where it is not black.
+    view = grey[int(0.11 * h):int(0.74 * h), int(0.3 * w):int(0.74 * w)]
     lit = view > 8
     rows = np.nonzero(lit.mean(axis=1) > 0.05)[0]
     cols = np.nonzero(lit.mean(axis=0) > 0.05)[0]

@@ -1,0 +1,235 @@
+"""Exporting a case (PDF and/or JSON) and the worklist (CSV), identified or de-identified.
+
+:func:`export_case` builds the content from the case store, renders the key images (no patient text on
+de-identified ones), writes the files atomically and records a "report exported" event in the case's history.
+:func:`export_worklist_csv` writes one RFC 4180 CSV line per case.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+from medviewer.report.content import build_report
+from medviewer.report.deid import deidentify_report, installation_salt, new_uid, pseudonym, safe_basename
+
+__all__ = ["export_case", "export_worklist_csv", "render_key_images", "resolve_output", "score_case_radiographs",
+           "WORKLIST_COLUMNS", "RADIOGRAPH_MODALITIES"]
+
+#: Columns of the worklist CSV, in order.
+WORKLIST_COLUMNS = ("patient", "patient ID", "study date", "modality", "status", "AI model", "AI score",
+                    "AI positive", "note findings", "radiologist call", "confidence", "n annotations",
+                    "StudyInstanceUID")
+
+
+def resolve_output(path: str | os.PathLike, content: dict, suffix: str) -> Path:
+    """``path`` itself, or ``<path>/<safe_basename(content)><suffix>`` when ``path`` is an existing folder or ends
+    with a path separator."""
+    p = Path(path)
+    if p.is_dir() or str(path).endswith((os.sep, "/")):
+        return p / (safe_basename(content) + suffix)
+    return p
+
+
+def render_key_images(store, identified: dict, shown: dict | None = None, *, max_side: int = 1024) -> list:  # noqa: ANN001
+    """PIL images of the key images of ``identified`` (content built without de-identification), in order; None
+    where an image cannot be read.
+
+    shown: the content the images illustrate (the de-identified copy, key images in the same order): its
+    annotation texts are the ones drawn, and no patient text is drawn when it is de-identified. Heat maps are the
+    stored ones of each key image's latest AI result (the first model's when several).
+    """
+    from medviewer.report.render import METHOD_NAMES, load_frame, render_key_image
+
+    shown = shown or identified
+    deid = bool(shown.get("deidentified"))
+    uid = identified["header"]["StudyInstanceUID"]
+    paths = {img["sop_instance_uid"]: img["path"] for img in store.case_images(uid)}
+    ai_by_id = {r.id: r for r in store.latest_ai_results(uid)}
+    h = identified["header"]
+    patient_text = None
+    if not deid:
+        patient_text = "  ".join(x for x in (str(h.get("PatientName", "")).replace("^", " ").strip(),
+                                             f"ID {h['PatientID']}" if h.get("PatientID") else "") if x) or None
+    out = []
+    for ident, entry in zip(identified.get("key_images", []), shown.get("key_images", []), strict=True):
+        path = paths.get(ident["sop_instance_uid"])
+        if path is None:
+            out.append(None)
+            continue
+        try:
+            fi = load_frame(path, ident["frame"])
+        except Exception:  # noqa: BLE001 - already reported in the content as the entry's error
+            out.append(None)
+            continue
+        heat, caption = None, ""
+        for r in ident.get("ai_results", []):
+            res = ai_by_id.get(r["id"])
+            if res is not None and res.heatmap_png:
+                heat = res.heatmap()
+                method = METHOD_NAMES.get(res.heatmap_method, res.heatmap_method or "heat map")
+                caption = (f"{method}, class {res.heatmap_label or res.positive_label}, model {res.model} "
+                           f"{res.model_version}; P({res.positive_label}) {res.score:.3f}")
+                break
+        anns = [{"kind": a["kind"], "points": a["points"], "text": a.get("text", ""), "label": a.get("label", "")}
+                for a in entry.get("annotations", [])]
+        try:
+            out.append(render_key_image(fi, annotations=anns, heatmap=heat, heat_caption=caption,
+                                        patient_text=patient_text, max_side=max_side))
+        except Exception:  # noqa: BLE001 - a rendering failure drops the picture, not the report
+            out.append(None)
+    return out
+
+
+def export_case(store, study_uid: str, pdf: str | os.PathLike | None = None,  # noqa: ANN001
+                json_path: str | os.PathLike | None = None, deidentify: bool = False, *,
+                max_key_images: int = 6, salt: str | None = None, log: bool = True) -> dict:
+    """Export one case as PDF and/or JSON; returns the (possibly de-identified) report content, with the written
+    paths in ``content["files"]`` (not part of the written JSON).
+
+    pdf / json_path: output files, or existing folders (then the file is named by
+    :func:`medviewer.report.deid.safe_basename`, never from the patient's name or ID). deidentify: PS3.15 Basic
+    Profile (see :mod:`medviewer.report.deid`). log: append a "report exported" event to the case's history.
+
+    Raises medviewer.report.content.ReportError (unknown case), DeidentificationError (identifiers would remain;
+    nothing is written), OSError (cannot write).
+    """
+    salt = salt if salt is not None else installation_salt()
+    identified = build_report(store, study_uid, max_key_images=max_key_images, salt=salt)
+    content = deidentify_report(identified, salt) if deidentify else identified
+    files: dict[str, str] = {}
+    if json_path is not None:
+        jp = resolve_output(json_path, content, ".json")
+        jp.parent.mkdir(parents=True, exist_ok=True)
+        tmp = jp.with_name(f".{jp.name}.{os.getpid()}.tmp")
+        try:
+            tmp.write_text(json.dumps(content, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+            os.replace(tmp, jp)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+        files["json"] = str(jp)
+    if pdf is not None:
+        from medviewer.report.pdf import write_pdf
+
+        pp = resolve_output(pdf, content, ".pdf")
+        images = render_key_images(store, identified, content)
+        pages = write_pdf(content, pp, images)
+        files["pdf"] = str(pp)
+        files["pages"] = str(pages)
+    if log and files:
+        store.log_event(study_uid, "report exported", deidentified=bool(deidentify),
+                        pdf=files.get("pdf", ""), json=files.get("json", ""),
+                        pseudonym=content.get("pseudonym", ""))
+    result = dict(content)
+    result["files"] = files
+    return result
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value) -> str:  # noqa: ANN001
+    """A CSV cell; text that a spreadsheet would run as a formula gets a leading apostrophe (numbers are kept)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    s = str(value)
+    if s.startswith(_FORMULA_START):
+        try:
+            float(s)
+        except ValueError:
+            return "'" + s
+    return s
+
+
+def export_worklist_csv(store, out_path: str | os.PathLike, deidentify: bool = False, *,  # noqa: ANN001
+                        salt: str | None = None) -> int:
+    """Write the worklist (:meth:`CaseStore.worklist`) as CSV (RFC 4180: comma-separated, double-quoted where
+    needed, CRLF line ends, UTF-8, one header row of :data:`WORKLIST_COLUMNS`). Returns the number of cases.
+
+    AI score is P(positive) of the case's latest model (max over its images, 4 decimals); "AI positive" and the
+    booleans are "yes"/"no"; note findings are joined with "; "; the radiologist call is ``label: positive`` or
+    ``label: negative``. deidentify: patient -> pseudonym, patient ID and study date emptied (PS3.15 Table E.1-1
+    Z), StudyInstanceUID -> the same new UID as in de-identified reports (same salt). Cells starting with = + - @
+    (and not numbers) are prefixed with an apostrophe against spreadsheet formula injection.
+
+    Raises OSError when ``out_path`` cannot be written.
+    """
+    salt = salt if salt is not None else (installation_salt() if deidentify else "")
+    rows = store.worklist()
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="") as fp:
+            w = csv.writer(fp, dialect="excel", lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL)
+            w.writerow(WORKLIST_COLUMNS)
+            for row in rows:
+                c = row.case
+                if deidentify:
+                    patient = pseudonym(c.patient_id, c.patient_name, salt, c.study_instance_uid)
+                    pid, date, uid = "", "", new_uid(c.study_instance_uid, salt)
+                else:
+                    patient, pid, date, uid = c.patient_name, c.patient_id, c.study_date, c.study_instance_uid
+                call = ""
+                if row.radiologist_label:
+                    call = f"{row.radiologist_label}: {'positive' if row.radiologist_positive else 'negative'}"
+                w.writerow([_cell(v) for v in (
+                    patient, pid, date, c.modalities.replace("\\", " "), c.status, row.ai_model, row.ai_score,
+                    row.ai_positive, "; ".join(row.note_findings), call, row.radiologist_confidence,
+                    row.n_annotations, uid)])
+        os.replace(tmp, out_path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return len(rows)
+
+
+#: Modalities scored by the bundled chest radiograph model when a case has no AI result.
+RADIOGRAPH_MODALITIES = ("CR", "DX", "DR", "RG")
+
+
+def score_case_radiographs(store, study_uid: str, model=None, *, explain: str = "gradcam",  # noqa: ANN001
+                           device: str | None = None) -> tuple[int, list[str]]:
+    """Score the case's single-frame greyscale radiographs (modality CR/DX/DR/RG) with the image model and store
+    the results (with their heat maps); returns (number scored, errors as "image: reason").
+
+    model: a loaded :class:`medviewer.inference.scorer.ImageModel` (default: the bundled model, loaded here only
+    when there is something to score; this imports torch). Raises what ``ImageModel.load`` raises
+    (ModelCardError, UnsafeWeightsError, ValueError, ImportError when torch is missing).
+    """
+    from medviewer.inference.scorer import dicom_image_for_scoring
+
+    targets = [img for img in store.case_images(study_uid)
+               if (img.get("modality") or "").upper() in RADIOGRAPH_MODALITIES and int(img.get("number_of_frames")
+                                                                                        or 1) == 1]
+    if not targets:
+        return 0, []
+    if model is None:
+        from medviewer.inference.scorer import ImageModel
+
+        model = ImageModel.load(device=device)
+    # Scored as a run, like a background re-score: the results do not count as a reader's work on the case (its
+    # status stays as it is).
+    run_id = store.start_run("report export", {model.card.name: model.card.weights_sha256}, 1)
+    n, errors = 0, []
+    for img in targets:
+        try:
+            values, window, mono1, sop = dicom_image_for_scoring(img["path"], 0)
+            if values.ndim != 2:
+                continue  # colour: not a radiograph the model was trained on
+            res = model.score_image(values, sop_instance_uid=sop or img["sop_instance_uid"], window=window,
+                                    monochrome1=mono1, explain=explain, path=img["path"], frame=0)
+            store.add_ai_result(study_uid, res, run_id=run_id)
+            n += 1
+        except Exception as exc:  # noqa: BLE001 - one unreadable image does not stop the others
+            errors.append(f"{img.get('modality', '')} #{img.get('instance_number')}: "
+                          f"{getattr(exc, 'reason', None) or exc}")
+    store.update_run(run_id, n_done=1, state="finished")
+    return n, errors

@@ -1,0 +1,1117 @@
+"""Annotation tools in the image viewport: draw, select, move, edit, delete, undo/redo measurements and marks.
+
+The data model and the measurement maths live in :mod:`medviewer.imaging.annotations` (headless); this module shows
+them over an :class:`~medviewer.ui.viewer.ImageViewer` and lets the user edit them.
+
+Coordinates
+-----------
+Annotations are stored in **image pixel coordinates** ``(x, y) = (column, row)``, continuous: pixel ``(i, j)``
+covers ``[j, j+1) x [i, i+1)``. The viewer's ImageItem is scaled by the pixel spacing, so its ViewBox (the
+"view") is in millimetres: ``view (x, y) = (column * spacing[2], row * spacing[1])`` with ``spacing`` the
+volume's ``(slice, row, column)`` spacing (1 mm per pixel when the image has no PixelSpacing). The graphics items
+live in view coordinates; :meth:`AnnotationLayer.image_to_view` / :meth:`AnnotationLayer.view_to_image` convert.
+
+Interaction
+-----------
+* No tool (``set_tool(None)``, key N): the normal navigation mode (left-drag pans, right-drag window/level, wheel
+  slices). A click on an annotation selects it, dragging its body moves it, dragging a handle edits it; each
+  finished drag is ONE undo step.
+* A tool (``set_tool("length")``...): left-drag on the image draws a length, arrow, rectangle or ellipse; an angle
+  is three clicks (first end, vertex, second end) or a drag along the first arm (first end to vertex) and a click
+  for the second end; a text is a click, the text then comes from ``text_provider``. The tool stays active (draw
+  several in a row) until N or Escape. Existing annotations keep their handles editable but their bodies let the
+  drag through (so one can draw over a large ROI). Escape cancels a drawing in progress and returns to no tool.
+* Delete / Backspace delete the selected annotation; Ctrl+Z undoes, Ctrl+Shift+Z or Ctrl+Y redoes (through the
+  layer's :class:`QUndoStack`). A double-click on a text annotation edits its text.
+
+Each viewer owns one :class:`AnnotationLayer` (``viewer.annotations``) that knows the annotations of any number
+of images (keyed by SOPInstanceUID and frame) and shows those of the image on screen.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QEvent, QObject, QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import (
+    QAction,
+    QActionGroup,
+    QBrush,
+    QColor,
+    QFont,
+    QKeySequence,
+    QPainter,
+    QPainterPath,
+    QPainterPathStroker,
+    QPen,
+    QPolygonF,
+    QUndoCommand,
+    QUndoStack,
+)
+from PySide6.QtWidgets import QAbstractItemView, QApplication, QInputDialog, QWidget
+
+from medviewer.imaging.annotations import KINDS, Annotation, Measurement, measure
+
+if TYPE_CHECKING:
+    from medviewer.ui.viewer import ImageViewer
+
+__all__ = ["AnnotationLayer", "build_annotation_actions", "sync_tool_actions", "ask_text", "SHORTCUTS", "TOOLS"]
+
+#: The tools: (kind or None, menu text, shortcut). None is the navigation mode (no tool).
+TOOLS: list[tuple[str | None, str, str]] = [
+    (None, "Navigate (no tool)", "N"),
+    ("length", "Length", "L"),
+    ("angle", "Angle", "G"),
+    ("rect", "Rectangle ROI", "B"),
+    ("ellipse", "Ellipse ROI", "E"),
+    ("arrow", "Arrow", "W"),
+    ("text", "Text", "X"),
+]
+
+#: Keys and mouse gestures of the annotation tools, for the shortcuts dialog: (keys, description).
+SHORTCUTS: list[tuple[str, str]] = [
+    ("N / Esc", "navigate (no annotation tool); Esc also cancels a drawing in progress"),
+    ("L", "length tool: left-drag from one end to the other"),
+    ("G", "angle tool: click first end, vertex, second end (or drag the first arm, then click)"),
+    ("B", "rectangle ROI tool: left-drag a box (mean/SD/min/max/area)"),
+    ("E", "ellipse ROI tool: left-drag the bounding box"),
+    ("W", "arrow tool: left-drag from tail to head"),
+    ("X", "text tool: click where the text goes"),
+    ("Click / drag annotation", "select / move it; drag a handle to edit; double-click a text to edit it"),
+    ("Delete / Backspace", "delete the selected annotation"),
+    ("Ctrl+Z", "undo annotation change"),
+    ("Ctrl+Shift+Z / Ctrl+Y", "redo annotation change"),
+]
+
+_TOOL_KEYS = {Qt.Key.Key_N: None, Qt.Key.Key_L: "length", Qt.Key.Key_G: "angle", Qt.Key.Key_B: "rect",
+              Qt.Key.Key_E: "ellipse", Qt.Key.Key_W: "arrow", Qt.Key.Key_X: "text"}
+
+# Colours: saturated yellow / cyan stay visible on any grey level; labels sit on a dark translucent box.
+_NORMAL = (255, 214, 0)
+_HOVER = (255, 255, 150)
+_SELECTED = (0, 225, 255)
+_HANDLE = (245, 245, 245)
+_LABEL_TEXT = (255, 236, 140)
+_LABEL_FILL = (0, 0, 0, 165)
+_Z = 20.0
+_HANDLE_RADIUS = 4  # screen pixels
+_MIN_DRAG_PX = 3.0  # a drag shorter than this (screen pixels) draws nothing
+_LABEL_FONT = ("DejaVu Sans", 9)  # family, points (the QFont is made when needed: after the QApplication)
+
+
+def _pen(color, width: float = 2.0):  # noqa: ANN001
+    return pg.mkPen(color, width=width)  # cosmetic: width in screen pixels
+
+
+def _shadow(pen: QPen) -> QPen:
+    """A translucent black pen 2 px wider than ``pen``, drawn under it."""
+    out = QPen(pen)
+    out.setColor(QColor(0, 0, 0, 150))
+    out.setWidthF(pen.widthF() + 2.0)
+    return out
+
+
+def ask_text(parent: QWidget | None, current: str = "") -> str | None:
+    """Default ``text_provider``: ask for an annotation's text with a dialog; None when cancelled."""
+    text, ok = QInputDialog.getText(parent, "Text annotation", "Text:", text=current)
+    return text if ok else None
+
+
+def _same_points(a: Annotation, b: Annotation, tol: float = 1e-6) -> bool:
+    """Same geometry (boxes compared as normalised corners)."""
+    pa, pb = a.points, b.points
+    if a.kind in ("rect", "ellipse"):
+        pa, pb = _norm_box(pa), _norm_box(pb)
+    return len(pa) == len(pb) and all(abs(x0 - x1) <= tol and abs(y0 - y1) <= tol
+                                      for (x0, y0), (x1, y1) in zip(pa, pb))
+
+
+def _norm_box(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    (x0, y0), (x1, y1) = points
+    return [(min(x0, x1), min(y0, y1)), (max(x0, x1), max(y0, y1))]
+
+
+# ==================================================================================================== graphics
+class _PolyMark(pg.ROI):
+    """Length, arrow (head at points[1]) or angle (vertex at points[1]): a polyline through free handles.
+
+    Geometry is in the ROI's parent coordinates = view coordinates (mm); the ROI itself stays at (0, 0) until
+    its body is dragged (then ``pos()`` is the translation)."""
+
+    def __init__(self, kind: str, points: list[QPointF]):
+        super().__init__((0, 0), (1, 1), movable=True, rotatable=False, resizable=False, pen=_pen(_NORMAL),
+                         hoverPen=_pen(_HOVER), handlePen=_pen(_HANDLE, 1.5), handleHoverPen=_pen(_HOVER, 1.5))
+        self.kind = kind
+        self.uid: str | None = None
+        self.selected = False
+        self.selPen = _pen(_SELECTED)
+        self.handleSize = _HANDLE_RADIUS
+        for p in points:
+            self.addFreeHandle(p)
+        self.setZValue(_Z)
+
+    # geometry
+    def view_points(self) -> list[QPointF]:
+        return [self.mapToParent(h.pos()) for h in self.getHandles()]
+
+    def set_view_points(self, points: list[QPointF]) -> None:
+        self.setPos(QPointF(0, 0), update=False, finish=False)
+        for info, p in zip(self.handles, points):
+            info["pos"] = pg.Point(p)
+            info["item"].setPos(pg.Point(p))
+        self.freeHandleMoved = True
+        self.stateChanged(finish=False)
+        self.update()
+
+    # look
+    def _makePen(self):  # noqa: N802, ANN202 - pyqtgraph override
+        if self.mouseHovering:
+            return self.hoverPen
+        return self.selPen if self.selected else self.pen
+
+    def set_selected_look(self, selected: bool) -> None:
+        self.selected = selected
+        self._updateHoverColor()
+
+    def set_interactive(self, interactive: bool) -> None:
+        self.translatable = interactive
+        self.setAcceptedMouseButtons(Qt.MouseButton.LeftButton if interactive else Qt.MouseButton.NoButton)
+
+    def _px(self) -> float:
+        px = self.pixelLength(QPointF(1, 0))
+        return float(px) if px else 0.0
+
+    def _local(self) -> list[QPointF]:
+        return [h.pos() for h in self.getHandles()]
+
+    def _head(self, px: float) -> QPolygonF | None:
+        a, b = self._local()[:2]
+        d = b - a
+        n = math.hypot(d.x(), d.y())
+        if n == 0 or px == 0:
+            return None
+        ux, uy = d.x() / n, d.y() / n
+        length, half = min(14 * px, 0.6 * n), 5 * px
+        bx, by = b.x() - ux * length, b.y() - uy * length
+        return QPolygonF([b, QPointF(bx - uy * half, by + ux * half), QPointF(bx + uy * half, by - ux * half)])
+
+    def _arc(self, px: float) -> QPolygonF | None:
+        a, v, c = self._local()
+        ta, tc = math.atan2(a.y() - v.y(), a.x() - v.x()), math.atan2(c.y() - v.y(), c.x() - v.x())
+        da, dc = math.hypot(a.x() - v.x(), a.y() - v.y()), math.hypot(c.x() - v.x(), c.y() - v.y())
+        if px == 0 or da == 0 or dc == 0:
+            return None
+        r = min(22 * px, 0.45 * min(da, dc))
+        span = (tc - ta + math.pi) % (2 * math.pi) - math.pi  # the smaller angle, signed
+        steps = max(2, int(abs(span) / math.radians(6)))
+        return QPolygonF([QPointF(v.x() + r * math.cos(ta + span * s / steps), v.y() + r * math.sin(ta + span * s / steps))
+                          for s in range(steps + 1)])
+
+    def _line_path(self) -> QPainterPath:
+        pts = self._local()
+        path = QPainterPath(pts[0])
+        for p in pts[1:]:
+            path.lineTo(p)
+        return path
+
+    def shape(self) -> QPainterPath:  # noqa: D102 - Qt override: what a click hits (10 screen px wide)
+        px = self._px()
+        stroker = QPainterPathStroker()
+        stroker.setWidth(max(10 * px, 1e-6))
+        path = stroker.createStroke(self._line_path())
+        if self.kind == "arrow":
+            head = self._head(px)
+            if head is not None:
+                path.addPolygon(head)
+        return path
+
+    def boundingRect(self) -> QRectF:  # noqa: N802, D102 - Qt override
+        px = self._px()
+        rect = self._line_path().boundingRect()
+        margin = max(24 * px, 1e-6)  # arrow head / angle arc / pen, whatever the zoom
+        return rect.adjusted(-margin, -margin, margin, margin)
+
+    def viewTransformChanged(self) -> None:  # noqa: N802, D102 - pyqtgraph override: sizes are in screen px
+        self.prepareGeometryChange()
+        super().viewTransformChanged()
+        self.update()
+
+    def paint(self, p: QPainter, *args) -> None:  # noqa: D102 - Qt override
+        p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        px = self._px()
+        head = self._head(px) if self.kind == "arrow" else None
+        arc = self._arc(px) if self.kind == "angle" and len(self.getHandles()) == 3 else None
+        colour = self.currentPen.color()
+        # A dark outline under the colour keeps the mark visible over bright (bone, contrast) pixels too.
+        for pen in (_shadow(self.currentPen), self.currentPen):
+            p.setPen(pen)
+            p.setBrush(Qt.BrushStyle.NoBrush)
+            p.drawPolyline(QPolygonF(self._local()))
+            if head is not None:
+                p.setBrush(QBrush(colour if pen is self.currentPen else pen.color()))
+                p.drawPolygon(head)
+            if arc is not None:
+                thin = QPen(pen)
+                thin.setWidthF(pen.widthF() - 0.5)
+                p.setPen(thin)
+                p.drawPolyline(arc)
+
+
+class _BoxMark(pg.ROI):
+    """Rectangle or ellipse ROI, axis-aligned: ``pos()`` is the top-left corner and ``size()`` the extent, in view
+    coordinates (mm); a scale handle at each corner (the opposite corner stays put)."""
+
+    def __init__(self, kind: str, p0: QPointF, p1: QPointF):
+        x0, x1 = sorted((p0.x(), p1.x()))
+        y0, y1 = sorted((p0.y(), p1.y()))
+        super().__init__((x0, y0), (x1 - x0, y1 - y0), movable=True, rotatable=False, resizable=False,
+                         invertible=False, pen=_pen(_NORMAL), hoverPen=_pen(_HOVER), handlePen=_pen(_HANDLE, 1.5),
+                         handleHoverPen=_pen(_HOVER, 1.5))
+        self.kind = kind
+        self.uid: str | None = None
+        self.selected = False
+        self.selPen = _pen(_SELECTED)
+        self.handleSize = _HANDLE_RADIUS
+        for hx, hy in ((0, 0), (1, 0), (0, 1), (1, 1)):
+            self.addScaleHandle((hx, hy), (1 - hx, 1 - hy))
+        self.setZValue(_Z)
+
+    def view_points(self) -> list[QPointF]:
+        pos, size = self.pos(), self.size()
+        return [QPointF(pos.x(), pos.y()), QPointF(pos.x() + size.x(), pos.y() + size.y())]
+
+    def set_view_points(self, points: list[QPointF]) -> None:
+        x0, x1 = sorted((points[0].x(), points[1].x()))
+        y0, y1 = sorted((points[0].y(), points[1].y()))
+        self.setPos(QPointF(x0, y0), update=False, finish=False)
+        self.setSize((x1 - x0, y1 - y0), update=True, finish=False)
+        self.update()
+
+    def _makePen(self):  # noqa: N802, ANN202 - pyqtgraph override
+        if self.mouseHovering:
+            return self.hoverPen
+        return self.selPen if self.selected else self.pen
+
+    def set_selected_look(self, selected: bool) -> None:
+        self.selected = selected
+        self._updateHoverColor()
+
+    def set_interactive(self, interactive: bool) -> None:
+        self.translatable = interactive
+        self.setAcceptedMouseButtons(Qt.MouseButton.LeftButton if interactive else Qt.MouseButton.NoButton)
+
+    def _rect(self) -> QRectF:
+        s = self.state["size"]
+        return QRectF(0, 0, s[0], s[1]).normalized()
+
+    def _outline(self) -> QPainterPath:
+        path = QPainterPath()
+        if self.kind == "ellipse":
+            path.addEllipse(self._rect())
+        else:
+            path.addRect(self._rect())
+        return path
+
+    def shape(self) -> QPainterPath:  # noqa: D102 - Qt override: the inside plus a few screen px around the outline
+        px = self.pixelLength(QPointF(1, 0)) or 0.0
+        stroker = QPainterPathStroker()
+        stroker.setWidth(max(8 * px, 1e-6))
+        return stroker.createStroke(self._outline()).united(self._outline())
+
+    def boundingRect(self) -> QRectF:  # noqa: N802, D102 - Qt override
+        m = max(6 * (self.pixelLength(QPointF(1, 0)) or 0.0), 1e-6)
+        return self._rect().adjusted(-m, -m, m, m)
+
+    def viewTransformChanged(self) -> None:  # noqa: N802, D102 - pyqtgraph override
+        self.prepareGeometryChange()
+        super().viewTransformChanged()
+
+    def paint(self, p: QPainter, *args) -> None:  # noqa: D102 - Qt override
+        p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        p.setBrush(Qt.BrushStyle.NoBrush)
+        for pen in (_shadow(self.currentPen), self.currentPen):
+            p.setPen(pen)
+            if self.kind == "ellipse":
+                p.drawEllipse(self._rect())
+            else:
+                p.drawRect(self._rect())
+
+
+class _TextMark(pg.TextItem):
+    """A text annotation: the text itself, its top-left corner at the anchor point; drag to move, double-click to
+    edit. Stays the same size on screen whatever the zoom."""
+
+    def __init__(self, text: str, point: QPointF):
+        super().__init__(text, color=_NORMAL, anchor=(0, 0), fill=pg.mkBrush(*_LABEL_FILL), border=None)
+        self.setFont(QFont("DejaVu Sans", 10, QFont.Weight.Bold))
+        self.setPos(point)
+        self.setZValue(_Z + 1)
+        self.kind = "text"
+        self.uid: str | None = None
+        self.layer: AnnotationLayer | None = None
+        self.interactive = True
+        self.selected = False
+        self._offset = QPointF()
+
+    def view_points(self) -> list[QPointF]:
+        return [QPointF(self.pos())]
+
+    def set_view_points(self, points: list[QPointF]) -> None:
+        self.setPos(points[0])
+
+    def set_selected_look(self, selected: bool) -> None:
+        self.selected = selected
+        self.border = pg.mkPen(_SELECTED, width=1.5) if selected else pg.mkPen(None)
+        self.setColor(pg.mkColor(_SELECTED if selected else _NORMAL))
+        self.update()
+
+    def set_interactive(self, interactive: bool) -> None:
+        self.interactive = interactive
+
+    def hoverEvent(self, ev) -> None:  # noqa: N802, ANN001, D102 - pyqtgraph override
+        if self.interactive and self.layer is not None and not ev.isExit():
+            ev.acceptDrags(Qt.MouseButton.LeftButton)
+            ev.acceptClicks(Qt.MouseButton.LeftButton)
+
+    def _parent_pos(self, scene_pos: QPointF) -> QPointF:
+        parent = self.parentItem()
+        return parent.mapFromScene(scene_pos) if parent is not None else scene_pos
+
+    def mouseDragEvent(self, ev) -> None:  # noqa: N802, ANN001, D102 - pyqtgraph override
+        if not self.interactive or self.layer is None or ev.button() != Qt.MouseButton.LeftButton:
+            ev.ignore()
+            return
+        ev.accept()
+        if ev.isStart():
+            self._offset = self.pos() - self._parent_pos(ev.buttonDownScenePos())
+            self.layer._graphic_clicked(self)
+        self.setPos(self._parent_pos(ev.scenePos()) + self._offset)
+        if ev.isFinish():
+            self.layer._graphic_finished(self)
+
+    def mouseClickEvent(self, ev) -> None:  # noqa: N802, ANN001, D102 - pyqtgraph override
+        if not self.interactive or self.layer is None or ev.button() != Qt.MouseButton.LeftButton:
+            ev.ignore()
+            return
+        ev.accept()
+        self.layer._graphic_clicked(self)
+        if ev.double():
+            self.layer.edit_text(self.uid)
+
+
+def _make_label() -> pg.TextItem:
+    label = pg.TextItem("", color=_LABEL_TEXT, anchor=(0, 0), fill=pg.mkBrush(*_LABEL_FILL))
+    label.setFont(QFont(*_LABEL_FONT))
+    label.setZValue(_Z + 2)
+    label.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
+    return label
+
+
+# ==================================================================================================== commands
+class _AddCommand(QUndoCommand):
+    def __init__(self, layer: "AnnotationLayer", ann: Annotation, text: str):
+        super().__init__(text)
+        self.layer, self.ann = layer, ann
+
+    def redo(self) -> None:  # noqa: D102
+        self.layer._put(self.ann)
+
+    def undo(self) -> None:  # noqa: D102
+        self.layer._drop(self.ann.uid)
+
+
+class _DeleteCommand(QUndoCommand):
+    def __init__(self, layer: "AnnotationLayer", ann: Annotation, text: str):
+        super().__init__(text)
+        self.layer, self.ann = layer, ann
+
+    def redo(self) -> None:  # noqa: D102
+        self.layer._drop(self.ann.uid)
+
+    def undo(self) -> None:  # noqa: D102
+        self.layer._put(self.ann)
+
+
+class _ModifyCommand(QUndoCommand):
+    def __init__(self, layer: "AnnotationLayer", before: Annotation, after: Annotation, text: str):
+        super().__init__(text)
+        self.layer, self.before, self.after = layer, before, after
+
+    def redo(self) -> None:  # noqa: D102
+        self.layer._put(self.after)
+
+    def undo(self) -> None:  # noqa: D102
+        self.layer._put(self.before)
+
+
+# ==================================================================================================== layer
+class AnnotationLayer(QObject):
+    """The annotations of one :class:`~medviewer.ui.viewer.ImageViewer` and their tools.
+
+    Knows annotations of any number of images (``(SOPInstanceUID, frame)``, frame 0-based) and shows, in the
+    viewer's ViewBox, those of the image on screen. Points of an :class:`Annotation` are image pixel coordinates
+    (x = column, y = row, pixel (i, j) covering [j, j+1) x [i, i+1)); the graphics are in view coordinates (mm).
+
+    Measurements use the slice's modality values (HU for CT; for colour images the mean of R, G, B), the stack's
+    PixelSpacing ((row, column) mm; None when absent: sizes in pixels, the label shows the warning) and the volume's
+    units.
+
+    Signals: ``annotation_saved(Annotation)`` after an add or a change (including by undo/redo);
+    ``annotation_deleted(uid)`` after a removal (including an undone add); ``tool_changed(kind or None)``;
+    ``selection_changed(uid or None)``. :meth:`set_annotations` emits none of them.
+
+    ``text_provider(parent widget, current text) -> str | None`` gives the text of a new text annotation (and of
+    an edited one); the default asks with a dialog (:func:`ask_text`); None or "" cancels.
+    """
+
+    annotation_saved = Signal(object)
+    annotation_deleted = Signal(str)
+    tool_changed = Signal(object)
+    selection_changed = Signal(object)
+
+    def __init__(self, viewer: "ImageViewer"):
+        super().__init__(viewer)
+        self.viewer = viewer
+        self.undo_stack = QUndoStack(self)
+        self.text_provider: Callable[[QWidget | None, str], str | None] = ask_text
+        self._all: dict[str, Annotation] = {}
+        self._graphics: dict[str, object] = {}
+        self._labels: dict[str, pg.TextItem] = {}
+        self._shown: tuple | None = None  # (volume, key, ready) of what is on screen
+        self._tool: str | None = None
+        self._selected: str | None = None
+        self._draft: dict | None = None  # drawing in progress: kind, points (view), preview item
+        viewer.installEventFilter(self)
+        viewer.graphics.scene().sigMouseMoved.connect(self._mouse_moved)
+        viewer.view.sigTransformChanged.connect(lambda *_: self._fit_labels())
+
+    # ------------------------------------------------------------------------------------------ public API
+    @property
+    def tool(self) -> str | None:
+        """The active tool (an annotation kind) or None (navigation)."""
+        return self._tool
+
+    @property
+    def selected_uid(self) -> str | None:
+        """uid of the selected annotation (shown on screen), or None."""
+        return self._selected
+
+    def set_tool(self, kind: str | None) -> None:
+        """Activate a drawing tool (``"length"``, ``"angle"``, ``"rect"``, ``"ellipse"``, ``"arrow"``,
+        ``"text"``) or return to navigation (None). Cancels a drawing in progress. Raises ValueError for an unknown
+        kind."""
+        if kind is not None and kind not in KINDS:
+            raise ValueError(f"unknown annotation tool {kind!r} (one of {', '.join(KINDS)} or None)")
+        self._cancel_draft()
+        changed = kind != self._tool
+        self._tool = kind
+        for g in self._graphics.values():
+            g.set_interactive(kind is None)
+        vp = self.viewer.graphics.viewport()
+        if kind is None:
+            vp.unsetCursor()
+        else:
+            vp.setCursor(Qt.CursorShape.CrossCursor)
+        if changed:
+            self.tool_changed.emit(kind)
+
+    def set_annotations(self, annotations: list[Annotation]) -> None:
+        """Replace every known annotation (of any image) without emitting signals, e.g. those a case store holds
+        when a case opens. Clears the undo history and the selection."""
+        self._cancel_draft()
+        self.undo_stack.clear()
+        self._all = {a.uid: a for a in annotations}
+        self._shown = None
+        self._selected = None
+        self.sync()
+
+    def annotations(self) -> list[Annotation]:
+        """Every known annotation, of all images."""
+        return list(self._all.values())
+
+    def annotations_for(self, sop_instance_uid: str, frame: int = 0) -> list[Annotation]:
+        """The annotations of one image (frame: 0-based frame index)."""
+        return [a for a in self._all.values() if a.sop_instance_uid == sop_instance_uid and a.frame == int(frame)]
+
+    def get(self, uid: str) -> Annotation | None:
+        """The annotation with this uid, or None."""
+        return self._all.get(uid)
+
+    def add(self, annotation: Annotation) -> None:
+        """Add an annotation (undoable; emits ``annotation_saved``). Raises ValueError when its uid exists."""
+        if annotation.uid in self._all:
+            raise ValueError(f"annotation {annotation.uid} exists already (use update)")
+        self.undo_stack.push(_AddCommand(self, annotation, f"Add {annotation.kind}"))
+
+    def update(self, annotation: Annotation) -> None:
+        """Replace the annotation with the same uid (geometry and/or text; undoable; emits
+        ``annotation_saved``). Raises KeyError for an unknown uid."""
+        before = self._all[annotation.uid]
+        self.undo_stack.push(_ModifyCommand(self, before, annotation, f"Edit {annotation.kind}"))
+
+    def remove(self, uid: str) -> None:
+        """Delete an annotation (undoable; emits ``annotation_deleted``). Raises KeyError for an unknown uid."""
+        ann = self._all[uid]
+        self.undo_stack.push(_DeleteCommand(self, ann, f"Delete {ann.kind}"))
+
+    def delete_selected(self) -> bool:
+        """Delete the selected annotation; False when none is selected."""
+        if self._selected is None or self._selected not in self._all:
+            return False
+        self.remove(self._selected)
+        return True
+
+    def undo(self) -> None:
+        """Undo the last annotation change (no-op when none)."""
+        self._cancel_draft()
+        self.undo_stack.undo()
+
+    def redo(self) -> None:
+        """Redo the last undone annotation change (no-op when none)."""
+        self._cancel_draft()
+        self.undo_stack.redo()
+
+    def select(self, uid: str | None) -> None:
+        """Select an annotation shown on screen (None: select nothing)."""
+        if uid is not None and uid not in self._graphics:
+            uid = None
+        if uid == self._selected:
+            return
+        old = self._graphics.get(self._selected) if self._selected else None
+        if old is not None:
+            old.set_selected_look(False)
+        self._selected = uid
+        if uid is not None:
+            self._graphics[uid].set_selected_look(True)
+        self.selection_changed.emit(uid)
+
+    def edit_text(self, uid: str) -> bool:
+        """Ask ``text_provider`` for a new text of an annotation (undoable); False when cancelled/unchanged."""
+        ann = self._all.get(uid)
+        if ann is None:
+            return False
+        text = self.text_provider(self.viewer, ann.text)
+        if text is None or text == ann.text or (ann.kind == "text" and not text.strip()):
+            return False
+        self.update(Annotation(ann.kind, ann.points, ann.sop_instance_uid, ann.frame, text, ann.uid))
+        return True
+
+    def current_key(self) -> tuple[str, int] | None:
+        """(SOPInstanceUID, frame) of the image on screen, or None (no volume, or a volume without a stack)."""
+        vol = self.viewer.volume
+        if vol is None or vol.stack is None:
+            return None
+        k = int(self.viewer.state.index)
+        if not 0 <= k < len(vol.stack.slices):
+            return None
+        ref = vol.stack.slices[k]
+        return ref.instance.sop_instance_uid, int(ref.frame.index)
+
+    def measurement(self, uid: str) -> Measurement:
+        """What annotation ``uid`` measures, on the viewer's current volume (ROI statistics need the image
+        decoded). An annotation of an image outside that volume is measured without image and spacing (pixels).
+        Raises KeyError for an unknown uid."""
+        return self._measure(self._all[uid])
+
+    def image_to_view(self, x: float, y: float) -> QPointF:
+        """Image pixel coordinates (x = column, y = row) to view coordinates (mm) of the current volume."""
+        sc, sr = self._scale()
+        return QPointF(x * sc, y * sr)
+
+    def view_to_image(self, p: QPointF) -> tuple[float, float]:
+        """View coordinates (mm) to image pixel coordinates (x = column, y = row)."""
+        sc, sr = self._scale()
+        return p.x() / sc, p.y() / sr
+
+    def graphic(self, uid: str):  # noqa: ANN201 - the pyqtgraph item showing ``uid``, or None
+        """The graphics item showing annotation ``uid`` (None when its image is not on screen)."""
+        return self._graphics.get(uid)
+
+    def label_text(self, uid: str) -> str:
+        """The measurement label shown next to annotation ``uid`` ("" when not on screen or none)."""
+        label = self._labels.get(uid)
+        return label.toPlainText() if label is not None and label.isVisible() else ""
+
+    # ------------------------------------------------------------------------------------------ syncing
+    def sync(self) -> None:
+        """Show the annotations of the image on screen (called by the viewer whenever it renders or clears);
+        cheap when nothing changed."""
+        vol = self.viewer.volume
+        key = self.current_key()
+        k = int(self.viewer.state.index)
+        ready = vol is not None and (vol.ready is None or (0 <= k < len(vol.ready) and bool(vol.ready[k])))
+        if self._shown is not None and self._shown[0] is vol and self._shown[1:] == (key, ready):
+            return
+        self._cancel_draft()
+        self._clear_graphics()
+        self._shown = (vol, key, ready) if vol is not None else None
+        if key is None:
+            return
+        for ann in self.annotations_for(*key):
+            self._show(ann)
+
+    def _clear_graphics(self) -> None:
+        if self._selected is not None:
+            self._selected = None
+            self.selection_changed.emit(None)
+        for uid in list(self._graphics):
+            self._hide(uid)
+
+    def _on_screen(self, ann: Annotation) -> bool:
+        return self._shown is not None and self._shown[1] == (ann.sop_instance_uid, ann.frame)
+
+    def _show(self, ann: Annotation) -> None:
+        g = self._make_graphic(ann)
+        g.uid = ann.uid
+        g.set_interactive(self._tool is None)
+        view = self.viewer.view
+        view.addItem(g, ignoreBounds=True)
+        label = _make_label()
+        view.addItem(label, ignoreBounds=True)
+        self._graphics[ann.uid] = g
+        self._labels[ann.uid] = label
+        if isinstance(g, _TextMark):
+            g.layer = self
+        else:
+            g.sigRegionChanged.connect(self._graphic_changed)
+            g.sigRegionChangeStarted.connect(self._graphic_clicked)
+            g.sigRegionChangeFinished.connect(self._graphic_finished)
+            g.sigClicked.connect(lambda roi, ev: self._graphic_clicked(roi))
+        self._update_label(g, ann)
+
+    def _hide(self, uid: str) -> None:
+        g = self._graphics.pop(uid, None)
+        label = self._labels.pop(uid, None)
+        view = self.viewer.view
+        for item in (g, label):
+            if item is not None:
+                view.removeItem(item)
+        if uid == self._selected:
+            self._selected = None
+            self.selection_changed.emit(None)
+
+    def _make_graphic(self, ann: Annotation):  # noqa: ANN202
+        pts = [self.image_to_view(x, y) for x, y in ann.points]
+        if ann.kind in ("length", "arrow", "angle"):
+            return _PolyMark(ann.kind, pts)
+        if ann.kind in ("rect", "ellipse"):
+            return _BoxMark(ann.kind, pts[0], pts[1])
+        return _TextMark(ann.text, pts[0])
+
+    # ------------------------------------------------------------------------------------------ store + emit
+    def _put(self, ann: Annotation) -> None:
+        """Insert or replace ``ann`` (no undo entry), refresh its graphic, emit ``annotation_saved``."""
+        self._all[ann.uid] = ann
+        g = self._graphics.get(ann.uid)
+        on_screen = self._on_screen(ann)
+        if g is not None and not on_screen:
+            self._hide(ann.uid)
+        elif g is not None:
+            if not _same_points(self._annotation_of(g, ann), ann):
+                g.set_view_points([self.image_to_view(x, y) for x, y in ann.points])
+            if isinstance(g, _TextMark) and g.toPlainText() != ann.text:
+                g.setText(ann.text)
+            self._update_label(g, ann)
+        elif on_screen:
+            self._show(ann)
+        self.annotation_saved.emit(ann)
+
+    def _drop(self, uid: str) -> None:
+        """Remove ``uid`` (no undo entry), emit ``annotation_deleted``."""
+        if self._all.pop(uid, None) is None:
+            return
+        self._hide(uid)
+        self.annotation_deleted.emit(uid)
+
+    # ------------------------------------------------------------------------------------------ measuring
+    def _scale(self) -> tuple[float, float]:
+        vol = self.viewer.volume
+        if vol is None:
+            return 1.0, 1.0
+        return float(vol.spacing[2]) or 1.0, float(vol.spacing[1]) or 1.0
+
+    def _slice_of(self, key: tuple[str, int]) -> int | None:
+        vol = self.viewer.volume
+        if vol is None or vol.stack is None:
+            return None
+        k = int(self.viewer.state.index)
+        if self.current_key() == key:
+            return k
+        for n, ref in enumerate(vol.stack.slices):
+            if ref.instance.sop_instance_uid == key[0] and int(ref.frame.index) == key[1]:
+                return n
+        return None
+
+    def _measure(self, ann: Annotation) -> Measurement:
+        vol = self.viewer.volume
+        k = self._slice_of((ann.sop_instance_uid, ann.frame))
+        if vol is None or k is None:
+            return measure(ann)
+        image = None
+        if ann.kind in ("rect", "ellipse") and (vol.ready is None or bool(vol.ready[k])):
+            image = vol.array[k]
+            if image.ndim == 3:  # colour: mean of the channels
+                image = image.astype(np.float32).mean(axis=-1)
+        spacing = vol.stack.pixel_spacing if vol.stack is not None else None
+        units = "" if vol.is_color else vol.units
+        m = measure(ann, image, spacing, units)
+        return m
+
+    def _annotation_of(self, g, ann: Annotation) -> Annotation:  # noqa: ANN001
+        """``ann`` with the geometry graphic ``g`` shows now (image pixel coordinates)."""
+        pts = [self.view_to_image(p) for p in g.view_points()]
+        return Annotation(ann.kind, pts, ann.sop_instance_uid, ann.frame, ann.text, ann.uid)
+
+    def _label_for(self, ann: Annotation) -> str:
+        if ann.kind == "text":
+            return ""
+        m = self._measure(ann)
+        text = m.label()
+        if ann.kind in ("rect", "ellipse") and m.mean is None and m.n_pixels is None and m.area is not None:
+            lu = "mm" if m.calibrated else "px"
+            text = f"area {m.area:.1f} {lu}\N{SUPERSCRIPT TWO}" + (f"\n\N{WARNING SIGN} {m.warning}" if m.warning else "")
+        if ann.text:
+            text = ann.text + ("\n" + text if text else "")
+        return text
+
+    def _update_label(self, g, ann: Annotation) -> None:  # noqa: ANN001
+        label = self._labels.get(ann.uid)
+        if label is None:
+            return
+        text = self._label_for(ann)
+        label.setText(text)
+        label.setVisible(bool(text))
+        if not text:
+            return
+        pts = g.view_points()
+        if ann.kind in ("rect", "ellipse"):
+            (x0, y0), (x1, y1) = (pts[0].x(), pts[0].y()), (pts[1].x(), pts[1].y())
+            anchor, pos = (0.0, 0.0), QPointF(min(x0, x1), max(y0, y1))  # under the box, left-aligned
+        elif ann.kind == "angle":
+            a, v, c = pts
+            # Opposite the bisector of the two arms, so the text sits outside the angle.
+            na = math.hypot(a.x() - v.x(), a.y() - v.y()) or 1.0
+            nc = math.hypot(c.x() - v.x(), c.y() - v.y()) or 1.0
+            bx = (a.x() - v.x()) / na + (c.x() - v.x()) / nc
+            by = (a.y() - v.y()) / na + (c.y() - v.y()) / nc
+            anchor, pos = (0.0 if bx <= 0 else 1.0, 0.0 if by <= 0 else 1.0), v
+        else:  # length, arrow: beyond the end point (length) / the tail (arrow), away from the line
+            far, near = (pts[1], pts[0]) if ann.kind == "length" else (pts[0], pts[1])
+            anchor, pos = (0.0 if far.x() >= near.x() else 1.0, 0.0 if far.y() >= near.y() else 1.0), far
+        label.preferred_anchor = anchor
+        label.setPos(pos)
+        self._fit_label(label)
+
+    def _fit_label(self, label: pg.TextItem) -> None:
+        """Anchor ``label`` on its preferred side of its point unless it would leave the viewport there."""
+        ax, ay = getattr(label, "preferred_anchor", (0.0, 0.0))
+        view = self.viewer.view
+        label.setAnchor((ax, ay))
+        label.updateTransform(force=True)
+        box = label.mapRectToScene(label.boundingRect())
+        area = view.sceneBoundingRect()
+        p = view.mapViewToScene(label.pos())
+        w, h = box.width(), box.height()
+        if w <= 0 or h <= 0 or w > area.width() or h > area.height():
+            return
+        if p.x() - ax * w + w > area.right():
+            ax = 1.0
+        elif p.x() - ax * w < area.left():
+            ax = 0.0
+        if p.y() - ay * h + h > area.bottom():
+            ay = 1.0
+        elif p.y() - ay * h < area.top():
+            ay = 0.0
+        label.setAnchor((ax, ay))
+
+    def _fit_labels(self) -> None:
+        for label in self._labels.values():
+            if label.isVisible():
+                self._fit_label(label)
+
+    # ------------------------------------------------------------------------------------------ graphics events
+    def _graphic_changed(self, g) -> None:  # noqa: ANN001 - live: while a handle or the body is dragged
+        ann = self._all.get(getattr(g, "uid", None))
+        if ann is not None:
+            self._update_label(g, self._annotation_of(g, ann))
+
+    def _graphic_clicked(self, g) -> None:  # noqa: ANN001
+        if getattr(g, "uid", None) in self._graphics:
+            self.select(g.uid)
+            self.viewer.setFocus(Qt.FocusReason.MouseFocusReason)
+
+    def _graphic_finished(self, g) -> None:  # noqa: ANN001 - a drag ended: one undo step
+        ann = self._all.get(getattr(g, "uid", None))
+        if ann is None:
+            return
+        new = self._annotation_of(g, ann)
+        if _same_points(new, ann):
+            self._update_label(g, ann)
+            return
+        what = "Move" if all(abs((a[0] - b[0]) - (new.points[0][0] - ann.points[0][0])) < 1e-6 and
+                             abs((a[1] - b[1]) - (new.points[0][1] - ann.points[0][1])) < 1e-6
+                             for a, b in zip(new.points, ann.points)) else "Edit"
+        self.undo_stack.push(_ModifyCommand(self, ann, new, f"{what} {ann.kind}"))
+
+    # ------------------------------------------------------------------------------------------ drawing
+    def _image_bounds(self) -> QRectF | None:
+        vol = self.viewer.volume
+        if vol is None:
+            return None
+        sc, sr = self._scale()
+        rows, cols = vol.array.shape[1:3]
+        return QRectF(0, 0, cols * sc, rows * sr)
+
+    def _clamp(self, p: QPointF) -> QPointF:
+        r = self._image_bounds()
+        if r is None:
+            return p
+        return QPointF(min(max(p.x(), r.left()), r.right()), min(max(p.y(), r.top()), r.bottom()))
+
+    def _scene_to_view(self, scene_pos: QPointF) -> QPointF:
+        return self._clamp(self.viewer.view.mapSceneToView(scene_pos))
+
+    def _screen_distance(self, a: QPointF, b: QPointF) -> float:
+        view = self.viewer.view
+        d = view.mapViewToScene(a) - view.mapViewToScene(b)
+        return math.hypot(d.x(), d.y())
+
+    def _set_preview(self, kind: str, points: list[QPointF]) -> None:
+        d = self._draft
+        old = d.get("preview")
+        if old is not None and old.kind == kind and len(old.view_points()) == len(points):
+            old.set_view_points(points)
+            return
+        if old is not None:
+            self.viewer.view.removeItem(old)
+        if kind in ("rect", "ellipse"):
+            item = _BoxMark(kind, points[0], points[1])
+        else:
+            item = _PolyMark(kind, points)
+        item.set_interactive(False)
+        for h in item.getHandles():
+            h.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
+        item.set_selected_look(True)
+        self.viewer.view.addItem(item, ignoreBounds=True)
+        d["preview"] = item
+
+    def _cancel_draft(self) -> None:
+        d, self._draft = self._draft, None
+        if d is not None and d.get("preview") is not None:
+            self.viewer.view.removeItem(d["preview"])
+
+    @property
+    def drawing(self) -> bool:
+        """True while a drawing is in progress (a drag, or an angle waiting for its next click)."""
+        return self._draft is not None
+
+    def view_drag(self, ev) -> bool:  # noqa: ANN001 - a pyqtgraph MouseDragEvent on the ViewBox
+        """Called by the viewer's ViewBox for every drag it gets: draws with the active tool (left button only).
+        True when the event was used (the ViewBox then must not pan)."""
+        if self._tool is None or ev.button() != Qt.MouseButton.LeftButton or self.current_key() is None:
+            return False
+        ev.accept()
+        kind = self._tool
+        if kind == "text":
+            return True
+        start = self._scene_to_view(ev.buttonDownScenePos())
+        here = self._scene_to_view(ev.scenePos())
+        if kind == "angle":
+            if ev.isStart() and self._draft is None:
+                self._draft = {"kind": "angle", "points": [start]}
+            if self._draft is None:
+                return True
+            pts = self._draft["points"]
+            if ev.isFinish():
+                self._angle_point(here)
+            else:
+                self._set_preview("length" if len(pts) == 1 else "angle", pts + [here])
+            return True
+        if ev.isStart():
+            self._cancel_draft()
+            self._draft = {"kind": kind, "points": [start]}
+        if self._draft is None:
+            return True
+        self._set_preview(kind, [start, here])
+        if ev.isFinish():
+            self._cancel_draft()
+            if self._screen_distance(start, here) >= _MIN_DRAG_PX:
+                self._commit_new(kind, [start, here])
+        return True
+
+    def view_click(self, ev) -> bool:  # noqa: ANN001 - a pyqtgraph MouseClickEvent on the ViewBox
+        """Called by the viewer's ViewBox for clicks no annotation took: angle points and text placement with a
+        tool, deselection without. True when the event was used."""
+        if ev.button() != Qt.MouseButton.LeftButton:
+            return False
+        if self._tool is None:
+            self.select(None)
+            return False
+        if self.current_key() is None:
+            return False
+        ev.accept()
+        here = self._scene_to_view(ev.scenePos())
+        if self._tool == "angle":
+            if self._draft is None:
+                self._draft = {"kind": "angle", "points": []}
+            self._angle_point(here)
+        elif self._tool == "text":
+            text = self.text_provider(self.viewer, "")
+            if text and text.strip():
+                self._commit_new("text", [here], text)
+        return True
+
+    def _angle_point(self, p: QPointF) -> None:
+        d = self._draft
+        pts = d["points"]
+        if pts and self._screen_distance(pts[-1], p) < _MIN_DRAG_PX:
+            return  # a double click or a click on the last point: ignore
+        pts.append(p)
+        if len(pts) == 3:
+            self._cancel_draft()
+            self._commit_new("angle", pts)
+        elif len(pts) == 2:
+            self._set_preview("angle", pts + [p])
+        else:
+            self._set_preview("length", pts + [p])
+
+    def _mouse_moved(self, scene_pos: QPointF) -> None:
+        d = self._draft
+        if d is None or d["kind"] != "angle" or not d["points"]:
+            return
+        here = self._scene_to_view(scene_pos)
+        pts = d["points"]
+        self._set_preview("length" if len(pts) == 1 else "angle", pts + [here])
+
+    def _commit_new(self, kind: str, view_points: list[QPointF], text: str = "") -> None:
+        key = self.current_key()
+        if key is None:
+            return
+        pts = [self.view_to_image(p) for p in view_points]
+        if kind in ("rect", "ellipse"):
+            pts = _norm_box(pts)
+        ann = Annotation(kind, pts, key[0], key[1], text)
+        self.add(ann)
+        self.select(ann.uid)
+
+    # ------------------------------------------------------------------------------------------ keys
+    def eventFilter(self, obj: QObject, ev: QEvent) -> bool:  # noqa: N802 - Qt override
+        """Keys on the viewer: Escape, Delete/Backspace, undo/redo and the tool letters (see :data:`SHORTCUTS`)."""
+        if ev.type() == QEvent.Type.KeyPress and self._key(ev):
+            ev.accept()
+            return True
+        return False
+
+    def _key(self, ev) -> bool:  # noqa: ANN001
+        key = ev.key()
+        mods = ev.modifiers() & ~Qt.KeyboardModifier.KeypadModifier
+        ctrl = Qt.KeyboardModifier.ControlModifier
+        shift = Qt.KeyboardModifier.ShiftModifier
+        if ev.matches(QKeySequence.StandardKey.Undo) or (key == Qt.Key.Key_Z and mods == ctrl):
+            self.undo()
+            return True
+        if ev.matches(QKeySequence.StandardKey.Redo) or (key == Qt.Key.Key_Y and mods == ctrl) or \
+                (key == Qt.Key.Key_Z and mods == ctrl | shift):
+            self.redo()
+            return True
+        if key == Qt.Key.Key_Escape:
+            if self._draft is not None or self._tool is not None:
+                self.set_tool(None)
+                return True
+            if self._selected is not None:
+                self.select(None)
+                return True
+            return False
+        if key in (Qt.Key.Key_Delete, Qt.Key.Key_Backspace) and mods == Qt.KeyboardModifier.NoModifier:
+            return self.delete_selected()
+        if mods == Qt.KeyboardModifier.NoModifier and key in _TOOL_KEYS:
+            self.set_tool(_TOOL_KEYS[key])
+            return True
+        return False
+
+
+# ==================================================================================================== actions
+def sync_tool_actions(actions: dict[str, QAction], viewer: "ImageViewer | None") -> None:
+    """Check the tool action matching ``viewer``'s active tool (call when the active viewport changes)."""
+    tool = viewer.annotations.tool if viewer is not None else None
+    name = tool if tool is not None else "navigate"
+    if name in actions:
+        actions[name].setChecked(True)
+
+
+def build_annotation_actions(window: QWidget, menu, toolbar, get_viewer: Callable[[], "ImageViewer | None"],
+                             ) -> dict[str, QAction]:  # noqa: ANN001
+    """Create the annotation actions on ``window`` and add them to ``menu`` (a QMenu, or None) and ``toolbar``
+    (a QToolBar, or None; tools only).
+
+    Returns ``{"navigate", "length", "angle", "rect", "ellipse", "arrow", "text", "undo", "redo", "delete"}`` ->
+    QAction. The tool actions are checkable and exclusive; every action acts on ``get_viewer()``'s layer (the
+    active viewport). Keys: see :data:`TOOLS` and :data:`SHORTCUTS`. The checked tool follows the layer's
+    ``tool_changed`` (e.g. Escape) for each viewer an action was used on; call :func:`sync_tool_actions` when the
+    active viewport changes.
+    """
+    actions: dict[str, QAction] = {}
+    group = QActionGroup(window)
+    group.setExclusive(True)
+    watched: set[int] = set()
+
+    def layer():  # noqa: ANN202
+        v = get_viewer()
+        if v is None:
+            return None
+        if id(v.annotations) not in watched:
+            watched.add(id(v.annotations))
+            v.annotations.tool_changed.connect(
+                lambda _kind, v=v: sync_tool_actions(actions, v) if get_viewer() is v else None)
+        return v.annotations
+
+    def use_tool(kind: str | None) -> None:
+        lay = layer()
+        if lay is not None:
+            lay.set_tool(kind)
+
+    for kind, text, key in TOOLS:
+        name = kind or "navigate"
+        act = QAction(text, window)
+        act.setShortcut(QKeySequence(key))
+        act.setCheckable(True)
+        act.setChecked(kind is None)
+        act.setToolTip(f"{text} ({key})")
+        act.triggered.connect(lambda _=False, k=kind: use_tool(k))
+        group.addAction(act)
+        window.addAction(act)
+        actions[name] = act
+        if menu is not None:
+            menu.addAction(act)
+        if toolbar is not None:
+            toolbar.addAction(act)
+
+    def run(method: str) -> None:
+        # Delete/Backspace typed in a list or tree (browser, worklist) are not meant for the annotation.
+        focus = QApplication.focusWidget()
+        if method == "delete_selected" and isinstance(focus, QAbstractItemView):
+            return
+        lay = layer()
+        if lay is not None:
+            getattr(lay, method)()
+
+    extra = [("undo", "Undo annotation", ["Ctrl+Z"], "undo"),
+             ("redo", "Redo annotation", ["Ctrl+Shift+Z", "Ctrl+Y"], "redo"),
+             ("delete", "Delete annotation", ["Delete", "Backspace"], "delete_selected")]
+    if menu is not None:
+        menu.addSeparator()
+    for name, text, keys, method in extra:
+        act = QAction(text, window)
+        act.setShortcuts([QKeySequence(k) for k in keys])
+        act.triggered.connect(lambda _=False, m=method: run(m))
+        window.addAction(act)
+        actions[name] = act
+        if menu is not None:
+            menu.addAction(act)
+    if menu is not None:
+        menu.aboutToShow.connect(lambda: sync_tool_actions(actions, get_viewer()))
+    return actions
