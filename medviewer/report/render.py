@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from medviewer.imaging.colormap import heat_lut  # noqa: F401 - re-exported
 from medviewer.report.fonts import pil_font
 
 __all__ = ["FrameImage", "load_frame", "heat_lut", "render_key_image", "ANNOTATION_COLOUR", "METHOD_NAMES"]
@@ -170,17 +171,6 @@ def load_frame(path: str, frame: int = 0) -> FrameImage:
         if seq is not None and len(seq) and "LUTDescriptor" in seq[0] and "LUTData" in seq[0]:
             out.voi_lut = (list(seq[0].LUTDescriptor), seq[0].LUTData)
     return out
-
-
-def heat_lut() -> np.ndarray:
-    """(256, 4) uint8 RGBA lookup table of the heat-map colour map ("turbo"-like: blue -> green -> yellow ->
-    red), transparent at 0 so cold regions leave the image untouched. The same map as the viewer's AI panel."""
-    x = np.linspace(0, 1, 256)
-    r = np.clip(1.5 - np.abs(4 * x - 3), 0, 1)
-    g = np.clip(1.5 - np.abs(4 * x - 2), 0, 1)
-    b = np.clip(1.5 - np.abs(4 * x - 1), 0, 1)
-    a = np.clip(x * 3, 0, 1)
-    return (np.stack([r, g, b, a], 1) * 255).astype(np.uint8)
 
 
 def _blend_heat(rgb: np.ndarray, heat: np.ndarray, opacity: float) -> np.ndarray:

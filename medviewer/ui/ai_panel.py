@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-import numpy as np
 from PySide6.QtCore import QSettings, Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -31,6 +30,7 @@ from PySide6.QtWidgets import (
 )
 
 from medviewer.config import models_dir
+from medviewer.imaging.colormap import heat_lut  # noqa: F401 - re-exported
 
 METHOD_NAMES = {"gradcam": "Grad-CAM", "integrated_gradients": "Integrated Gradients", "occlusion": "Occlusion"}
 
@@ -248,14 +248,3 @@ class AIPanel(QWidget):
     def _show_card(self) -> None:
         if self.model_name:
             ModelCardDialog(self.model_name, self).exec()
-
-
-def heat_lut() -> np.ndarray:
-    """(256, 4) uint8 RGBA lookup table of the heat-map colour map ("turbo"-like: blue -> green -> yellow ->
-    red), transparent at 0 so cold regions leave the image untouched."""
-    x = np.linspace(0, 1, 256)
-    r = np.clip(1.5 - np.abs(4 * x - 3), 0, 1)
-    g = np.clip(1.5 - np.abs(4 * x - 2), 0, 1)
-    b = np.clip(1.5 - np.abs(4 * x - 1), 0, 1)
-    a = np.clip(x * 3, 0, 1)
-    return (np.stack([r, g, b, a], 1) * 255).astype(np.uint8)

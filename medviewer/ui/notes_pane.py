@@ -10,9 +10,6 @@ chips the radiologist confirms or rejects.
 
 from __future__ import annotations
 
-import queue
-import threading
-
 from PySide6.QtCore import QTimer, Signal
 from PySide6.QtWidgets import (
     QComboBox,
@@ -27,7 +24,7 @@ from PySide6.QtWidgets import (
 
 from medviewer.notes.labels import LABELS
 from medviewer.notes.store import NoteStore
-from medviewer.ui.workers import Job, JobRunner
+from medviewer.ui.workers import Job, JobRunner, StoreWriter
 
 SNIPPETS = [
     "No acute cardiopulmonary abnormality.",
@@ -45,44 +42,20 @@ SNIPPETS = [
     "Cannot exclude a small pneumothorax.",
 ]
 
-class Autosaver:
-    """Writes note texts to a :class:`NoteStore` on a background thread, newest text per study, in order."""
+class Autosaver(StoreWriter):
+    """Writes note texts (and findings) to a :class:`NoteStore` on the background store-writer thread, in order."""
 
     def __init__(self, store: NoteStore):
+        super().__init__()
         self.store = store
-        self.queue: queue.Queue = queue.Queue()
-        self.errors: list[str] = []
-        self.thread = threading.Thread(target=self._run, name="medviewer-notes-autosave", daemon=True)
-        self.thread.start()
 
-    def submit(self, study_uid: str, text: str) -> None:
-        self.queue.put((self.store.save_text, (study_uid, text)))
+    def submit(self, study_uid: str, text: str) -> None:  # type: ignore[override]
+        """Queue one version of the note of ``study_uid``."""
+        super().submit(self.store.save_text, study_uid, text)
 
     def submit_call(self, fn, *args) -> None:  # noqa: ANN001
         """Queue another store write (e.g. findings) behind the texts already queued."""
-        self.queue.put((fn, args))
-
-    def _run(self) -> None:
-        while True:
-            item = self.queue.get()
-            try:
-                if item is None:
-                    return
-                fn, args = item
-                fn(*args)
-            except Exception as exc:  # noqa: BLE001 - kept and shown; the next edit retries with the full text
-                self.errors.append(str(exc))
-            finally:
-                self.queue.task_done()
-
-    def flush(self) -> None:
-        """Block until everything submitted so far is written."""
-        self.queue.join()
-
-    def close(self) -> None:
-        self.flush()
-        self.queue.put(None)
-        self.thread.join(timeout=5)
+        super().submit(fn, *args)
 
 
 class FindingChip(QToolButton):

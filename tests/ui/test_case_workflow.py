@@ -96,3 +96,32 @@ def test_export_report_from_the_window(open_window, philips_path, qtbot, tmp_pat
     assert "Phantom. No acute abnormality." in text
     assert (tmp_path / "report.json").is_file()
     assert any(e.kind == "report exported" for e in win.store.events(win.case_uid))
+
+
+def test_ai_results_are_stored_and_rescoring_keeps_the_history(open_window, pydicom_data, qtbot):
+    """Run AI in the viewer (stored with its heat map), then re-score the case from the worklist in the model
+    process: both results are kept, the run is recorded, and the history lists both."""
+    from medviewer.store.rescore import case_history
+
+    win = open_window(pydicom_data("RG1_UNCI.dcm"))
+    uid = win.case_uid
+    with qtbot.waitSignal(win.ai_finished, timeout=120000):
+        win.run_ai(False)
+    win.writer.flush()
+    first = win.store.ai_results(uid)
+    assert len(first) == 1 and first[0].heatmap() is not None and first[0].run_id is None
+    with qtbot.waitSignal(win.rescore_finished, timeout=180000) as blocker:
+        win.rescore([uid])
+    summary = blocker.args[0]
+    assert summary["cases"] == 1 and summary["errors"] == []
+    results = win.store.ai_results(uid)
+    assert len(results) == 2 and results[1].run_id == summary["run_id"]
+    assert results[1].score == pytest.approx(results[0].score, abs=1e-4)  # same weights, same call
+    run = win.store.runs()[-1]
+    assert run["state"] == "finished" and run["n_done"] == 1 and "pneumonia-cnn" in run["models"]
+    history = case_history(win.store, uid, "pneumonia-cnn")
+    assert len(history) == 2 and not any(h["flipped"] for h in history)
+    with qtbot.waitSignal(win.worklist_refreshed, timeout=20000):
+        win.refresh_worklist()
+    row = win.worklist_rows[uid]
+    assert row.ai_score == pytest.approx(results[1].score)
