@@ -427,7 +427,8 @@ class MainWindow(QMainWindow):
         viewer.load_finished()
         if not any(not j.done for j in self.load_jobs.values() if j is not job):
             self.browser.set_busy(False)
-        msg = f"{volume.array.shape[0]} slices loaded"
+        n = volume.array.shape[0]
+        msg = f"{n} slice{'s' if n != 1 else ''} loaded"
         if volume.warnings:
             msg += " - " + volume.warnings[0]
         self.statusBar().showMessage(msg)
