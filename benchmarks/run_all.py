@@ -3,8 +3,9 @@ target, PASS/MISS). Not a test: exit status is 0 whatever the figures (non-zero 
 
     .venv/bin/python benchmarks/run_all.py [--repeats 7]
 
-About 2 to 2.5 minutes on 2 cores once the derived data exist (the GUI benchmark, offscreen Qt, adds ~25 s; the
-first run builds the data in ~10 s into benchmarks/_work/, or $MEDVIEWER_BENCH_WORK).
+About 2 to 3 minutes on 2 cores once the derived data exist (the GUI benchmark, offscreen Qt, adds ~25 s, the
+case-store benchmark ~20-45 s and ~0.9 GB of temporary databases; the first run builds the data in ~10 s into
+benchmarks/_work/, or $MEDVIEWER_BENCH_WORK).
 """
 
 from __future__ import annotations
@@ -65,6 +66,19 @@ def main(argv: list[str] | None = None) -> None:
             gui_error = f"bench_gui.py failed (rc {proc.returncode})"
             print(gui_error, file=sys.stderr)
 
+    # The case-store benchmark (d) runs in its own process as well: its own heap, temporary databases.
+    store_res, store_error = None, ""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "store.json")
+        proc = subprocess.run([sys.executable, str(HERE / "bench_store.py"), "--no-machine", "--json-out", out],
+                              cwd=str(HERE.parent))
+        if proc.returncode == 0 and os.path.exists(out):
+            with open(out) as fp:
+                store_res = json.load(fp)
+        else:
+            store_error = f"bench_store.py failed (rc {proc.returncode})"
+            print(store_error, file=sys.stderr)
+
     rows = []
     m = scan_res["median"]
     n = scan_res["files"]
@@ -120,8 +134,27 @@ def main(argv: list[str] | None = None) -> None:
         rows.append(("     torch/transformers loaded", heavy, "at window shown", "", "", "none",
                      "OK" if not co["heavy_modules"] else "MISS"))
 
+    if store_res is None:
+        rows.append(("(d) case store", "ERROR", store_error, "", "", "", "ERROR"))
+    else:
+        for name, r in store_res["writes"].items():
+            ratio_target = "-" if name == "add_ai_result" else "<= 3.00x"
+            rows.append((f"(d1) {name} ms", f"{r['median']:.2f}", "raw INSERT+COMMIT", f"{r['raw_median']:.3f}",
+                         f"{r['ratio']:.1f}x", ratio_target, r["ratio_verdict"]))
+            rows.append(("     p95 ms", f"{r['p95']:.2f}", "target", "50", f"{r['p95'] / 50:.2f}", "< 50 ms",
+                         r["p95_verdict"]))
+        rows.append(("     4 KB write+fsync, ms", f"{store_res['fsync_ms']:.3f}", f"({store_res['fs']}, temp folder)",
+                     "", "", "-", ""))
+        rd = store_res["reads"]
+        rows.append(("(d2) case open reads ms, 2000", f"{rd['median']:.2f}", "raw sqlite3, 3 SELECTs",
+                     f"{rd['raw_median']:.3f}", f"{rd['ratio']:.0f}x", "< 10 ms", rd["verdict"]))
+        for w in store_res["worklist"]:
+            rows.append((f"(d3) worklist {w['cases']} cases, s", f"{w['median']:.3f}", "SELECT * FROM cases",
+                         f"{w['raw_median']:.4f}", f"{w['ratio']:.0f}x", "< 1.0 s" if w["verdict"] else "-",
+                         w["verdict"]))
+
     print("\n== Summary (ratios: (a) speed-up = reference time / medviewer time; (b) time = medviewer / SimpleITK; "
-          "(c) medviewer / reference)")
+          "(c) medviewer / reference; (d) medviewer / raw sqlite3)")
     head = ("figure", "medviewer", "reference", "ref value", "ratio", "target", "result")
     widths = [30, 10, 25, 10, 7, 9, 11]
     print("   " + " ".join(h.ljust(w) for h, w in zip(head, widths)))
