@@ -276,3 +276,23 @@ def test_killed_writer_loses_nothing_committed(tmp_path):
         assert store.load("1.2.99").text == "after the crash"
     finally:
         store.close()
+
+
+def test_unreadable_store_raises_a_clear_error(tmp_path):
+    path = tmp_path / "cases.sqlite3"
+    path.write_bytes(os.urandom(50000))
+    with pytest.raises(CaseStoreError, match="cannot open the case store .*cases.sqlite3"):
+        CaseStore(path=path)
+    assert path.stat().st_size == 50000  # left untouched for recovery
+
+
+def test_edit_after_sign_off_withdraws_it_but_rescore_does_not(store):
+    uid = "1.2.8"
+    store.save_text(uid, "Clear lungs.")
+    store.sign_off(uid, "Dr A")
+    store.add_ai_result(uid, _result("img", 0.1), run_id=store.start_run("test", {}, 1))  # a re-score run
+    assert store.get_case(uid).status == "reported"
+    store.save_annotation(uid, Annotation("arrow", [(1, 1), (5, 5)], "img"))
+    case = store.get_case(uid)
+    assert case.status == "in progress" and case.reported_by == "" and case.reported_at is None
+    assert "sign-off withdrawn" in [e.kind for e in store.events(uid)]

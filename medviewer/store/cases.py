@@ -17,12 +17,14 @@ import io
 import json
 import time
 from dataclasses import dataclass, field
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from sqlalchemy import and_, create_engine, event, func, insert, select, update
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError
 
 from medviewer.imaging.annotations import Annotation
 from medviewer.notes.store import NoteRecord
@@ -111,12 +113,17 @@ class NoteResult:
     @property
     def positives(self) -> list[str]:
         """Labels called positive by the model and not rejected, plus those the radiologist confirmed."""
-        out = []
-        for f in self.findings:
-            d = self.decisions.get(f["label"])
-            if d == "confirmed" or (f.get("positive") and d != "rejected"):
-                out.append(f["label"])
-        return out
+        return _positives(self.findings, self.decisions)
+
+
+def _positives(findings: list[dict], decisions: dict[str, str]) -> list[str]:
+    """:attr:`NoteResult.positives` of these findings and decisions."""
+    out = []
+    for f in findings:
+        d = decisions.get(f["label"])
+        if d == "confirmed" or (f.get("positive") and d != "rejected"):
+            out.append(f["label"])
+    return out
 
 
 @dataclass
@@ -242,12 +249,19 @@ def _heatmap_png(heat: np.ndarray, max_side: int = 256) -> bytes:
     if scale < 1.0:
         im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))), Image.Resampling.BOX)
     buf = io.BytesIO()
-    im.save(buf, format="PNG", optimize=True)
+    # zlib level 6 (Pillow's default): ~8 ms for a 256x256 map here; optimize=True (level 9) took ~40 ms on the
+    # writer thread for ~4 % fewer bytes. The image is lossless either way (benchmarks/bench_store.py).
+    im.save(buf, format="PNG", compress_level=6)
     return buf.getvalue()
 
 
+#: The cases columns in Case field order: ``Case(*row)`` for a row of ``select(*_CASE_COLUMNS)``.
+_CASE_COLUMNS = tuple(S.cases.c[k] for k in Case.__dataclass_fields__)
+
+
 def _case(row) -> Case:  # noqa: ANN001 - Row
-    return Case(**{k: row._mapping[k] for k in Case.__dataclass_fields__})
+    m = row._mapping
+    return Case(**{k: m[k] for k in Case.__dataclass_fields__})
 
 
 def _ai(row) -> AIResult:  # noqa: ANN001
@@ -284,9 +298,16 @@ class CaseStore:
     def __init__(self, url: str | None = None, *, path: str | Path | None = None):
         if path is not None:
             url = f"sqlite:///{Path(path)}"
-        self.url = url or default_url()
-        self.engine = make_engine(self.url)
-        self.version = migrate(self.engine)
+        try:
+            self.url = url or default_url()
+            self.engine = make_engine(self.url)
+            self.version = migrate(self.engine)
+        except CaseStoreError:
+            raise
+        except (DBAPIError, OSError) as exc:
+            orig = getattr(exc, "orig", None) or exc
+            where = self.url.removeprefix("sqlite:///") if getattr(self, "url", None) else "the data directory"
+            raise CaseStoreError(f"cannot open the case store {where}: {type(orig).__name__}: {orig}") from exc
         # Reads use deferred transactions on their own pool: in WAL mode they never wait for a writer's commit
         # (the GUI thread reads; a writer thread commits with an fsync).
         self._reader = self.engine if _is_memory(self.url) else make_engine(self.url, immediate=False)
@@ -309,12 +330,19 @@ class CaseStore:
 
     @staticmethod
     def _touch(conn: Connection, case_id: int, start_work: bool = True) -> None:
-        """Mark the case updated; a new case becomes "in progress" when work is saved on it."""
-        values: dict[str, Any] = {"updated_at": time.time()}
-        conn.execute(update(S.cases).where(S.cases.c.id == case_id).values(**values))
-        if start_work:
-            conn.execute(update(S.cases).where(and_(S.cases.c.id == case_id, S.cases.c.status == "new"))
-                         .values(status="in progress"))
+        """Mark the case updated. Work saved on a case (``start_work``) makes a new case "in progress", and
+        reopens a reported one: a sign-off covers what was signed, so an edit after it withdraws the sign-off
+        (recorded as an event; the reader signs off again). Re-score runs do not count as work."""
+        conn.execute(update(S.cases).where(S.cases.c.id == case_id).values(updated_at=time.time()))
+        if not start_work:
+            return
+        status = conn.execute(select(S.cases.c.status).where(S.cases.c.id == case_id)).scalar()
+        if status == "new":
+            conn.execute(update(S.cases).where(S.cases.c.id == case_id).values(status="in progress"))
+        elif status == "reported":
+            conn.execute(update(S.cases).where(S.cases.c.id == case_id)
+                         .values(status="in progress", reported_by="", reported_at=None))
+            CaseStore._event(conn, case_id, "sign-off withdrawn", reason="edited after sign-off")
 
     def _case_id(self, conn: Connection, study_instance_uid: str, create: bool = True) -> int:
         cid = conn.execute(select(S.cases.c.id).where(S.cases.c.study_instance_uid == study_instance_uid)).scalar()
@@ -666,41 +694,51 @@ class CaseStore:
     def worklist(self, model: str | None = None) -> list[WorklistRow]:
         """One :class:`WorklistRow` per case, newest study first. ``model`` picks the image model whose score is
         shown (default: the model of the case's latest AI result)."""
+        ai, nr, rs, an = S.ai_results, S.note_results, S.radiologist_scores, S.annotations
+        # Latest AI result per (case, image, frame, model): MAX(id) of each group, joined back for its values.
+        # MIN(id) orders the groups by first appearance, the order in which the case score takes ties.
+        groups = select(func.min(ai.c.id).label("first_id"), func.max(ai.c.id).label("last_id")).group_by(
+            ai.c.case_id, ai.c.sop_instance_uid, ai.c.frame, ai.c.model)
+        if model:
+            groups = groups.where(ai.c.model == model)
+        groups = groups.subquery("g")
+        q_ai = select(groups.c.first_id, groups.c.last_id, ai.c.case_id, ai.c.model, ai.c.score, ai.c.positive,
+                      ai.c.weights_sha256, ai.c.created_at).join_from(groups, ai, ai.c.id == groups.c.last_id)
+
+        def last_per_case(table, *columns):  # noqa: ANN001, ANN202 - the row of MAX(id) of each case
+            latest = select(func.max(table.c.id).label("id")).group_by(table.c.case_id).subquery("l")
+            return select(table.c.case_id, *columns).join_from(latest, table, table.c.id == latest.c.id)
+
         with self._read() as conn:
-            rows = {r.id: WorklistRow(_case(r)) for r in conn.execute(
-                select(S.cases).order_by(S.cases.c.study_date.desc(), S.cases.c.id))}
-            # Latest AI result per (case, image, frame, model); the case score is the max over its images.
-            q = select(S.ai_results.c.id, S.ai_results.c.case_id, S.ai_results.c.sop_instance_uid,
-                       S.ai_results.c.frame, S.ai_results.c.model, S.ai_results.c.score, S.ai_results.c.positive,
-                       S.ai_results.c.weights_sha256, S.ai_results.c.created_at).order_by(S.ai_results.c.id)
-            if model:
-                q = q.where(S.ai_results.c.model == model)
-            latest: dict[tuple, Any] = {}
-            last_model: dict[int, str] = {}
-            for r in conn.execute(q):
-                latest[(r.case_id, r.sop_instance_uid, r.frame, r.model)] = r
-                last_model[r.case_id] = r.model
-            for (cid, _sop, _frame, m), r in latest.items():
+            rows = {r[0]: WorklistRow(Case(*r)) for r in conn.execute(
+                select(*_CASE_COLUMNS).order_by(S.cases.c.study_date.desc(), S.cases.c.id))}
+            # The case score is the max over its images of the latest results of the case's latest model (the
+            # model of its MAX(id) result, which is the last_id of its group).
+            latest = sorted(conn.execute(q_ai).all(), key=itemgetter(0))
+            last: dict[int, tuple[int, str]] = {}
+            for _first, last_id, cid, m, *_ in latest:
+                if cid not in last or last_id > last[cid][0]:
+                    last[cid] = (last_id, m)
+            for _first, _last, cid, m, score, positive, sha, created_at in latest:
                 row = rows.get(cid)
-                if row is None or m != last_model[cid]:
+                if row is None or m != last[cid][1]:
                     continue
-                if row.ai_score is None or r.score > row.ai_score:
-                    row.ai_model, row.ai_score, row.ai_positive = m, float(r.score), bool(r.positive)
-                    row.ai_weights_sha256 = r.weights_sha256
-                row.ai_at = max(row.ai_at or 0.0, r.created_at)
-            last_notes: dict[int, Any] = {}
-            for r in conn.execute(select(S.note_results).order_by(S.note_results.c.id)):
-                last_notes[r.case_id] = r
-            for cid, r in last_notes.items():
+                if row.ai_score is None or score > row.ai_score:
+                    row.ai_model, row.ai_score, row.ai_positive = m, float(score), bool(positive)
+                    row.ai_weights_sha256 = sha
+                row.ai_at = max(row.ai_at or 0.0, created_at)
+            for cid, findings_json, decisions_json in conn.execute(
+                    last_per_case(nr, nr.c.findings_json, nr.c.decisions_json)):
                 if cid in rows:
-                    rows[cid].note_findings = _note_result(r).positives
-            for r in conn.execute(select(S.radiologist_scores).order_by(S.radiologist_scores.c.id)):
-                if r.case_id in rows:
-                    row = rows[r.case_id]
-                    row.radiologist_label, row.radiologist_positive = r.label, bool(r.positive)
-                    row.radiologist_confidence = r.confidence
-            for cid, n in conn.execute(select(S.annotations.c.case_id, func.count()).where(
-                    S.annotations.c.deleted_at.is_(None)).group_by(S.annotations.c.case_id)):
+                    rows[cid].note_findings = _positives(json.loads(findings_json), json.loads(decisions_json))
+            for cid, label, positive, confidence in conn.execute(
+                    last_per_case(rs, rs.c.label, rs.c.positive, rs.c.confidence)):
+                if cid in rows:
+                    row = rows[cid]
+                    row.radiologist_label, row.radiologist_positive = label, bool(positive)
+                    row.radiologist_confidence = confidence
+            for cid, n in conn.execute(select(an.c.case_id, func.count()).where(
+                    an.c.deleted_at.is_(None)).group_by(an.c.case_id)):
                 if cid in rows:
                     rows[cid].n_annotations = int(n)
         return list(rows.values())

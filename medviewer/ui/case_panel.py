@@ -7,6 +7,7 @@ writer thread) and calls :meth:`CasePanel.set_case` again with what the store th
 from __future__ import annotations
 
 import datetime as _dt
+import html
 
 from PySide6.QtCore import QSettings, Qt, Signal
 from PySide6.QtWidgets import (
@@ -61,8 +62,10 @@ class CasePanel(QWidget):
         self.header.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.status = QLabel("")
         self.status.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.header.setTextFormat(Qt.TextFormat.RichText)
         self.ai_line = QLabel("")
         self.ai_line.setWordWrap(True)
+        self.ai_line.setTextFormat(Qt.TextFormat.PlainText)
 
         call = QGroupBox("Radiologist's call")
         self.label_combo = QComboBox()
@@ -95,6 +98,7 @@ class CasePanel(QWidget):
         form.addRow(self.record)
         self.calls_line = QLabel("")
         self.calls_line.setWordWrap(True)
+        self.calls_line.setTextFormat(Qt.TextFormat.PlainText)
         form.addRow(self.calls_line)
 
         self.sign_off = QPushButton("Sign off (reported)")
@@ -155,12 +159,13 @@ class CasePanel(QWidget):
             self.calls_line.setText("")
             self.reopen.setVisible(False)
             return
-        name = case.patient_name.replace("^", " ").strip() or "(no name)"
-        lines = [f"<b>{name}</b>  {case.patient_id}",
-                 " - ".join(x for x in (_date(case.study_date), case.modalities.replace("\\", "/"),
-                                        case.study_description) if x)]
+        # Header values are DICOM text: escaped, never interpreted as markup.
+        name = html.escape(case.patient_name.replace("^", " ").strip() or "(no name)")
+        lines = [f"<b>{name}</b>  {html.escape(case.patient_id)}",
+                 html.escape(" - ".join(x for x in (_date(case.study_date), case.modalities.replace("\\", "/"),
+                                                    case.study_description) if x))]
         if case.status == "reported":
-            lines.append(f"Signed off by {case.reported_by or '?'} at {_time(case.reported_at)}")
+            lines.append(f"Signed off by {html.escape(case.reported_by or '?')} at {_time(case.reported_at)}")
         self.header.setText("<br>".join(lines))
         self.status.setText(f" {case.status} ")
         self.status.setStyleSheet(STATUS_STYLE.get(case.status, "") + " border-radius: 6px; padding: 2px;")

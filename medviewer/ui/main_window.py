@@ -49,13 +49,28 @@ def _scan_and_split(path: str, state: TaskState, store=None) -> tuple[DicomIndex
 
 
 def _open_store():  # noqa: ANN202
-    """The user's case store; on failure an in-memory one and the error message (shown to the user)."""
+    """The user's case store; when it cannot be opened, a temporary one (deleted at exit) and the message that
+    tells the user (the broken file is left untouched for recovery)."""
+    import tempfile
+
     from medviewer.store import CaseStore, open_default_store
 
     try:
         return open_default_store(), ""
-    except Exception as exc:  # noqa: BLE001 - the app still opens; nothing is saved and the user is told
-        return CaseStore("sqlite://"), f"Case store unavailable ({exc}); working WITHOUT saving"
+    except Exception as exc:  # noqa: BLE001 - the app still opens on a working store and the user is told
+        orig = getattr(exc, "orig", None) or exc
+        try:
+            from medviewer.config import data_dir
+
+            where = str(data_dir() / "cases.sqlite3")
+        except OSError as dir_exc:
+            where = f"the data directory ({dir_exc})"
+        tmp = tempfile.mkdtemp(prefix="medviewer-temporary-store-")
+        store = CaseStore(path=os.path.join(tmp, "cases.sqlite3"))
+        return store, (f"The case store {where} cannot be opened ({type(orig).__name__}: {orig}). medviewer is "
+                       f"using a TEMPORARY store in {tmp}: your work will NOT be kept after you quit. Close "
+                       "medviewer, move the file away or fix its permissions, and start again (set "
+                       "MEDVIEWER_DATA_DIR to use another folder).")
 
 
 class MainWindow(QMainWindow):
@@ -112,7 +127,8 @@ class MainWindow(QMainWindow):
         self.writer = StoreWriter(self)
         self.writer.failed.connect(self._on_store_failed)
         self.writer.written.connect(self._on_store_written)
-        self.notes = NotesPane(self.store, self.runner)
+        self.notes = NotesPane(self.store, self.runner, writer=self.writer)
+        self.writer.recovered.connect(lambda: self.statusBar().showMessage("Saving works again: everything is saved"))
         notes_dock = QDockWidget("Notes", self)
         notes_dock.setWidget(self.notes)
         notes_dock.setObjectName("notes")
@@ -152,6 +168,7 @@ class MainWindow(QMainWindow):
         self.rescore_job: Job | None = None
         self.export_job: Job | None = None
         self._pending_case: str | None = None
+        self.case_annotations: dict[str, dict] = {}  # study uid -> {annotation uid: Annotation}
         self.case_uid: str | None = None
         for v in self.grid.viewers:
             v.annotations.annotation_saved.connect(lambda a, v=v: self._annotation_saved(v, a))
@@ -340,14 +357,8 @@ class MainWindow(QMainWindow):
             f"{len(index.skipped)} file{'s' if len(index.skipped) != 1 else ''} skipped")
         pending, self._pending_case = self._pending_case, None
         case_keys = [k for k in keys if self.browser.entries[k].study.study_instance_uid == pending]
-        if case_keys:
-            keys_to_show = case_keys  # opened from the worklist: that case's stacks
-        else:
-            keys_to_show = keys
-        if keys_to_show:
-            # Fill the visible viewports with the first stacks, the active one first.
-            for viewer, key in zip(self.grid.visible_viewers(), keys_to_show):
-                self.open_stack(key, viewer)
+        # Opened from the worklist: that case's stacks; else the first stacks of the scan.
+        self._show_case_stacks(case_keys or keys)
         self._start_thumbnails(keys)
         self.refresh_worklist()
 
@@ -408,7 +419,7 @@ class MainWindow(QMainWindow):
             viewer.set_volume(volume, info)
             study_uid = self._viewer_study(viewer)
             if study_uid:
-                viewer.annotations.set_annotations(self.store.annotations(study_uid))
+                viewer.annotations.set_annotations(self._annotations_of(study_uid))
                 self._sync_notes()
 
     def _on_slice(self, job: Job, viewer: ImageViewer, k: int) -> None:
@@ -450,7 +461,8 @@ class MainWindow(QMainWindow):
         if entry.study.study_instance_uid != self.case_uid:
             self.case_uid = entry.study.study_instance_uid
             self.writer.submit(self.store.log_event, self.case_uid, "case opened")
-            self.worklist.select_uid(self.case_uid)
+            # Follow the open case in the worklist (on the next refresh if it is not listed yet).
+            self._select_case_on_refresh = not self.worklist.select_uid(self.case_uid)
         self.refresh_case_panel()
 
     # ---------------------------------------------------------------------------------------------- cases
@@ -465,10 +477,22 @@ class MainWindow(QMainWindow):
         entry = self.viewer_entries.get(self.grid.viewers.index(viewer))
         return entry.study.study_instance_uid if entry is not None else None
 
+    def _annotations_of(self, study_uid: str) -> list:
+        """The case's annotations as this session knows them: read from the store once per case, then kept up
+        to date from the viewers' edits (so a reload never misses a write still queued for the store)."""
+        if study_uid not in self.case_annotations:
+            self.case_annotations[study_uid] = {a.uid: a for a in self.store.annotations(study_uid)}
+        return list(self.case_annotations[study_uid].values())
+
     def _annotation_saved(self, viewer: ImageViewer, annotation) -> None:  # noqa: ANN001 - Annotation
         study_uid = self._viewer_study(viewer)
         if study_uid is None:
             return
+        self._annotations_of(study_uid)
+        self.case_annotations[study_uid][annotation.uid] = annotation
+        for other in self.grid.viewers:  # another viewport on the same study shows the change too
+            if other is not viewer and self._viewer_study(other) == study_uid:
+                other.annotations.apply_external(annotation)
         try:
             measurement = viewer.annotations.measurement(annotation.uid).to_dict()
         except Exception:  # noqa: BLE001 - the geometry is what matters; the report recomputes the numbers
@@ -477,12 +501,19 @@ class MainWindow(QMainWindow):
 
     def _annotation_deleted(self, viewer: ImageViewer, uid: str) -> None:
         study_uid = self._viewer_study(viewer)
+        if study_uid in self.case_annotations:
+            self.case_annotations[study_uid].pop(uid, None)
+        for other in self.grid.viewers:
+            if other is not viewer and self._viewer_study(other) == study_uid:
+                other.annotations.remove_external(uid)
         self.writer.submit(self.store.delete_annotation, uid, label=f"case:{study_uid}")
 
     def _on_store_failed(self, message: str) -> None:
-        self.statusBar().showMessage(message)
-        if os.environ.get("QT_QPA_PLATFORM") != "offscreen":
-            QMessageBox.warning(self, "medviewer", message)
+        self.statusBar().showMessage(message + " - kept in memory and retried")
+        if not getattr(self, "_store_warned", False) and os.environ.get("QT_QPA_PLATFORM") != "offscreen":
+            self._store_warned = True  # once per session: the status bar tracks the rest
+            QMessageBox.warning(self, "medviewer", message + "\n\nYour change is kept and saving is retried; "
+                                "do not quit until the status bar says saving works again.")
 
     def _on_store_written(self, label: str) -> None:
         if label == f"case:{self.case_uid}":
@@ -518,8 +549,8 @@ class MainWindow(QMainWindow):
         self.worklist_rows = {r.case.study_instance_uid: r for r in rows}
         self.worklist.set_rows(rows)
         self.worklist.set_agreement(agree)
-        if self.case_uid and not self.worklist.selected_uids():
-            self.worklist.select_uid(self.case_uid)
+        if self.case_uid and (getattr(self, "_select_case_on_refresh", False) or not self.worklist.selected_uids()):
+            self._select_case_on_refresh = not self.worklist.select_uid(self.case_uid)
         self.refresh_case_panel()
         self.worklist_refreshed.emit()
 
@@ -537,13 +568,12 @@ class MainWindow(QMainWindow):
                                    str(card.get("positive_label", labels[-1] if labels else "")))
         items = []
         viewer = self.grid.active
-        for a in self.store.annotations(uid):
-            text = a.kind
+        for a in self._annotations_of(uid):
             try:
-                text += ": " + viewer.annotations.measurement(a.uid).label().replace("\n", "  ")
-            except Exception:  # noqa: BLE001 - not on screen: show the kind only
-                pass
-            items.append((a.uid, f"{text}  [{a.sop_instance_uid[-12:]} frame {a.frame}]"))
+                text = viewer.annotations.describe(a.uid)
+            except Exception:  # noqa: BLE001 - not in this viewport: kind and text only
+                text = a.kind + (f": {a.text}" if a.text else "") + f" (frame {a.frame + 1})"
+            items.append((a.uid, text))
         self.case_panel.set_case(case, row, self.store.radiologist_scores(uid), items)
 
     def _record_call(self, label: str, positive: bool, confidence: int, comment: str, reader: str) -> None:
@@ -556,7 +586,6 @@ class MainWindow(QMainWindow):
     def _sign_off(self, reader: str) -> None:
         if self.case_uid is None:
             return
-        self.notes.flush()
         self.writer.submit(self.store.sign_off, self.case_uid, reader, label=f"case:{self.case_uid}")
         self.statusBar().showMessage(f"Case signed off by {reader}")
 
@@ -583,8 +612,7 @@ class MainWindow(QMainWindow):
         """Open a worklist case: its stacks when the study is in the current scan, else scan its source path."""
         keys = [k for k, e in self.browser.entries.items() if e.study.study_instance_uid == study_uid]
         if keys:
-            for viewer, key in zip(self.grid.visible_viewers(), keys):
-                self.open_stack(key, viewer)
+            self._show_case_stacks(keys)
             return
         case = self.store.get_case(study_uid)
         if case is None or not case.source_path or not os.path.exists(case.source_path):
@@ -593,6 +621,16 @@ class MainWindow(QMainWindow):
             return
         self.open_path(case.source_path)
         self._pending_case = study_uid
+
+    def _show_case_stacks(self, keys: list[str]) -> None:
+        """Fill the visible viewports with ``keys``, the active viewport first, so the case shown there (the one
+        the Case dock, notes and sign-off act on) is the one just opened."""
+        if not keys:
+            return
+        active = self.grid.active
+        viewers = [active] + [v for v in self.grid.visible_viewers() if v is not active]
+        for viewer, key in zip(viewers, keys):
+            self.open_stack(key, viewer)
 
     def next_case(self) -> None:
         uid = self.worklist.select_next()
@@ -659,13 +697,13 @@ class MainWindow(QMainWindow):
         if not uids:
             self.statusBar().showMessage("No cases to re-score")
             return
-        self.notes.flush()
-        self.writer.flush()
+        writer = self.writer
 
         def work(state: TaskState) -> dict:
             from medviewer.jobs.process import MODEL_PROCESS
             from medviewer.store.rescore import rescore, rescore_case_in_process
 
+            writer.flush()  # re-score the notes and results saved so far (waits here, not on the GUI thread)
             summaries: list[dict] = []
 
             def on_case(summary: dict) -> None:
@@ -725,13 +763,12 @@ class MainWindow(QMainWindow):
             if not path:
                 return
             json_path = os.path.splitext(path)[0] + ".json"
-        self.notes.flush()
-        self.writer.flush()  # the report shows everything saved so far
-        store = self.store
+        store, writer = self.store, self.writer
 
         def work(state: TaskState):  # noqa: ANN202
             from medviewer.report.export import export_case
 
+            writer.flush()  # the report shows everything saved so far (waits here, not on the GUI thread)
             return export_case(store, uid, pdf=path, json_path=json_path, deidentify=deidentify)
 
         job = Job(work)
@@ -923,7 +960,14 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event):  # noqa: N802, ANN001 - Qt override
         self.notes.shutdown()  # every keystroke is written before the window goes
         self.writer.close()  # and every annotation, score and AI result
+        if self.writer.lost:
+            msg = (f"{len(self.writer.lost)} change(s) could not be saved to the case store: "
+                   f"{self.writer.lost[0]}")
+            self.statusBar().showMessage(msg)
+            if os.environ.get("QT_QPA_PLATFORM") != "offscreen":
+                QMessageBox.critical(self, "medviewer", msg)
         for v in self.grid.viewers:
             v.cine_timer.stop()
         self.runner.shutdown()
+        self.store.close()  # the last connection checkpoints the WAL into cases.sqlite3
         super().closeEvent(event)

@@ -43,19 +43,11 @@ SNIPPETS = [
 ]
 
 class Autosaver(StoreWriter):
-    """Writes note texts (and findings) to a :class:`NoteStore` on the background store-writer thread, in order."""
+    """The notes pane's own store writer when no window writer is given (see :class:`StoreWriter`)."""
 
     def __init__(self, store: NoteStore):
         super().__init__()
         self.store = store
-
-    def submit(self, study_uid: str, text: str) -> None:  # type: ignore[override]
-        """Queue one version of the note of ``study_uid``."""
-        super().submit(self.store.save_text, study_uid, text)
-
-    def submit_call(self, fn, *args) -> None:  # noqa: ANN001
-        """Queue another store write (e.g. findings) behind the texts already queued."""
-        super().submit(fn, *args)
 
 
 class FindingChip(QToolButton):
@@ -95,11 +87,17 @@ class NotesPane(QWidget):
 
     classified = Signal(object)
 
-    def __init__(self, store: NoteStore, runner: JobRunner, parent: QWidget | None = None, debounce_ms: int = 400):
+    def __init__(self, store: NoteStore, runner: JobRunner, parent: QWidget | None = None, debounce_ms: int = 400,
+                 writer: StoreWriter | None = None):
         super().__init__(parent)
         self.store = store
         self.runner = runner
-        self.autosaver = Autosaver(store)
+        # The window passes its store writer, so notes, annotations and sign-off are written in one order.
+        self._own_writer = writer is None
+        self.autosaver = Autosaver(store) if writer is None else writer
+        self.autosaver.failed.connect(lambda msg: self.status.setText("NOT SAVED YET (retrying): " + msg))
+        self.autosaver.recovered.connect(lambda: self.status.setText("Saved"))
+        self._typed: dict[str, str] = {}  # latest text typed per study this session (ahead of the store)
         self.study_uid: str | None = None
         self.job: Job | None = None
         self.generation = 0
@@ -139,16 +137,17 @@ class NotesPane(QWidget):
 
     # ------------------------------------------------------------------------------------------------------
     def set_study(self, study_uid: str | None, title: str = "") -> None:
-        """Show the note of ``study_uid`` (saving the current one first)."""
+        """Show the note of ``study_uid``. Never waits for the writer: text typed this session that may still be
+        queued is shown from memory."""
         if study_uid == self.study_uid:
             return
-        self.flush()
         self.study_uid = study_uid
         self.title.setText(title or (study_uid or "No study open"))
         self.editor.setEnabled(study_uid is not None)
         record = self.store.load(study_uid) if study_uid else None
+        text = self._typed.get(study_uid, record.text if record else "") if study_uid else ""
         self.editor.blockSignals(True)
-        self.editor.setPlainText(record.text if record else "")
+        self.editor.setPlainText(text)
         self.editor.blockSignals(False)
         self._show_chips(record.findings if record else [], record.decisions if record else {})
         self.status.setText(f"Loaded note ({record.model} {record.model_version})" if record and record.model
@@ -157,7 +156,9 @@ class NotesPane(QWidget):
     def _text_changed(self) -> None:
         if self.study_uid is None:
             return
-        self.autosaver.submit(self.study_uid, self.editor.toPlainText())
+        text = self.editor.toPlainText()
+        self._typed[self.study_uid] = text
+        self.autosaver.submit(self.store.save_text, self.study_uid, text, label=f"case:{self.study_uid}")
         self.generation += 1
         self.timer.start()
 
@@ -222,15 +223,19 @@ class NotesPane(QWidget):
     def _save_findings(self) -> None:
         if self.study_uid is None or self.result is None:
             return
-        self.autosaver.submit_call(self.store.save_findings, self.study_uid, self.result.to_dict()["findings"],
-                                   self.decisions(), self.result.model, self.result.version)
+        self.autosaver.submit(self.store.save_findings, self.study_uid, self.result.to_dict()["findings"],
+                              self.decisions(), self.result.model, self.result.version, label=f"case:{self.study_uid}")
 
     def flush(self) -> None:
-        """Write everything typed so far (called on study change and on close)."""
+        """Block until everything typed so far is written (worker threads, tests, close)."""
         self.autosaver.flush()
 
     def shutdown(self) -> None:
+        """Stop classifying; write everything typed (the window closes a shared writer itself)."""
         self.timer.stop()
         if self.job is not None:
             self.job.cancel()
-        self.autosaver.close()
+        if self._own_writer:
+            self.autosaver.close()
+        else:
+            self.autosaver.flush(timeout=5.0)

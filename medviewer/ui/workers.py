@@ -101,12 +101,21 @@ class JobRunner(QObject):
 
 class StoreWriter(QObject):
     """Runs case-store writes on one background thread, in submission order, so the GUI thread never waits for
-    the disk (an SQLite commit with ``synchronous=FULL`` is an fsync). ``failed`` carries the message of a write
-    that raised (the caller shows it); ``flush()`` blocks until everything submitted so far is written (used on
-    case change and on close, so nothing is lost)."""
+    the disk (an SQLite commit with ``synchronous=FULL`` is an fsync).
+
+    A write that raises (database locked past its busy timeout, disk full, read-only file...) is **not dropped**:
+    ``failed`` carries the message, and the same write is retried with a growing pause (1 s .. 15 s) before any
+    later one, so the order of versions is kept; ``recovered`` fires when it finally goes through. ``close()``
+    flushes; writes still failing then are listed in ``lost`` (the caller tells the user). ``flush()`` blocks
+    until everything submitted so far is written: call it from worker threads (export, re-score) or on close, never
+    on the GUI thread while the app runs.
+    """
 
     failed = Signal(str)
+    recovered = Signal()
     written = Signal(str)  # the label given to submit(), after a successful write
+
+    RETRY_S = (1.0, 2.0, 4.0, 8.0, 15.0)
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
@@ -115,12 +124,32 @@ class StoreWriter(QObject):
 
         self.queue: queue.Queue = queue.Queue()
         self.errors: list[str] = []
+        self.lost: list[str] = []
+        self.failing = False
+        self._closing = threading.Event()
         self.thread = threading.Thread(target=self._run, name="medviewer-store-writer", daemon=True)
         self.thread.start()
 
     def submit(self, fn: Callable[..., Any], *args: Any, label: str = "") -> None:
         """Queue ``fn(*args)`` (a store method)."""
         self.queue.put((fn, args, label))
+
+    def _attempt(self, fn: Callable[..., Any], args: tuple, label: str) -> bool:
+        try:
+            fn(*args)
+        except Exception as exc:  # noqa: BLE001 - surfaced through `failed`, retried, never swallowed
+            orig = getattr(exc, "orig", None)  # SQLAlchemy wraps the driver's error; show that one
+            msg = f"Saving failed: {type(orig or exc).__name__}: {orig or exc}".split("\n")[0]
+            self.errors.append(msg)
+            self.failing = True
+            self.failed.emit(msg)
+            return False
+        if self.failing:
+            self.failing = False
+            self.recovered.emit()
+        if label:
+            self.written.emit(label)
+        return True
 
     def _run(self) -> None:  # writer thread
         while True:
@@ -129,22 +158,34 @@ class StoreWriter(QObject):
                 if item is None:
                     return
                 fn, args, label = item
-                fn(*args)
-                if label:
-                    self.written.emit(label)
-            except Exception as exc:  # noqa: BLE001 - surfaced through `failed`, never swallowed
-                msg = f"Saving failed: {type(exc).__name__}: {exc}"
-                self.errors.append(msg)
-                self.failed.emit(msg)
+                n = 0
+                while not self._attempt(fn, args, label):
+                    if self._closing.is_set():
+                        self.lost.append(f"{getattr(fn, '__name__', fn)}: {self.errors[-1]}")
+                        break
+                    self._closing.wait(self.RETRY_S[min(n, len(self.RETRY_S) - 1)])
+                    n += 1
             finally:
                 self.queue.task_done()
 
-    def flush(self) -> None:
-        """Block until every queued write is done."""
-        self.queue.join()
+    def flush(self, timeout: float | None = None) -> bool:
+        """Block until every queued write is done (or ``timeout`` seconds passed); True when done."""
+        import time as _time
 
-    def close(self) -> None:
-        """Flush and stop the thread."""
-        self.flush()
+        if timeout is None:
+            self.queue.join()
+            return True
+        end = _time.monotonic() + timeout
+        while self.queue.unfinished_tasks:
+            if _time.monotonic() > end:
+                return False
+            _time.sleep(0.01)
+        return True
+
+    def close(self, timeout: float = 60.0) -> None:
+        """Write what is queued (each failing write gets one more try), then stop the thread."""
+        if not self.flush(timeout=min(timeout, 5.0)):
+            self._closing.set()  # stop retrying: failing writes go to `lost`
+            self.flush(timeout=timeout)
         self.queue.put(None)
         self.thread.join(timeout=10)
