@@ -392,11 +392,30 @@ def _study_line(study) -> str:  # noqa: ANN001 - medviewer.io.model.Study
             f"{study.study_description or '(no description)'}  ({n} image{'s' if n != 1 else ''})")
 
 
+def _same_output(a: str, b: str) -> bool:
+    """True when --pdf and --json would write one file (neither is a folder, which gets two named files)."""
+    if any(os.path.isdir(x) or x.endswith((os.sep, "/")) for x in (a, b)):
+        return False
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more (got {value})")
+    return value
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     """``medviewer export PATH|STUDY_UID --pdf OUT [--json OUT] [--deidentify] [--no-ai] [--study UID]``.
 
-    Exit 0 on success; 2 for bad input (no output asked, PATH without DICOM images, several studies without
-    ``--study``, unknown StudyInstanceUID, unusable case store); 1 when writing fails.
+    Exit 0 on success; 2 for bad input (no output asked, --pdf and --json the same file, a PATH that does not
+    exist and is not a UID, PATH without DICOM images, several studies without ``--study``, ``--study`` with a
+    UID, unknown StudyInstanceUID, unusable case store); 1 when writing fails (then neither file is written).
     """
     from medviewer.report.content import ReportError
     from medviewer.report.deid import DeidentificationError
@@ -407,10 +426,19 @@ def cmd_export(args: argparse.Namespace) -> int:
     if not args.pdf and not args.json:
         print(f"{prog}: nothing to write: give --pdf OUT and/or --json OUT", file=sys.stderr)
         return 2
+    if args.pdf and args.json and _same_output(args.pdf, args.json):
+        print(f"{prog}: --pdf and --json name the same file ({args.pdf}); give two different files, or a folder "
+              "for both", file=sys.stderr)
+        return 2
     target = args.target
     is_path = os.path.exists(target)
     if not is_path and not _looks_like_uid(target):
-        print(f"{prog}: {target!r} is neither a file or folder nor a StudyInstanceUID", file=sys.stderr)
+        print(f"{prog}: no such file or folder: {target} (and not a StudyInstanceUID in the case store)",
+              file=sys.stderr)
+        return 2
+    if not is_path and args.study:
+        print(f"{prog}: --study only applies to a PATH (the target {target} is a StudyInstanceUID)",
+              file=sys.stderr)
         return 2
     try:
         store = open_default_store()
@@ -466,8 +494,12 @@ def cmd_export(args: argparse.Namespace) -> int:
         except DeidentificationError as exc:
             print(f"{prog}: {exc}; nothing was written", file=sys.stderr)
             return 1
-        except OSError as exc:
-            print(f"{prog}: cannot write the report: {exc}", file=sys.stderr)
+        except (OSError, ValueError) as exc:
+            print(f"{prog}: cannot write the report: {exc}; nothing was written", file=sys.stderr)
+            return 1
+        except Exception as exc:  # noqa: BLE001 - a PDF layout failure...: say so, exit 1, no traceback
+            print(f"{prog}: cannot write the report: {type(exc).__name__}: {exc}; nothing was written",
+                  file=sys.stderr)
             return 1
     finally:
         store.close()
@@ -495,37 +527,39 @@ def add_export_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-ai", action="store_true", help="do not run the image model (stored results are still "
                                                         "reported)")
     p.add_argument("--study", metavar="UID", help="the study to export when PATH holds several")
-    p.add_argument("--max-key-images", type=int, default=6, metavar="N", help="at most N key images (default 6)")
+    p.add_argument("--max-key-images", type=_positive_int, default=6, metavar="N",
+                   help="at most N key images, N >= 1 (default 6)")
     p.add_argument("--device", default=None, help="device for AI scoring: auto (default), cpu, cuda or mps")
     p.set_defaults(func=cmd_export)
 
 
 def cmd_worklist(args: argparse.Namespace) -> int:
-    """``medviewer worklist --csv OUT [--deidentify]``: exit 0, 2 for an unusable case store, 1 when writing
-    fails."""
-    from medviewer.report.export import export_worklist_csv
+    """``medviewer worklist --csv OUT [--deidentify]`` (OUT a file, or a folder: ``OUT/worklist.csv``): exit 0, 2
+    for an unusable case store, 1 when writing fails."""
+    from medviewer.report.export import export_worklist_csv, resolve_worklist_output
     from medviewer.store.cases import CaseStoreError, open_default_store
 
+    out = resolve_worklist_output(args.csv)
     try:
         store = open_default_store()
     except CaseStoreError as exc:
         print(f"medviewer worklist: cannot open the case store: {exc}", file=sys.stderr)
         return 2
     try:
-        n = export_worklist_csv(store, args.csv, deidentify=args.deidentify)
+        n = export_worklist_csv(store, out, deidentify=args.deidentify)
     except OSError as exc:
-        print(f"medviewer worklist: cannot write {args.csv}: {exc}", file=sys.stderr)
+        print(f"medviewer worklist: cannot write {out}: {exc}", file=sys.stderr)
         return 1
     finally:
         store.close()
-    print(f"{n} case{'s' if n != 1 else ''} written to {args.csv}", file=sys.stderr)
+    print(f"{n} case{'s' if n != 1 else ''} written to {out}", file=sys.stderr)
     return 0
 
 
 def add_worklist_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("worklist", help="write the worklist of the case store as CSV",
                        description="Write one CSV line per case of your case store (RFC 4180, UTF-8).")
-    p.add_argument("--csv", metavar="OUT", required=True, help="the CSV file to write")
+    p.add_argument("--csv", metavar="OUT", required=True, help="the CSV file to write (a folder: OUT/worklist.csv)")
     p.add_argument("--deidentify", action="store_true", help="pseudonyms instead of names, no IDs or dates, new "
                                                              "UIDs (PS3.15 Basic Profile)")
     p.set_defaults(func=cmd_worklist)

@@ -292,7 +292,8 @@ def test_deidentified_export_has_no_identifiers(tmp_path, store, full_case):
     assert c["header"]["PatientName"] == "" and c["header"]["PatientID"] == "" and c["header"]["StudyDate"] == ""
     assert "StudyDescription" not in c["header"]  # X in the Basic Profile
     assert c["pseudonym"] in text and "not for diagnostic use" in text.lower()
-    assert c["note"]["text"].startswith(f"Patient {REDACTED} {REDACTED} ({REDACTED}), born {REDACTED}.")
+    # "Alonso Quixote" is the full name (Given Family): one token, one XXXX.
+    assert c["note"]["text"].startswith(f"Patient {REDACTED} ({REDACTED}), born {REDACTED}.")
     assert "±2 cm" in c["note"]["text"]  # the clinical text is kept
     assert all(a["text"] != full_case["length"].text for k in c["key_images"] for a in k["annotations"])
     assert c["sign_off"]["reader"] == "" and all(s["reader"] == "" for s in c["radiologist_scores"])
@@ -550,10 +551,240 @@ def test_cli_errors(tmp_path, data_dir):
     rc, _, err = _main("export", str(empty), "--pdf", str(tmp_path / "y.pdf"))
     assert rc == 2 and "no DICOM images" in err
     rc, _, err = _main("export", "not-a-path-or-uid", "--pdf", str(tmp_path / "y.pdf"))
-    assert rc == 2 and "neither" in err
+    assert rc == 2 and "no such file or folder: not-a-path-or-uid (and not a StudyInstanceUID in the case store)" \
+        in err
     rc, _, err = _main("export", str(two), "--study", ge_uid)
     assert rc == 2 and "--pdf" in err
     rc, _, err = _main("worklist", "--csv", str(tmp_path / "w.csv"), "--deidentify")
     assert rc == 0 and "1 case" in err
     text = (tmp_path / "w.csv").read_text(encoding="utf-8")
     assert ge_uid not in text and "ANON-" in text
+
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Regressions: PDF metadata, free-text cleaning, kept values, short numbers, CJK, CLI edges
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def _ge_case(store, folder: Path, n: int = 3, charset: str | None = None, **attrs) -> str:
+    """The first ``n`` slices of the real GE head CT, rewritten with ``attrs`` (pydicom keywords), registered."""
+    if not GE.is_dir():
+        pytest.skip("../shared/data is not beside the checkout")
+    folder.mkdir(parents=True)
+    for f in sorted(GE.glob("*.dcm"))[:n]:
+        ds = pydicom.dcmread(f)
+        if charset:
+            ds.SpecificCharacterSet = charset
+        for kw, value in attrs.items():
+            setattr(ds, kw, value)
+        ds.save_as(folder / f.name)
+    return _register(store, folder)
+
+
+def _pdf_date(value: str) -> float:
+    """PDF date ``D:YYYYMMDDHHmmSS+00'00'`` (UTC) -> epoch seconds."""
+    m = re.match(r"D:(\d{14})", value)
+    return calendar.timegm(time.strptime(m.group(1), "%Y%m%d%H%M%S"))
+
+
+def test_deidentified_pdf_metadata_has_the_shifted_time_and_no_identifiers(tmp_path, store):
+    from pypdf import PdfReader
+
+    from medviewer.report.export import export_case
+
+    uid = _ge_case(store, tmp_path / "ge", PatientName="Quixote^Alonso", PatientID=PID)
+    store.sign_off(uid, "Dr. Sancho Panza")
+    now = time.time()
+    res = export_case(store, uid, pdf=tmp_path / "d.pdf", json_path=tmp_path / "d.json", deidentify=True)
+    shifted = calendar.timegm(time.strptime(res["generated_at"], "%Y-%m-%dT%H:%M:%SZ"))
+    assert now - shifted >= 365 * 86400  # the content's time is shifted...
+    info = PdfReader(str(tmp_path / "d.pdf")).metadata
+    for key in ("/CreationDate", "/ModDate"):  # ... and so are the PDF's own dates (they gave the shift away)
+        assert _pdf_date(info[key]) == shifted, key
+    meta = " ".join(str(info.get(k, "")) for k in ("/Title", "/Author", "/Subject", "/Creator", "/Producer",
+                                                     "/Keywords")).lower()
+    for word in ("quixote", "alonso", PID.lower(), "sancho", "panza", uid):
+        assert word not in meta, word
+    assert str(info["/Title"]) == f"medviewer report {res['pseudonym']}"
+    raw = (tmp_path / "d.pdf").read_bytes()
+    assert time.strftime("%Y%m%d", time.gmtime(now)).encode() not in raw  # the real date is nowhere in the file
+    # An identified report keeps the real time.
+    export_case(store, uid, pdf=tmp_path / "i.pdf")
+    assert abs(_pdf_date(PdfReader(str(tmp_path / "i.pdf")).metadata["/CreationDate"]) - time.time()) < 3600 * 14
+
+
+def test_free_text_loses_readers_header_people_places_unicode_and_glued_names(tmp_path, store):
+    import unicodedata
+
+    from medviewer.report.content import build_report
+    from medviewer.report.deid import REDACTED, identifying_tokens, residual_identifiers
+
+    uid = _ge_case(store, tmp_path / "ge", charset="ISO_IR 192", PatientName="Müller^Jürgen=ミュラー^ユルゲン",
+                   PatientID="MJ-556677", ReferringPhysicianName="Watson^John", OperatorsName="Hudson^Martha",
+                   InstitutionName="St Elsewhere Hospital", PerformingPhysicianName="Groß^Anna")
+    ct = store.case_images(uid)[0]
+    store.save_annotation(uid, Annotation("length", [(10.0, 10.0), (60.0, 40.0)], ct["sop_instance_uid"],
+                                          text="MüllerROI for Hudson"), {})
+    store.save_text(uid, "JürgenMüller seen; MÜLLERS file; " + unicodedata.normalize("NFD", "Müller") +
+                    " (NFD); ミュラーさん. Referred by Dr Watson, scanned by HUDSON at Elsewhere, GROSS read it. "
+                    "Nodule 8 mm in the left lobe.")
+    store.add_radiologist_score(uid, "nodule", True, 4, comment="Called Dr Watson and Moriartys team",
+                                reader="Dr. James Moriarty")
+    store.sign_off(uid, "Dr. James Moriarty")
+    c = build_report(store, uid)
+    assert c["header"]["InstitutionName"] == "St Elsewhere Hospital"  # read from the image header
+    d = build_report(store, uid, deidentify=True)
+    values: list[str] = []
+
+    def collect(v) -> None:  # noqa: ANN001 - every string value (keys such as "ReferringPhysicianName" hold "anna")
+        if isinstance(v, dict):
+            for x in v.values():
+                collect(x)
+        elif isinstance(v, list):
+            for x in v:
+                collect(x)
+        elif isinstance(v, str):
+            values.append(v)
+
+    collect(d)
+    blob = unicodedata.normalize("NFC", "\n".join(values)).casefold()
+    for word in ("Müller", "Jürgen", "ミュラー", "ユルゲン", "Watson", "John", "Hudson", "Martha", "Elsewhere",
+                 "Groß", "gross", "Anna", "Moriarty", "James", "MJ-556677"):
+        i = blob.find(unicodedata.normalize("NFC", word).casefold())
+        assert i < 0, (word, blob[max(0, i - 80):i + 40])
+    note = d["note"]["text"]
+    assert note.startswith(f"{REDACTED} seen; {REDACTED}S file; {REDACTED} (NFD); {REDACTED}さん. Referred by Dr "
+                           f"{REDACTED}, scanned by {REDACTED} at {REDACTED}, {REDACTED} read it.")
+    assert note.endswith("Nodule 8 mm in the left lobe.")  # titles and clinical text stay
+    [score] = d["radiologist_scores"]
+    assert score["comment"] == f"Called Dr {REDACTED} and {REDACTED}s team" and score["reader"] == ""
+    assert [a["text"] for k in d["key_images"] for a in k["annotations"]] == [f"{REDACTED}ROI for {REDACTED}"]
+    assert d["header"]["Manufacturer"] == "GE MEDICAL SYSTEMS" and "InstitutionName" not in d["header"]
+    # The fail-closed check uses the same rules: glued, case-folded, decomposed leftovers are all caught.
+    words, subs = tokens = identifying_tokens(c["header"], ["Dr. James Moriarty"])
+    for leftover in ("xJÜRGENmüllerx", unicodedata.normalize("NFD", "müller"), "ﾐｭﾗｰ", "Mr MORIARTY's",
+                     "at ELSEWHERE"):
+        assert residual_identifiers({"text": leftover}, tokens.strong, words, subs=subs), leftover
+    assert residual_identifiers({"text": "Dr Mr 8 mm nodule, hospital"}, tokens.strong, words, subs=subs) == []
+
+
+def test_short_name_parts_and_kept_header_values_do_not_block_deidentification(tmp_path, store, data_dir):
+    uid = _ge_case(store, tmp_path / "ge", PatientName="Ge^Wei", PatientID="GW-1")
+    store.save_text(uid, "Ge Wei, follow-up on the GE scanner; Weis note. Geometry normal.")
+    out = tmp_path / "out"
+    out.mkdir()
+    rc, stdout, err = _main("export", uid, "--pdf", str(out), "--json", str(out), "--deidentify", "--no-ai")
+    assert rc == 0, err
+    pdf, js = stdout.split()
+    c = json.loads(Path(js).read_text(encoding="utf-8"))
+    assert c["header"]["Manufacturer"] == "GE MEDICAL SYSTEMS"  # kept by the profile: not a leak
+    assert c["header"]["ManufacturerModelName"] == "HiSpeed Dual" and c["header"]["PatientName"] == ""
+    # "Ge" (2 characters) only as a whole word; "Wei" (3) also inside words.
+    assert c["note"]["text"] == "XXXX, follow-up on the XXXX scanner; XXXXs note. Geometry normal."
+    _, text = _pdf_text(pdf)
+    assert "GE MEDICAL SYSTEMS" in text and "Wei" not in text
+
+
+def test_short_numeric_ids_stay_in_the_clinical_text(tmp_path, store):
+    from medviewer.report.content import build_report
+    from medviewer.report.deid import REDACTED, deidentify_report
+
+    uid = _ge_case(store, tmp_path / "ge", PatientName="Roe^Richard", PatientID="4711", StudyID="10",
+                   AccessionNumber="20231")
+    text = "Nodule 10 mm in the left lobe, stable since 10/2023 (CT #10, acc. 20231, id 4711); Richard Roe."
+    store.save_text(uid, text)
+    d = build_report(store, uid, deidentify=True)
+    assert d["note"]["text"] == text.replace("Richard Roe", REDACTED)
+    assert (d["header"]["StudyID"], d["header"]["AccessionNumber"], d["header"]["PatientID"]) == ("", "", "")
+    # Longer numbers still are identifiers.
+    d = deidentify_report({"header": {"PatientID": "123456", "AccessionNumber": "987654", "StudyID": "10"},
+                           "note": {"text": "ID 123456, acc 987654, nodule 10 mm"}}, "salt")
+    assert d["note"]["text"] == f"ID {REDACTED}, acc {REDACTED}, nodule 10 mm"
+
+
+CJK_NOTE = "患者 王伟, ミュラーさん: 右肺結節 8 mm."
+
+
+def test_cjk_without_a_font_warns_in_the_pdf_and_keeps_the_json(tmp_path, store, monkeypatch):
+    import medviewer.report.fonts as fonts
+    from medviewer.report.export import export_case
+
+    monkeypatch.setattr(fonts, "find_cjk_font", lambda: None)
+    uid = _ge_case(store, tmp_path / "ge")
+    store.save_text(uid, CJK_NOTE)
+    res = export_case(store, uid, pdf=tmp_path / "r.pdf", json_path=tmp_path / "r.json")
+    assert json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))["note"]["text"] == CJK_NOTE
+    _, text = _pdf_text(res["files"]["pdf"])
+    flat = _ascii_text(text)
+    assert "some characters could not be printed: font missing" in flat.lower()
+    assert "?? ??, ??????: ???? 8 mm." in flat
+    # Nothing missing, no warning.
+    store.save_text(uid, "Nodule 8 mm, ±1 mm.")
+    res = export_case(store, uid, pdf=tmp_path / "s.pdf")
+    assert "font missing" not in _pdf_text(res["files"]["pdf"])[1]
+
+
+def test_cjk_with_a_font_is_printed(tmp_path, monkeypatch):
+    import medviewer.report.fonts as fonts
+    from medviewer.report.pdf import write_pdf
+
+    path = fonts.find_cjk_font()
+    if path is None:
+        pytest.skip("no CJK font reportlab can embed is installed (e.g. apt-get install fonts-droid-fallback)")
+    monkeypatch.setattr(fonts, "find_cjk_font", lambda: path)
+    content = {"schema": "medviewer.report/1", "header": {"PatientName": "王^伟"}, "disclaimer": "Not for diagnostic use.",
+               "note": {"text": CJK_NOTE, "findings": []}, "generated_at": "2024-05-01T10:00:00Z"}
+    write_pdf(content, tmp_path / "c.pdf")
+    from pypdf import PdfReader
+
+    reader = PdfReader(str(tmp_path / "c.pdf"))
+    text = "\n".join(p.extract_text() for p in reader.pages)
+    assert CJK_NOTE in text and "font missing" not in text and "王, 伟" in text
+    from reportlab.pdfbase import pdfmetrics
+
+    from medviewer.report.pdf import register_fallback_font
+
+    face = pdfmetrics.getFont(register_fallback_font()[0]).face.name  # the PostScript name, as in /BaseFont
+    face = face.decode() if isinstance(face, bytes) else str(face)
+    fonts_used = {str(f["/BaseFont"]) for p in reader.pages for f in p["/Resources"]["/Font"].values()}
+    assert any(face in f for f in fonts_used), (face, fonts_used)
+
+
+def test_cli_export_and_worklist_edges(tmp_path, store, data_dir):
+    uid = _ge_case(store, tmp_path / "ge")
+    out = tmp_path / "out"
+    out.mkdir()
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where a folder is needed")
+    # The PDF cannot be written: exit 1 and no JSON left behind (nor temporary files).
+    rc, _, err = _main("export", uid, "--pdf", str(blocker / "r.pdf"), "--json", str(out / "r.json"), "--no-ai")
+    assert rc == 1 and "nothing was written" in err
+    assert list(out.iterdir()) == []
+    # One file for both.
+    rc, _, err = _main("export", uid, "--pdf", str(out / "r.x"), "--json", str(out / "r.x"), "--no-ai")
+    assert rc == 2 and "--pdf and --json name the same file" in err and list(out.iterdir()) == []
+    # --study with a UID.
+    rc, _, err = _main("export", uid, "--study", uid, "--pdf", str(out / "r.pdf"), "--no-ai")
+    assert rc == 2 and "--study only applies to a PATH" in err
+    # --max-key-images must be >= 1 (argparse: exit 2).
+    with pytest.raises(SystemExit) as exc:
+        _main("export", uid, "--pdf", str(out / "r.pdf"), "--max-key-images", "0")
+    assert exc.value.code == 2
+    rc, _, err = _main("export", uid, "--pdf", str(out / "r.pdf"), "--json", str(out / "r.json"), "--no-ai",
+                       "--max-key-images", "1")
+    assert rc == 0, err
+    assert sorted(p.name for p in out.iterdir()) == ["r.json", "r.pdf"]
+    # worklist --csv FOLDER -> FOLDER/worklist.csv
+    rc, _, err = _main("worklist", "--csv", str(out))
+    assert rc == 0 and (out / "worklist.csv").is_file() and str(out / "worklist.csv") in err
+    assert uid in (out / "worklist.csv").read_text(encoding="utf-8")
+
+
+def test_max_key_images_message(capsys):
+    from medviewer.__main__ import main
+
+    for bad in ("0", "-2", "two"):
+        with pytest.raises(SystemExit):
+            main(["export", "1.2.3", "--pdf", "x.pdf", "--max-key-images", bad])
+        assert "--max-key-images" in capsys.readouterr().err

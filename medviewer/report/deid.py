@@ -19,17 +19,50 @@ What this module does to a report (:func:`deidentify_report`):
 2. every UID (Study, Series, SOP Instance...) is replaced by a deterministic new UID
    (``pydicom.uid.generate_uid(entropy_srcs=[salt, uid])``) everywhere in the report, so the same original UID
    always maps to the same new one (action U);
-3. free text (the note, annotation texts, the radiologist's comments, warnings) is cleaned: the patient's name
-   parts (split on ``^``, ``=``, commas and spaces), IDs, accession number and birth date, of 2 characters or more,
-   are replaced by ``XXXX`` (case-insensitive, whole words); the full name and ID are also removed wherever they
-   occur as substrings in any text of the report;
-4. the reader's name (sign-off, radiologist scores) is removed (the table's "Name of Physician(s) Reading Study"
-   (0008,1060) and "Verifying Observer Name" (0040,A075));
+3. free text (the note, annotation texts, the radiologist's comments, warnings, error messages) is cleaned of the
+   identifying tokens of :func:`identifying_tokens`, each replaced by ``XXXX``:
+
+   * person names: the patient's (PatientName, OtherPatientNames, PatientBirthName, PatientMotherBirthName), the
+     readers' (the sign-off and the radiologist scores) and the other people of the header
+     (ReferringPhysicianName, PerformingPhysicianName, NameOfPhysiciansReadingStudy, OperatorsName...), split into
+     parts on ``^ = , . ;`` and spaces (hyphenated parts also in pieces); titles such as Dr, Mr, Prof, MD are not
+     tokens. Parts of 3 characters or more are removed wherever they occur, also inside words ("JuergenMueller",
+     "Muellers", "ミュラーさん"); shorter parts ("Ge", "Li") only as whole words, as a part glued to a removed one
+     counts as a whole word. Parts written in scripts without spaces between words (Han, kana, Hangul) of 2
+     characters are removed inside words too. The full name ("Family Given", "Given Family", "Family, Given",
+     joined without space, as written) is removed everywhere;
+   * places: the header's InstitutionName, InstitutionAddress, InstitutionalDepartmentName, StationName... as a
+     whole, and their distinctive words (3 characters or more, not generic words such as "Hospital", "Medical",
+     "University") as whole words;
+   * IDs: PatientID, OtherPatientIDs, AccessionNumber, StudyID as whole words, and PatientID / OtherPatientIDs
+     also inside words when they are distinctive (6 digits or more, or 4 characters or more with a non-digit);
+     the birth date (``YYYYMMDD``, ``YYYY-MM-DD``, ``DD/MM/YYYY``, ``MM/DD/YYYY``, ``DD.MM.YYYY``) as whole words.
+
+     **Short numbers are not tokens.** A purely numeric StudyID, AccessionNumber or PatientID (or other ID) of
+     fewer than 6 digits is removed from the header (Z) but not looked for in free text: a StudyID "10" would
+     otherwise turn "Nodule 10 mm" into "Nodule XXXX mm" and change the clinical content. The trade-off: such a
+     short number written in the note (e.g. "study 10") stays in the report; on its own, without the name, date
+     or the other identifiers (all removed), it does not single out a patient;
+
+   Matching is Unicode-aware: text and tokens are normalised (NFC, then compatibility forms, NFKC, per character)
+   and compared case-insensitively by :meth:`str.casefold` ("MÜLLER", or "Müller" written decomposed (NFD), for
+   "Müller"; "GROSS" for "Groß").
+   Values that are not free text are not searched for name parts and words: the report's own vocabulary (model
+   names, labels, statuses, image labels, fixed texts: :data:`_STRUCTURAL_KEYS`) and the header values kept on
+   purpose (:data:`SAFE_KEEP`: Modality, Manufacturer, ManufacturerModelName, BodyPartExamined; so patient
+   "Ge^Wei" keeps Manufacturer "GE MEDICAL SYSTEMS"); there only the full names and distinctive IDs are removed;
+4. the readers' names (sign-off, radiologist scores) are emptied (the table's "Name of Physician(s) Reading
+   Study" (0008,1060) and "Verifying Observer Name" (0040,A075));
 5. the report's own times (case, note, AI, sign-off, generation) are shifted by a secret whole number of days per
    patient, keeping intervals (the "Retain Longitudinal Temporal Information with Modified Dates Option", E.3.6);
+   the PDF's metadata dates are the shifted generation time (:mod:`medviewer.report.pdf`);
 6. PatientIdentityRemoved (0012,0062) = YES and DeidentificationMethod (0012,0063) / the method code sequence
    (CID 7050: 113100 Basic Application Confidentiality Profile, 113107 Modified Dates, 113105 Clean Descriptors)
    are recorded in the report's ``deidentification`` section with a pseudonym of the patient.
+
+Fail closed: after cleaning, :func:`residual_identifiers` looks for every token again with the same rules (and
+for the full names, distinctive IDs and original UIDs in every value and key); anything found stops the export
+(:class:`DeidentificationError`).
 
 Pixels are not cleaned (the "Clean Pixel Data Option" is not offered): the key images are drawn without any
 patient text, and images whose BurnedInAnnotation (0028,0301) is YES are flagged with a warning.
@@ -38,6 +71,7 @@ patient text, and images whose BurnedInAnnotation (0028,0301) is YES are flagged
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import hmac
 import os
@@ -48,7 +82,7 @@ from pathlib import Path
 
 __all__ = ["BASIC_PROFILE", "SAFE_KEEP", "DeidentificationError", "installation_salt", "new_uid", "pseudonym",
            "deidentify_report", "deidentify_header", "identifying_tokens", "scrub_text", "residual_identifiers",
-           "safe_basename", "REDACTED"]
+           "safe_basename", "REDACTED", "Tokens", "PERSON_NAME_ATTRIBUTES", "PLACE_ATTRIBUTES", "ID_ATTRIBUTES"]
 
 #: What replaces an identifying token in free text (the convention of the Open-i reports; neutral for the notes
 #: classifier's rules).
@@ -148,7 +182,8 @@ _STRUCTURAL_KEYS = frozenset({
     "schema", "model", "version", "model_version", "weights_sha256", "positive_label", "heatmap_method",
     "heatmap_label", "label", "labels", "kind", "status", "call", "reason", "decision", "units", "function",
     "photometric_interpretation", "modality", "name", "task", "threshold_rule", "training_data", "intended_use",
-    "not_for_diagnostic_use", "disclaimer", "summary", "warning", "measurement_source", "positives",
+    "not_for_diagnostic_use", "disclaimer", "summary", "warning", "measurement_source", "positives", "image",
+    "pseudonym", "burned_in_annotation", "note",
 })
 #: Keys of report fields that name a person (emptied).
 _PERSON_KEYS = frozenset({"reader"})
@@ -221,63 +256,295 @@ def _date_shift_days(salt: str, patient_key: str) -> int:
 # ------------------------------------------------------------------------------------------------------------------
 
 
-def identifying_tokens(header: dict) -> tuple[list[str], list[str]]:
-    """(word tokens, substring tokens) to remove from free text, from the identified header.
+#: Titles and degrees written with names: not tokens (a reader "Dr. Watson" must not turn every "Dr" into XXXX).
+_HONORIFICS = frozenset({
+    "dr", "drs", "mr", "mrs", "ms", "mx", "miss", "mme", "mlle", "prof", "professor", "sir", "dame", "herr", "frau",
+    "md", "phd", "mbbs", "frcr", "frcp", "facr", "dds", "rn", "rt", "jr", "sr", "ii", "iii", "iv",
+})
+#: Header attributes holding person names (DICOM PN: ``Family^Given^Middle^Prefix^Suffix``, ``=`` between the
+#: alphabetic, ideographic and phonetic forms, ``\`` between values).
+PERSON_NAME_ATTRIBUTES = (
+    "PatientName", "OtherPatientNames", "PatientBirthName", "PatientMotherBirthName", "ReferringPhysicianName",
+    "PerformingPhysicianName", "NameOfPhysiciansReadingStudy", "OperatorsName", "PhysiciansOfRecord",
+    "RequestingPhysician", "VerifyingObserverName",
+)
+#: Header attributes naming places and devices.
+PLACE_ATTRIBUTES = ("InstitutionName", "InstitutionAddress", "InstitutionalDepartmentName", "StationName",
+                    "PatientAddress", "ReferringPhysicianAddress")
+#: Header attributes holding IDs (PatientID and OtherPatientIDs also as substrings when distinctive).
+ID_ATTRIBUTES = ("PatientID", "OtherPatientIDs", "AccessionNumber", "StudyID", "MedicalRecordLocator",
+                 "DeviceSerialNumber")
+#: Generic words of institution names and addresses: not tokens on their own (the whole name still is).
+_PLACE_STOPWORDS = frozenset({
+    "the", "and", "for", "von", "der", "die", "das", "und", "des", "del", "los", "las", "san", "santa", "saint",
+    "hospital", "hospitals", "hopital", "hôpital", "krankenhaus", "klinik", "klinikum", "clinic", "clinics",
+    "clinical", "clinique", "center", "centre", "centro", "medical", "medicine", "medizin", "university",
+    "universität", "universitat", "universite", "université", "universitario", "univ", "institute", "institut",
+    "department", "dept", "radiology", "radiologie", "imaging", "diagnostic", "diagnostics", "health", "healthcare",
+    "general", "regional", "national", "memorial", "community", "children", "childrens", "county", "city",
+    "royal", "foundation", "trust", "nhs", "inc", "ltd", "llc", "gmbh", "corp", "street", "road", "avenue",
+    "ave", "str", "suite", "floor", "building", "unit", "room", "station", "console", "main", "north", "south",
+    "east", "west", "ward", "wing", "campus", "site", "group", "practice", "services", "service",
+})
+#: Scripts written without spaces between words: name parts of 2 characters are looked for inside words too.
+_NO_SPACE_SCRIPTS = ((0x3040, 0x30FF), (0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xAC00, 0xD7AF), (0xF900, 0xFAFF),
+                     (0x20000, 0x2FA1F))
 
-    Word tokens (removed as whole words): the parts of PatientName / OtherPatientNames / PatientBirthName split on
-    ``^``, ``=``, commas and spaces, the IDs (PatientID, OtherPatientIDs split on ``\\``), AccessionNumber,
-    StudyID and the birth date (``YYYYMMDD`` and ``YYYY-MM-DD``), each of 2 characters or more. Substring tokens
-    (removed wherever they occur): the full name as written and in ``Given Family``/``Family Given`` order, and the
-    patient ID.
+
+def _fold(text: str) -> tuple[str, list[int]]:
+    """``text`` (NFC) folded for matching, per character: NFKC then :meth:`str.casefold`; with, for each folded
+    character, the index of the character of ``text`` it comes from."""
+    import unicodedata
+
+    out: list[str] = []
+    idx: list[int] = []
+    for i, ch in enumerate(text):
+        f = unicodedata.normalize("NFKC", ch).casefold() if not ch.isascii() else ch.lower()
+        out.append(f)
+        idx.extend([i] * len(f))
+    return "".join(out), idx
+
+
+def _nfc(text: str) -> str:
+    import unicodedata
+
+    return unicodedata.normalize("NFC", text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _fold_token(tok: str) -> str:
+    return _fold(_nfc(tok))[0]
+
+
+def _usable(tok: str) -> bool:
+    """A token worth looking for: 2 characters or more once folded, not only ``x`` (the redaction mark)."""
+    f = _fold_token(tok).strip()
+    return len(f) >= 2 and set(f) != {"x"}
+
+
+def _short_number(tok: str) -> bool:
+    """A purely numeric token of fewer than 6 digits (not looked for in free text: see the module docstring)."""
+    return tok.isdigit() and len(tok) < 6
+
+
+def _no_space_script(tok: str) -> bool:
+    return bool(tok) and all(any(a <= ord(c) <= b for a, b in _NO_SPACE_SCRIPTS) for c in tok)
+
+
+def _split_values(value) -> list[str]:  # noqa: ANN001
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        return [str(v) for v in value if v]
+    return [v for v in str(value).split("\\") if v.strip()]
+
+
+def _name_tokens(name: str, words: set[str], glued: set[str], strong: set[str]) -> None:
+    """Add the tokens of one person name (DICOM PN or free form such as "Dr. Sancho Panza")."""
+    name = _nfc(name.strip())
+    if not name:
+        return
+    for group in name.split("="):
+        comps = [c.strip() for c in group.split("^")]
+        parts = [p for p in re.split(r"[\^=,;.\s]+", group) if p]
+        parts = [p for p in parts if _fold_token(p) not in _HONORIFICS]
+        pieces = set(parts)
+        for p in parts:
+            if "-" in p or "'" in p or "\u2019" in p:
+                pieces.update(x for x in re.split(r"[-'\u2019]+", p) if x)
+        for p in pieces:
+            if _short_number(p) or _fold_token(p) in _HONORIFICS or not _usable(p):
+                continue
+            words.add(p)
+            if len(p) >= 3 or _no_space_script(p):
+                glued.add(p)
+        if len(parts) >= 2:
+            family = comps[0] if len(comps) >= 2 and comps[0] else parts[0]
+            given = comps[1] if len(comps) >= 2 and comps[1] else parts[1]
+            strong.update({group.strip(), " ".join(parts), " ".join(reversed(parts)), ", ".join(parts),
+                           f"{family} {given}", f"{given} {family}", f"{family}, {given}", f"{family}{given}",
+                           f"{given}{family}"})
+    if "=" in name or "^" in name:
+        strong.add(name)
+
+
+def _place_tokens(value: str, words: set[str], glued: set[str]) -> None:
+    value = _nfc(value.strip())
+    if len(value) >= 3 and not _short_number(value):
+        glued.add(value)
+    for w in re.split(r"[\s,;:./()\[\]\"'^&+-]+", value):
+        if len(w) >= 3 and not _short_number(w) and _fold_token(w) not in _PLACE_STOPWORDS and \
+                _fold_token(w) not in _HONORIFICS:
+            words.add(w)
+
+
+def _id_tokens(value: str, words: set[str], strong: set[str], anywhere: bool) -> None:
+    value = _nfc(value.strip())
+    if len(value) < 2 or _short_number(value):
+        return
+    words.add(value)
+    if anywhere and ((value.isdigit() and len(value) >= 6) or (not value.isdigit() and len(value) >= 4)):
+        strong.add(value)
+
+
+class Tokens(tuple):
+    """The identifying tokens of a report: ``(words, subs)`` (see :func:`identifying_tokens`), with ``strong``,
+    the substring tokens looked for in every value (full names, distinctive IDs), a subset of ``subs``."""
+
+    strong: list[str]
+
+    def __new__(cls, words: list[str], subs: list[str], strong: list[str]) -> Tokens:
+        self = super().__new__(cls, (words, subs))
+        self.strong = strong
+        return self
+
+    @property
+    def words(self) -> list[str]:
+        return self[0]
+
+    @property
+    def subs(self) -> list[str]:
+        return self[1]
+
+
+def identifying_tokens(header: dict, readers=()) -> Tokens:  # noqa: ANN001 - iterable of str
+    """(word tokens, substring tokens) to remove from free text, from the identified header and the readers'
+    names (see the module docstring, item 3, for the rules).
+
+    Word tokens are removed as whole words (not inside a longer word or number, a removed token counting as a
+    word boundary): every name part, the IDs, AccessionNumber, StudyID, the birth date forms, the distinctive
+    words of place names. Substring tokens are removed wherever they occur: name parts of 3 characters or more
+    (2 in Han, kana and Hangul), the full names, whole place names, the distinctive patient IDs. The result also
+    has ``.strong``: the substring tokens also looked for outside free text (full names, distinctive IDs).
+    Purely numeric IDs of fewer than 6 digits are not tokens.
     """
     words: set[str] = set()
-    subs: set[str] = set()
-    for kw in ("PatientName", "OtherPatientNames", "PatientBirthName"):
-        value = str(header.get(kw) or "")
-        for name in value.split("\\"):
-            parts = [p for p in re.split(r"[\^=,\s]+", name) if p]
-            words.update(p for p in parts if len(p) >= 2)
-            if len(parts) >= 2:
-                subs.update({name.strip(), " ".join(parts), " ".join(reversed(parts)), ", ".join(parts)})
-    for kw in ("PatientID", "OtherPatientIDs"):
-        for pid in str(header.get(kw) or "").split("\\"):
-            pid = pid.strip()
-            if len(pid) >= 2:
-                words.add(pid)
-                subs.add(pid)
-    for kw in ("AccessionNumber", "StudyID"):
-        v = str(header.get(kw) or "").strip()
-        if len(v) >= 2:
-            words.add(v)
+    glued: set[str] = set()
+    strong: set[str] = set()
+    for kw in PERSON_NAME_ATTRIBUTES:
+        for name in _split_values(header.get(kw)):
+            _name_tokens(name, words, glued, strong)
+    for name in readers:
+        if name and str(name).strip():
+            _name_tokens(str(name), words, glued, strong)
+    for kw in PLACE_ATTRIBUTES:
+        for value in _split_values(header.get(kw)):
+            _place_tokens(value, words, glued)
+    for kw in ID_ATTRIBUTES:
+        for value in _split_values(header.get(kw)):
+            _id_tokens(value, words, strong, anywhere=kw in ("PatientID", "OtherPatientIDs"))
     bd = str(header.get("PatientBirthDate") or "").strip()
     if re.fullmatch(r"\d{8}", bd):
         words.update({bd, f"{bd[:4]}-{bd[4:6]}-{bd[6:]}", f"{bd[6:]}/{bd[4:6]}/{bd[:4]}",
                       f"{bd[4:6]}/{bd[6:]}/{bd[:4]}", f"{bd[6:]}.{bd[4:6]}.{bd[:4]}"})
-    subs = {s for s in subs if len(s) >= 2}
-    return sorted(words, key=len, reverse=True), sorted(subs, key=len, reverse=True)
+    strong = {s.strip() for s in strong if _usable(s) and not _short_number(s.strip())}
+    words = {w for w in words if _usable(w)}
+    subs = {s for s in glued if _usable(s)} | strong
+    order = (lambda t: (-len(t), t))  # noqa: E731
+    return Tokens(sorted(words, key=order), sorted(subs, key=order), sorted(strong, key=order))
+
+
+def _matches(text: str, words, subs) -> tuple[list[tuple[int, int]], set[str]]:  # noqa: ANN001
+    """(spans of ``text`` to redact, merged and sorted; the tokens found). ``text`` must be NFC.
+
+    Substring tokens match anywhere; word tokens where the folded characters on both sides are not letters or
+    digits, or are part of a match or of an existing ``XXXX`` (repeated until nothing new matches)."""
+    if not text:
+        return [], set()
+    folded, idx = _fold(text)
+    n = len(folded)
+    hit = bytearray(n)
+    pre = bytearray(n)
+    found: set[str] = set()
+    mark = REDACTED.casefold()
+    k = folded.find(mark)
+    while k >= 0:
+        pre[k:k + len(mark)] = b"\x01" * len(mark)
+        k = folded.find(mark, k + 1)
+
+    def occurrences(tok: str):  # noqa: ANN202
+        j = folded.find(tok)
+        while j >= 0:
+            yield j
+            j = folded.find(tok, j + 1)
+
+    for orig in subs:
+        ft = _fold_token(orig)
+        for j in occurrences(ft):
+            hit[j:j + len(ft)] = b"\x01" * len(ft)
+            found.add(orig)
+    folded_words = [(orig, _fold_token(orig)) for orig in words]
+
+    def boundary(p: int) -> bool:
+        return p < 0 or p >= n or hit[p] or pre[p] or not folded[p].isalnum()
+
+    changed = True
+    while changed:
+        changed = False
+        for orig, ft in folded_words:
+            for j in occurrences(ft):
+                e = j + len(ft)
+                if boundary(j - 1) and boundary(e) and not all(hit[j:e]):
+                    hit[j:e] = b"\x01" * len(ft)
+                    found.add(orig)
+                    changed = True
+    spans: list[tuple[int, int]] = []
+    p = 0
+    while p < n:
+        if hit[p]:
+            q = p
+            while q < n and hit[q]:
+                q += 1
+            s, e = idx[p], idx[q - 1] + 1
+            if spans and s <= spans[-1][1]:
+                spans[-1] = (spans[-1][0], max(e, spans[-1][1]))
+            else:
+                spans.append((s, e))
+            p = q
+        else:
+            p += 1
+    return spans, found
 
 
 def scrub_text(text: str, words: list[str], subs: list[str] = ()) -> str:
-    """``text`` with every word token (case-insensitive, not inside a longer word or number) and every substring
-    token (anywhere, case-insensitive) replaced by :data:`REDACTED`."""
+    """``text`` (normalised to NFC) with every word token (not inside a longer word or number) and every
+    substring token (anywhere) replaced by :data:`REDACTED`, both case-insensitive (casefold) and Unicode
+    normalised (see the module docstring); a run of adjacent tokens becomes one :data:`REDACTED`."""
     if not text:
         return text
-    for tok in subs:
-        text = re.sub(re.escape(tok), REDACTED, text, flags=re.IGNORECASE)
-    for tok in words:
-        text = re.sub(r"(?<![^\W_])" + re.escape(tok) + r"(?![^\W_])", REDACTED, text, flags=re.IGNORECASE)
+    text = _nfc(text)
+    spans, _ = _matches(text, words, subs)
+    for s, e in reversed(spans):
+        text = text[:s] + REDACTED + text[e:]
     return text
 
 
+def _uid_key(key: str) -> bool:
+    return key.lower().endswith("uid")
+
+
 def residual_identifiers(content, identifiers: list[str], words: list[str] = (),  # noqa: ANN001 - JSON-able
-                         skip_word_keys: frozenset[str] = frozenset()) -> list[str]:
-    """The identifiers still in ``content``: each of ``identifiers`` (2 characters or more) found
-    case-insensitively as a substring of any string or key, and each of ``words`` found as a whole word in a string
-    value whose key is not in ``skip_word_keys`` (keys are the report's own vocabulary)."""
+                         skip_word_keys: frozenset[str] = frozenset(), *, subs: list[str] = (),
+                         uids: list[str] = ()) -> list[str]:
+    """The identifiers still in ``content``, by the rules of :func:`scrub_text`:
+
+    * each of ``identifiers`` (full names, distinctive IDs) as a substring of any string value or key, except
+      the values of UID keys (``..._uid``, ``...UID``);
+    * each of ``uids`` (original UIDs) as a substring of any string or key;
+    * each of ``words`` as a whole word and each of ``subs`` as a substring of a string value whose key is not
+      in ``skip_word_keys`` (the report's own vocabulary, header values kept on purpose) nor a UID key.
+
+    Matching is case-insensitive (casefold) on NFC/NFKC-normalised text, like :func:`scrub_text`.
+    """
     found: set[str] = set()
-    low = [(i, i.lower()) for i in identifiers if i and len(i) >= 2]
-    word_res = [(w, re.compile(r"(?<![^\W_])" + re.escape(w) + r"(?![^\W_])", re.IGNORECASE))
-                for w in words if w and len(w) >= 2]
+    strong = [i for i in identifiers if i and _usable(i)]
+    uid_list = [u for u in uids if u]
+    words = [w for w in words if w and _usable(w)]
+    subs = [s for s in subs if s and _usable(s)]
+
+    def check(s: str, toks_words, toks_subs) -> None:  # noqa: ANN001
+        _, f = _matches(_nfc(s), toks_words, toks_subs)
+        found.update(f)
 
     def walk(v, key: str = "", is_key: bool = False) -> None:  # noqa: ANN001
         if isinstance(v, dict):
@@ -288,14 +555,17 @@ def residual_identifiers(content, identifiers: list[str], words: list[str] = (),
             for x in v:
                 walk(x, key)
         elif isinstance(v, str):
-            s = v.lower()
-            for orig, lo in low:
-                if lo in s:
-                    found.add(orig)
-            if not is_key and key not in skip_word_keys:
-                for orig, rx in word_res:
-                    if rx.search(v):
-                        found.add(orig)
+            for u in uid_list:
+                if u in v:
+                    found.add(u)
+            if is_key:
+                check(v, (), strong)
+            elif _uid_key(key):
+                return
+            elif key in skip_word_keys:
+                check(v, (), strong)
+            else:
+                check(v, words, list(subs) + strong)
 
     walk(content)
     return sorted(found)
@@ -369,6 +639,24 @@ def _map_strings(v, fn, key: str = ""):  # noqa: ANN001, ANN202
     return v
 
 
+def _person_values(content) -> list[str]:  # noqa: ANN001
+    """The strings under :data:`_PERSON_KEYS` (the readers' names) anywhere in ``content``."""
+    found: list[str] = []
+
+    def walk(v, key: str = "") -> None:  # noqa: ANN001
+        if isinstance(v, dict):
+            for k, x in v.items():
+                walk(x, str(k))
+        elif isinstance(v, list):
+            for x in v:
+                walk(x, key)
+        elif isinstance(v, str) and key in _PERSON_KEYS and v.strip() and v not in found:
+            found.append(v)
+
+    walk(content)
+    return found
+
+
 def deidentify_report(content: dict, salt: str | None = None, *, clean_descriptors: bool = False) -> dict:
     """A de-identified copy of report ``content`` (from :func:`medviewer.report.content.build_report`); the input is
     not changed. See the module docstring for what is done and the PS3.15 sources.
@@ -386,7 +674,7 @@ def deidentify_report(content: dict, salt: str | None = None, *, clean_descripto
     salt = salt if salt is not None else installation_salt()
     src = copy.deepcopy(content)
     header = src.get("header", {})
-    words, subs = identifying_tokens(header)
+    tokens = identifying_tokens(header, _person_values(src))
     patient_key = f"{header.get('PatientID', '')}|{str(header.get('PatientName', '')).upper()}"
     shift = timedelta(days=_date_shift_days(salt, patient_key))
     uids = _collect_uids(src)
@@ -396,8 +684,19 @@ def deidentify_report(content: dict, salt: str | None = None, *, clean_descripto
         alternatives = "|".join(re.escape(u) for u in sorted(uid_map, key=len, reverse=True))
         uid_re = re.compile(r"(?<![0-9.])(?:" + alternatives + r")(?![0-9]|\.[0-9])")
 
-    new_header, applied = deidentify_header(header, salt, clean_descriptors, words, subs)
+    new_header, applied = deidentify_header(header, salt, clean_descriptors, tokens.words, tokens.subs)
     src.pop("header", None)
+    # Values that are not free text: the report's own vocabulary, and every header value but the cleaned (C)
+    # descriptions (kept on purpose, K, or dummies, D). Only full names and distinctive IDs are looked for there;
+    # the same rule is used below by the residual check.
+    not_free = _STRUCTURAL_KEYS | frozenset(kw for kw, a in applied.items() if a != "C")
+
+    def scrub_value(key: str, s: str) -> str:
+        if _uid_key(key):
+            return s
+        if key in not_free:
+            return scrub_text(s, [], tokens.strong)
+        return scrub_text(s, tokens.words, tokens.subs)
 
     def clean(key: str, s: str) -> str:
         if uid_re is not None:
@@ -410,7 +709,7 @@ def deidentify_report(content: dict, salt: str | None = None, *, clean_descripto
         if m:
             t = datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc) - shift
             return t.strftime("%Y-%m-%dT%H:%M:%SZ")
-        return scrub_text(s, [] if key in _STRUCTURAL_KEYS else words, subs)
+        return scrub_value(key, s)
 
     out = _map_strings(src, clean)
     # Annotation uids are medviewer's own random ids, but they link back to the case store: key them too.
@@ -419,14 +718,14 @@ def deidentify_report(content: dict, salt: str | None = None, *, clean_descripto
             if ann.get("uid"):
                 ann["uid"] = _keyed(salt, "annotation|" + ann["uid"])[:32]
     # The header goes back where it was (after the pseudonym), for a readable JSON.
-    cleaned_header = {k: (scrub_text(v, [], subs) if isinstance(v, str) and applied.get(k) == "K" else v)
+    cleaned_header = {k: (scrub_value(k, v) if isinstance(v, str) and applied.get(k) in ("K", "C") else v)
                       for k, v in new_header.items()}
     ordered: dict = {}
     for k in content:
         ordered[k] = cleaned_header if k == "header" else out.get(k)
     out = ordered
     # Fail closed: nothing identifying may survive (checked before medviewer adds its own de-identification text).
-    left = residual_identifiers(out, list(subs) + sorted(uids), words, _STRUCTURAL_KEYS)
+    left = residual_identifiers(out, tokens.strong, tokens.words, not_free, subs=tokens.subs, uids=sorted(uids))
     if left:
         raise DeidentificationError(f"de-identification left {len(left)} identifier(s) in the report")
     methods = [_METHOD_BASIC, _METHOD_MODIFIED_DATES] + ([_METHOD_CLEAN_DESCRIPTORS] if clean_descriptors else [])
@@ -437,7 +736,8 @@ def deidentify_report(content: dict, salt: str | None = None, *, clean_descripto
         "profile": PROFILE_NAME,
         "PatientIdentityRemoved": "YES",
         "DeidentificationMethod": "PS3.15 E.1 Basic Profile; report times shifted by a secret number of whole days "
-                                  "per patient; names, IDs, accession number and birth date cleaned from free text",
+                                  "per patient; names (patient, readers, header people), places, IDs, accession "
+                                  "number and birth date cleaned from free text",
         "DeidentificationMethodCodeSequence": methods,
         "pseudonym": pseudo,
         "actions": {kw: f"{applied[kw]} (table: {BASIC_PROFILE[kw][1]}, {BASIC_PROFILE[kw][0]})"

@@ -15,8 +15,11 @@ from pathlib import Path
 from medviewer.report.content import build_report
 from medviewer.report.deid import deidentify_report, installation_salt, new_uid, pseudonym, safe_basename
 
-__all__ = ["export_case", "export_worklist_csv", "render_key_images", "resolve_output", "score_case_radiographs",
-           "WORKLIST_COLUMNS", "RADIOGRAPH_MODALITIES"]
+__all__ = ["export_case", "export_worklist_csv", "render_key_images", "resolve_output", "resolve_worklist_output",
+           "score_case_radiographs", "WORKLIST_COLUMNS", "RADIOGRAPH_MODALITIES", "WORKLIST_FILENAME"]
+
+#: The worklist's file name when the output given is a folder.
+WORKLIST_FILENAME = "worklist.csv"
 
 #: Columns of the worklist CSV, in order.
 WORKLIST_COLUMNS = ("patient", "patient ID", "study date", "modality", "status", "AI model", "AI score",
@@ -30,6 +33,15 @@ def resolve_output(path: str | os.PathLike, content: dict, suffix: str) -> Path:
     p = Path(path)
     if p.is_dir() or str(path).endswith((os.sep, "/")):
         return p / (safe_basename(content) + suffix)
+    return p
+
+
+def resolve_worklist_output(path: str | os.PathLike) -> Path:
+    """``path`` itself, or ``<path>/worklist.csv`` when ``path`` is an existing folder or ends with a path
+    separator (like :func:`resolve_output`)."""
+    p = Path(path)
+    if p.is_dir() or str(path).endswith((os.sep, "/")):
+        return p / WORKLIST_FILENAME
     return p
 
 
@@ -93,32 +105,47 @@ def export_case(store, study_uid: str, pdf: str | os.PathLike | None = None,  # 
     :func:`medviewer.report.deid.safe_basename`, never from the patient's name or ID). deidentify: PS3.15 Basic
     Profile (see :mod:`medviewer.report.deid`). log: append a "report exported" event to the case's history.
 
+    Both files are written to temporary names and renamed at the end: when one cannot be written, neither is
+    (an existing file at the target is left as it was).
+
     Raises medviewer.report.content.ReportError (unknown case), DeidentificationError (identifiers would remain;
-    nothing is written), OSError (cannot write).
+    nothing is written), ValueError (``pdf`` and ``json_path`` are the same file), OSError (cannot write).
     """
     salt = salt if salt is not None else installation_salt()
     identified = build_report(store, study_uid, max_key_images=max_key_images, salt=salt)
     content = deidentify_report(identified, salt) if deidentify else identified
+    jp = resolve_output(json_path, content, ".json") if json_path is not None else None
+    pp = resolve_output(pdf, content, ".pdf") if pdf is not None else None
+    if jp is not None and pp is not None and os.path.abspath(jp) == os.path.abspath(pp):
+        raise ValueError(f"the PDF and the JSON would both be written to {pp}")
+    # Both files are written to temporary names beside their targets and renamed at the end, so a failure (of
+    # either) leaves neither a partial file nor a JSON without its PDF.
     files: dict[str, str] = {}
-    if json_path is not None:
-        jp = resolve_output(json_path, content, ".json")
-        jp.parent.mkdir(parents=True, exist_ok=True)
-        tmp = jp.with_name(f".{jp.name}.{os.getpid()}.tmp")
-        try:
-            tmp.write_text(json.dumps(content, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-            os.replace(tmp, jp)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
-        files["json"] = str(jp)
-    if pdf is not None:
-        from medviewer.report.pdf import write_pdf
+    tmps: list[Path] = []
+    try:
+        if jp is not None:
+            jp.parent.mkdir(parents=True, exist_ok=True)
+            jtmp = jp.with_name(f".{jp.name}.{os.getpid()}.json.tmp")
+            tmps.append(jtmp)
+            jtmp.write_text(json.dumps(content, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        if pp is not None:
+            from medviewer.report.pdf import write_pdf
 
-        pp = resolve_output(pdf, content, ".pdf")
-        images = render_key_images(store, identified, content)
-        pages = write_pdf(content, pp, images)
-        files["pdf"] = str(pp)
-        files["pages"] = str(pages)
+            pp.parent.mkdir(parents=True, exist_ok=True)
+            ptmp = pp.with_name(f".{pp.name}.{os.getpid()}.pdf.tmp")
+            tmps.append(ptmp)
+            images = render_key_images(store, identified, content)
+            files["pages"] = str(write_pdf(content, ptmp, images))
+        if pp is not None:
+            os.replace(ptmp, pp)
+            files["pdf"] = str(pp)
+        if jp is not None:
+            os.replace(jtmp, jp)
+            files["json"] = str(jp)
+    finally:
+        for t in tmps:
+            if t.exists():
+                t.unlink()
     if log and files:
         store.log_event(study_uid, "report exported", deidentified=bool(deidentify),
                         pdf=files.get("pdf", ""), json=files.get("json", ""),
@@ -159,11 +186,13 @@ def export_worklist_csv(store, out_path: str | os.PathLike, deidentify: bool = F
     Z), StudyInstanceUID -> the same new UID as in de-identified reports (same salt). Cells starting with = + - @
     (and not numbers) are prefixed with an apostrophe against spreadsheet formula injection.
 
+    out_path: the CSV file, or a folder (then ``<folder>/worklist.csv``, see :func:`resolve_worklist_output`).
+
     Raises OSError when ``out_path`` cannot be written.
     """
     salt = salt if salt is not None else (installation_salt() if deidentify else "")
     rows = store.worklist()
-    out_path = Path(out_path)
+    out_path = resolve_worklist_output(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
     try:

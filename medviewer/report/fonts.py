@@ -2,7 +2,12 @@
 
 Search order: DejaVu Sans on the system (``/usr/share/fonts``, ``~/.fonts``, macOS and Windows font folders),
 the copy bundled with matplotlib when it is installed, then Bitstream Vera bundled with reportlab (Latin-1 only).
-Text a font cannot draw is replaced by :func:`printable` rather than rendered as empty boxes.
+
+DejaVu has no Chinese, Japanese or Korean characters: :func:`find_cjk_font` looks for a fallback font that has
+them and that reportlab can embed (TrueType outlines: Droid Sans Fallback, WenQuanYi Micro Hei/Zen Hei, IPA,
+Nanum...; the ``MEDVIEWER_CJK_FONT`` environment variable names one explicitly). Noto Sans CJK / Source Han Sans
+have PostScript (CFF) outlines, which reportlab cannot embed, so they are skipped. Text no font can draw is replaced
+by :func:`printable` rather than rendered as empty boxes (the PDF then says so).
 """
 
 from __future__ import annotations
@@ -78,6 +83,78 @@ def find_ttf(bold: bool = False) -> Path | None:
     return None
 
 
+#: Known CJK-capable fonts, most preferred first (matched against the file name, case-insensitive).
+_CJK_NAMES = ("droidsansfallbackfull", "droidsansfallback", "wqy-microhei", "wqy-zenhei", "ipagp", "ipag",
+              "takaopgothic", "vl-pgothic", "nanumgothic", "undotum", "unifont", "arialuni", "arial unicode", "msyh",
+              "simsun", "msgothic", "malgun", "notosanscjk", "notosanssc", "notosansjp", "sourcehansans")
+#: Where such fonts usually are when fontconfig's ``fc-list`` is not there to ask.
+_CJK_PATHS = (
+    "/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf",
+    "/usr/share/fonts/google-droid-sans-fonts/DroidSansFallbackFull.ttf",
+    "/usr/share/fonts/google-droid/DroidSansFallback.ttf",
+    "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
+    "/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc",
+    "/usr/share/fonts/wqy-microhei/wqy-microhei.ttc",
+    "/usr/share/fonts/wqy-zenhei/wqy-zenhei.ttc",
+    "/usr/share/fonts/opentype/ipafont-gothic/ipagp.ttf",
+    "/usr/share/fonts/truetype/fonts-japanese-gothic.ttf",
+    "/usr/share/fonts/truetype/nanum/NanumGothic.ttf",
+    "/Library/Fonts/Arial Unicode.ttf",
+    "/System/Library/Fonts/Supplemental/Arial Unicode.ttf",
+)
+_CJK_PROBE = 0x4E2D  # 中
+
+
+def _fc_list_cjk() -> list[Path]:
+    """Font files fontconfig lists as having U+4E2D (empty without ``fc-list`` or on any failure)."""
+    import shutil
+    import subprocess
+
+    exe = shutil.which("fc-list")
+    if exe is None:
+        return []
+    try:
+        res = subprocess.run([exe, "-f", "%{file}\\n", f":charset={_CJK_PROBE:x}"], capture_output=True, text=True,
+                             timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [Path(line.strip()) for line in res.stdout.splitlines() if line.strip()]
+
+
+def _cjk_rank(path: Path) -> tuple[int, int, str]:
+    name = path.name.lower()
+    rank = next((i for i, n in enumerate(_CJK_NAMES) if n in name), len(_CJK_NAMES))
+    return rank, 0 if name.endswith((".ttf", ".ttc")) else 1, str(path)
+
+
+@functools.lru_cache(maxsize=None)
+def find_cjk_font() -> Path | None:
+    """Path of a font with CJK characters (U+4E2D) that reportlab can embed, or None when none is installed.
+
+    Candidates: ``$MEDVIEWER_CJK_FONT``, then the fonts ``fc-list`` reports (when fontconfig is installed) and the
+    usual paths (:data:`_CJK_PATHS`, Windows' ``msyh``/``simsun``/``msgothic``/``malgun``), known fonts first. A
+    candidate is accepted when reportlab reads its glyph table (TrueType outlines; at most 12 are tried).
+    """
+    env = os.environ.get("MEDVIEWER_CJK_FONT", "").strip()
+    first = [Path(env)] if env else []
+    found = _fc_list_cjk() + [Path(p) for p in _CJK_PATHS]
+    windir = os.environ.get("WINDIR")
+    if windir:
+        found += [Path(windir) / "Fonts" / n for n in ("msyh.ttc", "simsun.ttc", "msgothic.ttc", "malgun.ttf")]
+    seen: set[Path] = set()
+    tried = 0
+    for p in first + sorted(set(found), key=_cjk_rank):
+        if p in seen or not p.is_file() or p.suffix.lower() not in (".ttf", ".ttc", ".otf"):
+            continue
+        seen.add(p)
+        tried += 1
+        if _CJK_PROBE in ttf_charset(str(p)):
+            return p
+        if tried >= 12:
+            break
+    return None
+
+
 @functools.lru_cache(maxsize=None)
 def ttf_charset(path: str) -> frozenset[int]:
     """Code points that the TrueType font at ``path`` has glyphs for (empty set when unreadable)."""
@@ -101,17 +178,20 @@ def printable(text: str, charset: frozenset[int] | None, encoding: str | None = 
             out.append(ch)
             continue
         ok = (ord(ch) in charset) if charset else _encodable(ch, encoding or "cp1252")
-        if ok:
-            out.append(ch)
-        else:
-            sub = _FALLBACK.get(ch)
-            if sub is None:
-                import unicodedata
-
-                decomposed = unicodedata.normalize("NFKD", ch)
-                sub = "".join(c for c in decomposed if ord(c) < 128 and not unicodedata.combining(c)) or "?"
-            out.append(sub)
+        out.append(ch if ok else stand_in(ch))
     return "".join(out)
+
+
+def stand_in(ch: str) -> str:
+    """The ASCII stand-in of a character a font lacks: from a short table (``±`` -> ``+/-``...), else its
+    decomposition without accents (``ő`` -> ``o``), else ``?`` (nothing printable: the text is lost)."""
+    sub = _FALLBACK.get(ch)
+    if sub is None:
+        import unicodedata
+
+        decomposed = unicodedata.normalize("NFKD", ch)
+        sub = "".join(c for c in decomposed if ord(c) < 128 and not unicodedata.combining(c)) or "?"
+    return sub
 
 
 def _encodable(ch: str, encoding: str) -> bool:
@@ -138,4 +218,4 @@ def pil_font(size: int, bold: bool = False):  # noqa: ANN201 - PIL font object
         return ImageFont.load_default()
 
 
-__all__ = ["find_ttf", "ttf_charset", "printable", "pil_font"]
+__all__ = ["find_ttf", "find_cjk_font", "ttf_charset", "printable", "stand_in", "pil_font"]

@@ -1,7 +1,12 @@
 """The PDF form of a report (reportlab platypus): A4, header table, banner, findings, AI, key images, audit trail.
 
 Text is set in DejaVu Sans when it can be found (see :mod:`medviewer.report.fonts`), so measurement labels and notes
-keep their ``± ° µ ²``; characters the chosen font lacks are replaced by ASCII stand-ins, never dropped silently.
+keep their ``± ° µ ²``; characters it lacks (Chinese, Japanese, Korean...) are set in a fallback font when one is
+installed (:func:`medviewer.report.fonts.find_cjk_font`), else replaced by ASCII stand-ins, never dropped silently:
+a PDF where some had to be printed as ``?`` says so near the top (:data:`FONT_MISSING_WARNING`).
+
+A de-identified report's PDF metadata (CreationDate, ModDate) is its shifted generation time, and its title,
+author, subject and creator carry no identifier (the pseudonym at most).
 Key images are embedded as JPEG (quality 90) at the pixel size they were rendered at, which keeps a page quick to
 rasterise.
 """
@@ -13,12 +18,19 @@ import os
 from pathlib import Path
 from xml.sax.saxutils import escape
 
-from medviewer.report.fonts import find_ttf, printable, ttf_charset
+from medviewer.report import fonts as _fonts
+from medviewer.report.fonts import find_ttf, printable, stand_in, ttf_charset
 from medviewer.report.render import METHOD_NAMES
 
-__all__ = ["write_pdf", "register_fonts"]
+__all__ = ["write_pdf", "register_fonts", "register_fallback_font", "FONT_MISSING_WARNING"]
 
 _FONTS: dict[str, object] = {}
+_FALLBACKS: dict[str, tuple[str, frozenset[int]] | None] = {}
+
+#: Printed near the top of a PDF in which some characters had to be replaced (no installed font has them).
+FONT_MISSING_WARNING = ("Some characters could not be printed: font missing (they are shown as ?; install a font "
+                        "with them, e.g. the Debian/Ubuntu package fonts-droid-fallback for Chinese, Japanese and "
+                        "Korean). The JSON export keeps the full text.")
 
 
 def register_fonts() -> tuple[str, str, frozenset[int] | None]:
@@ -58,6 +70,33 @@ def register_fonts() -> tuple[str, str, frozenset[int] | None]:
             regular, bold, charset = "Helvetica", "Helvetica-Bold", None
     _FONTS.update(regular=regular, bold=bold, charset=charset)
     return regular, bold, charset
+
+
+def register_fallback_font() -> tuple[str, frozenset[int]] | None:
+    """Register the fallback font for characters the main font lacks (CJK: :func:`fonts.find_cjk_font`) once per
+    font file; returns (font name, charset), or None when there is no usable one."""
+    path = _fonts.find_cjk_font()
+    if path is None:
+        return None
+    key = str(path)
+    if key not in _FALLBACKS:
+        from reportlab.lib.fonts import addMapping
+        from reportlab.pdfbase import pdfmetrics
+        from reportlab.pdfbase.ttfonts import TTFont
+
+        name = f"MVFallback{len(_FALLBACKS)}"
+        try:
+            charset = ttf_charset(key)
+            if not charset:
+                raise ValueError("no glyph table")
+            pdfmetrics.registerFont(TTFont(name, key))
+            for bold in (0, 1):
+                for italic in (0, 1):
+                    addMapping(name, bold, italic, name)
+            _FALLBACKS[key] = (name, charset)
+        except Exception:  # noqa: BLE001 - an unreadable font: no fallback
+            _FALLBACKS[key] = None
+    return _FALLBACKS[key]
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -120,6 +159,10 @@ class _Doc:
         from reportlab.lib.styles import ParagraphStyle
 
         self.regular, self.bold, self.charset = register_fonts()
+        fb = register_fallback_font()
+        self.fallback, self.fallback_charset = fb if fb is not None else (None, frozenset())
+        #: True once a character had to be printed as "?" (no installed font has it).
+        self.missing = False
         self.colors = colors
         base = {"fontName": self.regular, "fontSize": 9, "leading": 11.5}
         self.styles = {
@@ -144,11 +187,44 @@ class _Doc:
                                       textColor=colors.HexColor("#333333"), spaceAfter=2),
         }
 
-    def text(self, s) -> str:  # noqa: ANN001
-        """Escaped, drawable text (newlines become line breaks)."""
+    def _main_has(self, ch: str) -> bool:
+        if self.charset is not None:
+            return ord(ch) in self.charset
+        try:
+            ch.encode("cp1252")
+            return True
+        except UnicodeEncodeError:
+            return False
+
+    def runs(self, s) -> list[tuple[str | None, str]]:  # noqa: ANN001
+        """``s`` as (font name, text) runs: None for the main font, the fallback font's name for characters only
+        it has; characters no font has are replaced (:func:`fonts.stand_in`; :attr:`missing` set when lost)."""
         s = "" if s is None else str(s)
-        s = printable(s, self.charset, None if self.charset else "cp1252")
-        return escape(s).replace("\n", "<br/>")
+        out: list[tuple[str | None, str]] = []
+        for ch in s:
+            font = None
+            if ch in "\n\t" or self._main_has(ch):
+                piece = ch
+            elif self.fallback is not None and ord(ch) in self.fallback_charset:
+                font, piece = self.fallback, ch
+            else:
+                piece = stand_in(ch)
+                if piece == "?":
+                    self.missing = True
+            if out and out[-1][0] == font:
+                out[-1] = (font, out[-1][1] + piece)
+            else:
+                out.append((font, piece))
+        return out
+
+    def text(self, s) -> str:  # noqa: ANN001
+        """Escaped, drawable Paragraph markup (newlines become line breaks; characters only the fallback font has
+        are set in it)."""
+        parts = []
+        for font, t in self.runs(s):
+            t = escape(t).replace("\n", "<br/>")
+            parts.append(t if font is None else f'<font name="{font}">{t}</font>')
+        return "".join(parts)
 
     def p(self, s, style: str = "body", raw: bool = False):  # noqa: ANN001, ANN201
         from reportlab.platypus import Paragraph
@@ -187,17 +263,33 @@ class _Doc:
         return t
 
 
-def _footer_canvas(doc_font: str, left: str, generated: str, charset):  # noqa: ANN001, ANN202
-    """A canvas class that writes "page N of M", the generation time and the banner text in every footer."""
+def _pdf_date(iso: str | None) -> str:
+    """ISO 8601 UTC ``YYYY-MM-DDTHH:MM:SSZ`` -> PDF date ``D:YYYYMMDDHHMMSS+00'00'`` (PDF 32000-1 7.9.4); the
+    reportlab default date (2000-01-01, its "invariant" time) when ``iso`` is not such a time."""
+    import re
+
+    m = re.fullmatch(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)Z", iso or "")
+    return "D:" + ("".join(m.groups()) if m else "20000101000000") + "+00'00'"
+
+
+def _footer_canvas(doc_font: str, left: str, generated: str, charset, pdf_date: str | None = None,  # noqa: ANN001
+                   runs=None):  # noqa: ANN001, ANN202
+    """A canvas class that writes "page N of M", the generation time and the banner text in every footer.
+
+    pdf_date: the PDF date written as the document's CreationDate and ModDate instead of the current time (for
+    de-identified reports: the shifted generation time). runs: a function splitting ``left`` into (font name or
+    None, text) runs (fallback font for characters the main font lacks)."""
     from reportlab.lib.units import mm
     from reportlab.pdfgen import canvas
 
-    left = printable(left, charset, None if charset else "cp1252")
+    left_runs = runs(left) if runs is not None else [(None, printable(left, charset, None if charset else "cp1252"))]
 
     class FooterCanvas(canvas.Canvas):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             self._pages: list[dict] = []
+            if pdf_date is not None:
+                self.setDateFormatter(lambda *_ymdhms: pdf_date)
 
         def showPage(self) -> None:  # noqa: N802 - reportlab's API
             self._pages.append(dict(self.__dict__))
@@ -219,7 +311,12 @@ def _footer_canvas(doc_font: str, left: str, generated: str, charset):  # noqa: 
             self.line(15 * mm, 14 * mm, w - 15 * mm, 14 * mm)
             self.setFont(doc_font, 7.5)
             self.setFillColorRGB(0.3, 0.3, 0.3)
-            self.drawString(15 * mm, 10 * mm, left)
+            x = 15 * mm
+            for font, text in left_runs:
+                self.setFont(font or doc_font, 7.5)
+                self.drawString(x, 10 * mm, text)
+                x += self.stringWidth(text, font or doc_font, 7.5)
+            self.setFont(doc_font, 7.5)
             self.drawRightString(w - 15 * mm, 10 * mm, f"Page {self._pageNumber} of {total}")
             self.setFillColorRGB(0.65, 0.1, 0.1)
             self.drawString(15 * mm, 6.5 * mm, "NOT FOR DIAGNOSTIC USE")
@@ -609,6 +706,7 @@ def write_pdf(content: dict, out_path: str | os.PathLike, images=None) -> int:  
         story.append(d.p(sub, "subtitle"))
     story += _banner(d, content, width)
     story.append(Spacer(1, 3 * mm))
+    warn_at = len(story)
     story += _header_section(d, content, width)
     story.append(Spacer(1, 2 * mm))
     story += _signoff(d, content)
@@ -622,12 +720,19 @@ def write_pdf(content: dict, out_path: str | os.PathLike, images=None) -> int:  
 
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
-    title = "medviewer report" + (f" {content.get('pseudonym', '')}" if deid else "")
+    # Document information: nothing about the patient. A de-identified report's dates are its shifted
+    # generation time (never the real time, which would give the secret date shift away), and "invariant" mode
+    # keeps the real time out of the file ID too.
+    title = "medviewer report" + (f" {printable(str(content.get('pseudonym', '')), None, 'ascii')}" if deid else "")
     doc = SimpleDocTemplate(str(tmp), pagesize=A4, leftMargin=margin, rightMargin=margin, topMargin=14 * mm,
                             bottomMargin=20 * mm, title=title, author="medviewer",
-                            subject="Not for diagnostic use", creator="medviewer")
+                            subject="Not for diagnostic use", creator="medviewer", invariant=1 if deid else None)
+    canvasmaker = _footer_canvas(d.regular, who, generated, d.charset,
+                                 _pdf_date(content.get("generated_at")) if deid else None, d.runs)
+    if d.missing:
+        story.insert(warn_at, d.p(FONT_MISSING_WARNING, "warn"))
     try:
-        doc.build(story, canvasmaker=_footer_canvas(d.regular, who, generated, d.charset))
+        doc.build(story, canvasmaker=canvasmaker)
         os.replace(tmp, out_path)
     finally:
         if tmp.exists():

@@ -30,6 +30,7 @@ of images (keyed by SOPInstanceUID and frame) and shows those of the image on sc
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -54,7 +55,13 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QAbstractItemView, QApplication, QInputDialog, QWidget
 
-from medviewer.imaging.annotations import KINDS, Annotation, Measurement, measure
+from medviewer.imaging.annotations import (
+    KINDS,
+    NO_SPACING_WARNING,
+    Annotation,
+    Measurement,
+    measure,
+)
 
 if TYPE_CHECKING:
     from medviewer.ui.viewer import ImageViewer
@@ -87,6 +94,9 @@ SHORTCUTS: list[tuple[str, str]] = [
     ("Ctrl+Shift+Z / Ctrl+Y", "redo annotation change"),
 ]
 
+#: What :meth:`AnnotationLayer.describe` calls each kind.
+_KIND_NAMES = {kind: text for kind, text, _ in TOOLS if kind is not None}
+
 _TOOL_KEYS = {Qt.Key.Key_N: None, Qt.Key.Key_L: "length", Qt.Key.Key_G: "angle", Qt.Key.Key_B: "rect",
               Qt.Key.Key_E: "ellipse", Qt.Key.Key_W: "arrow", Qt.Key.Key_X: "text"}
 
@@ -101,6 +111,9 @@ _Z = 20.0
 _HANDLE_RADIUS = 4  # screen pixels
 _MIN_DRAG_PX = 3.0  # a drag shorter than this (screen pixels) draws nothing
 _LABEL_FONT = ("DejaVu Sans", 9)  # family, points (the QFont is made when needed: after the QApplication)
+_LABEL_GAP = 3.0  # screen pixels between an annotation and its measurement label
+_LABEL_MARGIN = 2.0  # screen pixels kept between a label and the edge of the view (when it fits)
+_LABEL_REORDER_MAX = 16  # labels on screen up to which a crowded layout is retried in other orders
 
 
 def _pen(color, width: float = 2.0):  # noqa: ANN001
@@ -133,6 +146,59 @@ def _same_points(a: Annotation, b: Annotation, tol: float = 1e-6) -> bool:
 def _norm_box(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
     (x0, y0), (x1, y1) = points
     return [(min(x0, x1), min(y0, y1)), (max(x0, x1), max(y0, y1))]
+
+
+def _overlap(r: QRectF, rects: list[QRectF]) -> float:
+    """Area of ``r`` over ``rects`` (summed)."""
+    total = 0.0
+    for o in rects:
+        if r.intersects(o):
+            i = r.intersected(o)
+            total += i.width() * i.height()
+    return total
+
+
+def _marks_of(boxes: list[QRectF], lines: list[list[QPointF]]) -> list[tuple]:
+    """Annotations as plain floats for :func:`_covered`: ``("box", l, t, r, b)`` and ``("seg", x0, y0, x1, y1)``."""
+    out: list[tuple] = [("box", b.left(), b.top(), b.right(), b.bottom()) for b in boxes]
+    for pts in lines:
+        out += [("seg", a.x(), a.y(), b.x(), b.y()) for a, b in itertools.pairwise(pts)]
+    return out
+
+
+def _covered(r: QRectF, marks: list[tuple]) -> float:
+    """How much of the annotations ``marks`` (:func:`_marks_of`) ``r`` covers: the area of each box inside ``r``,
+    and for each line segment its length inside ``r`` times 10 px (a band along the line)."""
+    left, top, right, bottom = r.left(), r.top(), r.right(), r.bottom()
+    total = 0.0
+    for kind, x0, y0, x1, y1 in marks:
+        if max(x0, x1) <= left or min(x0, x1) >= right or max(y0, y1) <= top or min(y0, y1) >= bottom:
+            continue
+        if kind == "box":
+            total += (min(x1, right) - max(x0, left)) * (min(y1, bottom) - max(y0, top))
+        else:
+            total += 10.0 * _length_inside(x0, y0, x1, y1, left, top, right, bottom)
+    return total
+
+
+def _length_inside(x0: float, y0: float, x1: float, y1: float, left: float, top: float, right: float,
+                   bottom: float) -> float:
+    """Length of the segment (x0, y0)-(x1, y1) inside the rectangle (Liang-Barsky clipping)."""
+    dx, dy = x1 - x0, y1 - y0
+    t0, t1 = 0.0, 1.0
+    for p, q in ((-dx, x0 - left), (dx, right - x0), (-dy, y0 - top), (dy, bottom - y0)):
+        if p == 0:
+            if q < 0:
+                return 0.0
+            continue
+        t = q / p
+        if p < 0:
+            t0 = max(t0, t)
+        else:
+            t1 = min(t1, t)
+        if t0 >= t1:
+            return 0.0
+    return (t1 - t0) * math.hypot(dx, dy)
 
 
 # ==================================================================================================== graphics
@@ -412,6 +478,10 @@ def _make_label() -> pg.TextItem:
 
 
 # ==================================================================================================== commands
+# The layer's annotations can change outside the undo stack (AnnotationLayer.apply_external / remove_external: another
+# viewport on the same series, the main window's copy). So a command never assumes the state it left: undoing an add
+# removes whatever version is there now (and a redo restores that version), undoing/redoing a modify of an annotation
+# removed meanwhile does nothing, and nothing raises.
 class _AddCommand(QUndoCommand):
     def __init__(self, layer: "AnnotationLayer", ann: Annotation, text: str):
         super().__init__(text)
@@ -421,7 +491,10 @@ class _AddCommand(QUndoCommand):
         self.layer._put(self.ann)
 
     def undo(self) -> None:  # noqa: D102
-        self.layer._drop(self.ann.uid)
+        current = self.layer._all.get(self.ann.uid)
+        if current is not None:
+            self.ann = current  # changed externally since: a redo brings back what this undo removed
+        self.layer._drop(self.ann.uid)  # emits annotation_deleted only when something was removed
 
 
 class _DeleteCommand(QUndoCommand):
@@ -430,6 +503,9 @@ class _DeleteCommand(QUndoCommand):
         self.layer, self.ann = layer, ann
 
     def redo(self) -> None:  # noqa: D102
+        current = self.layer._all.get(self.ann.uid)
+        if current is not None:
+            self.ann = current
         self.layer._drop(self.ann.uid)
 
     def undo(self) -> None:  # noqa: D102
@@ -442,10 +518,12 @@ class _ModifyCommand(QUndoCommand):
         self.layer, self.before, self.after = layer, before, after
 
     def redo(self) -> None:  # noqa: D102
-        self.layer._put(self.after)
+        if self.after.uid in self.layer._all:  # removed externally meanwhile: nothing to modify
+            self.layer._put(self.after)
 
     def undo(self) -> None:  # noqa: D102
-        self.layer._put(self.before)
+        if self.before.uid in self.layer._all:
+            self.layer._put(self.before)
 
 
 # ==================================================================================================== layer
@@ -462,7 +540,10 @@ class AnnotationLayer(QObject):
 
     Signals: ``annotation_saved(Annotation)`` after an add or a change (including by undo/redo);
     ``annotation_deleted(uid)`` after a removal (including an undone add); ``tool_changed(kind or None)``;
-    ``selection_changed(uid or None)``. :meth:`set_annotations` emits none of them.
+    ``selection_changed(uid or None)``. :meth:`set_annotations`, :meth:`apply_external` and :meth:`remove_external`
+    emit none of them and leave the undo stack alone (changes made elsewhere: another viewport on the same series,
+    the main window's copy); undo/redo steps about an annotation changed or removed that way never raise (undoing
+    a change of a removed annotation does nothing).
 
     ``text_provider(parent widget, current text) -> str | None`` gives the text of a new text annotation (and of
     an edited one); the default asks with a dialog (:func:`ask_text`); None or "" cancels.
@@ -485,9 +566,11 @@ class AnnotationLayer(QObject):
         self._tool: str | None = None
         self._selected: str | None = None
         self._draft: dict | None = None  # drawing in progress: kind, points (view), preview item
+        self._layout_held = False  # True while sync() shows several annotations: labels are laid out once after
         viewer.installEventFilter(self)
         viewer.graphics.scene().sigMouseMoved.connect(self._mouse_moved)
         viewer.view.sigTransformChanged.connect(lambda *_: self._fit_labels())
+        viewer.view.sigResized.connect(lambda *_: self._fit_labels())
 
     # ------------------------------------------------------------------------------------------ public API
     @property
@@ -558,6 +641,18 @@ class AnnotationLayer(QObject):
         ann = self._all[uid]
         self.undo_stack.push(_DeleteCommand(self, ann, f"Delete {ann.kind}"))
 
+    def apply_external(self, annotation: Annotation) -> None:
+        """Add ``annotation``, or replace the one with its uid (geometry, text, image), as changed elsewhere (another
+        viewport on the same series, the main window's copy): shown at once when its image is on screen, but NOT
+        undoable and emitting neither ``annotation_saved`` nor ``annotation_deleted`` (no echo back to the sender).
+        Undo/redo commands of this layer about that annotation keep working (see the commands above)."""
+        self._put(annotation, emit=False)
+
+    def remove_external(self, uid: str) -> None:
+        """Forget annotation ``uid``, removed elsewhere: like :meth:`apply_external`, not undoable and without
+        signals. No-op for an unknown uid."""
+        self._drop(uid, emit=False)
+
     def delete_selected(self) -> bool:
         """Delete the selected annotation; False when none is selected."""
         if self._selected is None or self._selected not in self._all:
@@ -617,6 +712,49 @@ class AnnotationLayer(QObject):
         Raises KeyError for an unknown uid."""
         return self._measure(self._all[uid])
 
+    def describe(self, uid: str) -> str:
+        """One line describing annotation ``uid``, for lists (the case dock): what it is and measures, then
+        ``", slice K/N"`` when its image is in the viewer's volume (K 1-based in the stack of N), e.g.
+        ``"Length 42.1 mm, slice 12/140"``, ``"Ellipse ROI: mean 40.2 HU, SD 3.1, area 120.5 mm², slice 3/40"``,
+        ``"Angle 35.0°"``, ``"Arrow"``, ``"Text: Lesion 1"``. A comment on a measurement follows it in quotes; sizes
+        without PixelSpacing read ``"... px (px: no PixelSpacing)"``, those of an image outside the viewer's volume
+        (measured without its spacing) ``"... px (px: image not loaded)"``. ROI statistics need the image in the
+        viewer's volume (decoded), else the area only. Raises KeyError for an unknown uid."""
+        ann = self._all[uid]
+        m = self._measure(ann)
+        lu = "mm" if m.calibrated else "px"
+        u = f" {m.units}" if m.units else ""
+        comment = " ".join(ann.text.split())  # one line
+        if ann.kind == "text":
+            text = f"Text: {comment}"
+            comment = ""
+        elif ann.kind == "length":
+            text = f"Length {m.length:.1f} {lu}"
+        elif ann.kind == "angle":
+            text = "Angle" + (f" {m.angle_deg:.1f}\N{DEGREE SIGN}" if m.angle_deg is not None else "")
+        elif ann.kind in ("rect", "ellipse"):
+            area = f"area {m.area:.1f} {lu}\N{SUPERSCRIPT TWO}"
+            if m.mean is not None:
+                stats = f"mean {m.mean:.1f}{u}, SD {m.sd:.1f}, {area}"
+            elif m.n_pixels == 0:
+                stats = f"{area} (no pixels inside)"
+            else:
+                stats = area
+            text = f"{_KIND_NAMES[ann.kind]}: {stats}"
+        else:
+            text = _KIND_NAMES.get(ann.kind, ann.kind.capitalize())
+        if comment:
+            text += f' "{comment}"'
+        vol = self.viewer.volume
+        k = self._slice_of((ann.sop_instance_uid, ann.frame))
+        if m.warning == NO_SPACING_WARNING:
+            text += " (px: no PixelSpacing)" if k is not None else " (px: image not loaded)"
+        elif m.warning:
+            text += f" ({m.warning})"
+        if k is not None and vol is not None and vol.stack is not None:
+            text += f", slice {k + 1}/{len(vol.stack.slices)}"
+        return text
+
     def image_to_view(self, x: float, y: float) -> QPointF:
         """Image pixel coordinates (x = column, y = row) to view coordinates (mm) of the current volume."""
         sc, sr = self._scale()
@@ -651,8 +789,13 @@ class AnnotationLayer(QObject):
         self._shown = (vol, key, ready) if vol is not None else None
         if key is None:
             return
-        for ann in self.annotations_for(*key):
-            self._show(ann)
+        self._layout_held = True  # one label layout for all, not one per annotation shown
+        try:
+            for ann in self.annotations_for(*key):
+                self._show(ann)
+        finally:
+            self._layout_held = False
+        self._layout_labels()
 
     def _clear_graphics(self) -> None:
         if self._selected is not None:
@@ -703,14 +846,15 @@ class AnnotationLayer(QObject):
         return _TextMark(ann.text, pts[0])
 
     # ------------------------------------------------------------------------------------------ store + emit
-    def _put(self, ann: Annotation) -> None:
-        """Insert or replace ``ann`` (no undo entry), refresh its graphic, emit ``annotation_saved``."""
+    def _put(self, ann: Annotation, emit: bool = True) -> None:
+        """Insert or replace ``ann`` (no undo entry), refresh its graphic, emit ``annotation_saved`` (if ``emit``)."""
         self._all[ann.uid] = ann
         g = self._graphics.get(ann.uid)
         on_screen = self._on_screen(ann)
-        if g is not None and not on_screen:
+        if g is not None and (not on_screen or g.kind != ann.kind):
             self._hide(ann.uid)
-        elif g is not None:
+            g = None
+        if g is not None:
             if not _same_points(self._annotation_of(g, ann), ann):
                 g.set_view_points([self.image_to_view(x, y) for x, y in ann.points])
             if isinstance(g, _TextMark) and g.toPlainText() != ann.text:
@@ -718,14 +862,18 @@ class AnnotationLayer(QObject):
             self._update_label(g, ann)
         elif on_screen:
             self._show(ann)
-        self.annotation_saved.emit(ann)
+        if emit:
+            self.annotation_saved.emit(ann)
 
-    def _drop(self, uid: str) -> None:
-        """Remove ``uid`` (no undo entry), emit ``annotation_deleted``."""
+    def _drop(self, uid: str, emit: bool = True) -> bool:
+        """Remove ``uid`` (no undo entry), emit ``annotation_deleted`` (if ``emit``); False when it was unknown."""
         if self._all.pop(uid, None) is None:
-            return
+            return False
         self._hide(uid)
-        self.annotation_deleted.emit(uid)
+        self._layout_labels()  # the labels it kept off its own may move back
+        if emit:
+            self.annotation_deleted.emit(uid)
+        return True
 
     # ------------------------------------------------------------------------------------------ measuring
     def _scale(self) -> tuple[float, float]:
@@ -783,55 +931,150 @@ class AnnotationLayer(QObject):
         if label is None:
             return
         text = self._label_for(ann)
-        label.setText(text)
+        if label.toPlainText() != text:
+            label.setText(text)
         label.setVisible(bool(text))
-        if not text:
-            return
-        pts = g.view_points()
-        if ann.kind in ("rect", "ellipse"):
-            (x0, y0), (x1, y1) = (pts[0].x(), pts[0].y()), (pts[1].x(), pts[1].y())
-            anchor, pos = (0.0, 0.0), QPointF(min(x0, x1), max(y0, y1))  # under the box, left-aligned
-        elif ann.kind == "angle":
-            a, v, c = pts
-            # Opposite the bisector of the two arms, so the text sits outside the angle.
-            na = math.hypot(a.x() - v.x(), a.y() - v.y()) or 1.0
-            nc = math.hypot(c.x() - v.x(), c.y() - v.y()) or 1.0
-            bx = (a.x() - v.x()) / na + (c.x() - v.x()) / nc
-            by = (a.y() - v.y()) / na + (c.y() - v.y()) / nc
-            anchor, pos = (0.0 if bx <= 0 else 1.0, 0.0 if by <= 0 else 1.0), v
-        else:  # length, arrow: beyond the end point (length) / the tail (arrow), away from the line
-            far, near = (pts[1], pts[0]) if ann.kind == "length" else (pts[0], pts[1])
-            anchor, pos = (0.0 if far.x() >= near.x() else 1.0, 0.0 if far.y() >= near.y() else 1.0), far
-        label.preferred_anchor = anchor
-        label.setPos(pos)
-        self._fit_label(label)
+        self._layout_labels()
 
-    def _fit_label(self, label: pg.TextItem) -> None:
-        """Anchor ``label`` on its preferred side of its point unless it would leave the viewport there."""
-        ax, ay = getattr(label, "preferred_anchor", (0.0, 0.0))
+    def _fit_labels(self) -> None:  # the view was zoomed, panned or resized
+        self._layout_labels()
+
+    def _layout_labels(self) -> None:
+        """Place every shown measurement label (greedy, one label after the other).
+
+        Candidate positions of a label: its preferred side (under a box, beyond a length's end or an arrow's tail,
+        outside an angle), then right of, left of, below and above its annotation (then those sides aligned the
+        other way); each shifted into the view when it pokes out. A label takes the first candidate that needs no
+        shifting, overlaps no label placed before it (nor a text annotation) and covers no annotation; failing that
+        the best by: least overlap with those labels, then least annotation covered, then least shifted. When that
+        leaves some label over another or over an annotation, the labels (up to ``_LABEL_REORDER_MAX``) are placed
+        again in other orders (reversed, top to bottom, bottom to top) and the best layout is kept. A label larger
+        than the view keeps its left (top) edge visible, on the side of its annotation with more room. The label of
+        an annotation wholly outside the view stays on its preferred side (it is not pulled into view, and does not
+        push the others)."""
         view = self.viewer.view
-        label.setAnchor((ax, ay))
-        label.updateTransform(force=True)
-        box = label.mapRectToScene(label.boundingRect())
-        area = view.sceneBoundingRect()
-        p = view.mapViewToScene(label.pos())
-        w, h = box.width(), box.height()
-        if w <= 0 or h <= 0 or w > area.width() or h > area.height():
+        if self._layout_held or view.scene() is None or not self._labels:
             return
-        if p.x() - ax * w + w > area.right():
-            ax = 1.0
-        elif p.x() - ax * w < area.left():
-            ax = 0.0
-        if p.y() - ay * h + h > area.bottom():
-            ay = 1.0
-        elif p.y() - ay * h < area.top():
-            ay = 0.0
-        label.setAnchor((ax, ay))
+        area = view.sceneBoundingRect()
+        fixed: list[QRectF] = []  # scene rects no label may overlap: the text annotations, where the user put them
+        boxes: list[QRectF] = []  # scene geometry of every shown annotation, for "covers"
+        lines: list[list[QPointF]] = []
+        for g in self._graphics.values():
+            if isinstance(g, _TextMark):
+                fixed.append(g.mapRectToScene(g.boundingRect()))
+                continue
+            pts = [view.mapViewToScene(p) for p in g.view_points()]
+            if g.kind in ("rect", "ellipse"):
+                boxes.append(QRectF(pts[0], pts[1]).normalized())
+            else:
+                lines.append(pts)
+        marks = _marks_of(boxes, lines)
+        todo = []  # (label, candidate top-lefts (preferred first), the same shifted into view, w, h, anchor)
+        for uid, label in self._labels.items():
+            g = self._graphics.get(uid)
+            if g is None or not label.isVisible():
+                continue
+            w, h, anchor, shape, candidates = self._label_candidates(label, g)
+            if w <= 0 or h <= 0 or not shape.adjusted(-1, -1, 1, 1).intersects(area):
+                label.setPos(view.mapSceneToView(candidates[0]))  # out of view: left where it would be
+                continue
+            shifted = [self._shift_into(tl, w, h, area, anchor) for tl in candidates]
+            todo.append((label, candidates, shifted, w, h, anchor))
+        if not todo:
+            return
 
-    def _fit_labels(self) -> None:
-        for label in self._labels.values():
-            if label.isVisible():
-                self._fit_label(label)
+        def greedy(order: list[int]) -> tuple[tuple[float, float, float], dict[int, QRectF]]:
+            placed, where = list(fixed), {}
+            total = [0.0, 0.0, 0.0]
+            for i in order:
+                _, candidates, shifted, w, h, _ = todo[i]
+                best = None
+                for n, (tl, sh) in enumerate(zip(candidates, shifted)):
+                    r = QRectF(sh.x(), sh.y(), w, h)
+                    shift = math.hypot(sh.x() - tl.x(), sh.y() - tl.y())
+                    cost = (_overlap(r, placed), _covered(r, marks), shift, n)
+                    if best is None or cost < best[0]:
+                        best = (cost, r)
+                    if cost[:3] == (0.0, 0.0, 0.0):
+                        break
+                where[i] = best[1]
+                placed.append(best[1])
+                total = [t + c for t, c in zip(total, best[0][:3])]
+            return (total[0], total[1], total[2]), where
+
+        order = list(range(len(todo)))
+        best = greedy(order)
+        if best[0][:2] != (0.0, 0.0) and 1 < len(todo) <= _LABEL_REORDER_MAX:
+            top = [r.top() for r in (t[5] for t in todo)]
+            for other in (order[::-1], sorted(order, key=lambda i: top[i]), sorted(order, key=lambda i: -top[i])):
+                result = greedy(other)
+                if result[0] < best[0]:
+                    best = result
+                if best[0][:2] == (0.0, 0.0):
+                    break
+        for i, r in best[1].items():
+            todo[i][0].setPos(view.mapSceneToView(r.topLeft()))
+
+    def _label_candidates(self, label: pg.TextItem, g) -> tuple:  # noqa: ANN001
+        """``(w, h, anchor, shape, candidates)`` for ``label`` of graphic ``g``, in scene coordinates: the label's
+        size, the rect it goes around (a box, or an annotation's end point), the annotation's bounding rect, and
+        the label's candidate top-left corners, preferred first (see :meth:`_layout_labels`). Anchors the label by
+        its top-left corner."""
+        view = self.viewer.view
+        label.setAnchor((0, 0))
+        label.updateTransform(force=True)
+        size = label.mapRectToScene(label.boundingRect())
+        w, h = size.width(), size.height()
+        pts = [view.mapViewToScene(p) for p in g.view_points()]
+        px, py = [p.x() for p in pts], [p.y() for p in pts]
+        shape = QRectF(QPointF(min(px), min(py)), QPointF(max(px), max(py)))
+        gap = _LABEL_GAP
+        if g.kind in ("rect", "ellipse"):
+            anchor = shape
+            preferred = QPointF(shape.left(), shape.bottom() + gap)  # under the box, left-aligned
+            ys = (shape.top(), shape.bottom() - h)  # beside the box: top-aligned, else bottom-aligned
+            xs = (shape.left(), shape.right() - w)  # under / over it: left-aligned, else right-aligned
+        else:
+            if g.kind == "angle":  # opposite the bisector of the two arms: outside the angle
+                a, p, c = pts
+                na = math.hypot(a.x() - p.x(), a.y() - p.y()) or 1.0
+                nc = math.hypot(c.x() - p.x(), c.y() - p.y()) or 1.0
+                bx = (a.x() - p.x()) / na + (c.x() - p.x()) / nc
+                by = (a.y() - p.y()) / na + (c.y() - p.y()) / nc
+                right, down = bx <= 0, by <= 0
+            else:  # length: beyond its end point; arrow: beyond its tail; away from the line
+                p, near = (pts[1], pts[0]) if g.kind == "length" else (pts[0], pts[1])
+                right, down = p.x() >= near.x(), p.y() >= near.y()
+            anchor = QRectF(p, p)
+            x_right, x_left = p.x() + gap, p.x() - gap - w
+            y_down, y_up = p.y() + gap, p.y() - gap - h
+            preferred = QPointF(x_right if right else x_left, y_down if down else y_up)
+            ys = (y_down, y_up) if down else (y_up, y_down)  # the preferred quadrant first
+            xs = (x_right, x_left) if right else (x_left, x_right)
+        candidates = [preferred]
+        for x, y in zip(xs, ys):  # right, left, below, above; then the same, aligned the other way
+            candidates += [QPointF(anchor.right() + gap, y), QPointF(anchor.left() - gap - w, y),
+                           QPointF(x, anchor.bottom() + gap), QPointF(x, anchor.top() - gap - h)]
+        return w, h, anchor, shape, candidates
+
+    @staticmethod
+    def _shift_into(tl: QPointF, w: float, h: float, area: QRectF, anchor: QRectF) -> QPointF:
+        """Top-left ``tl`` of a ``w`` x ``h`` label moved the least to lie inside ``area`` (``_LABEL_MARGIN`` from
+        its edges when it fits with them). Along an axis where the label is larger than ``area``: next to
+        ``anchor`` on the side with more room, its left / top edge inside ``area``."""
+
+        def axis(v: float, size: float, lo: float, hi: float, near: float, far: float) -> float:
+            if lo <= v and v + size <= hi:
+                return v
+            if size + 2 * _LABEL_MARGIN <= hi - lo:
+                return min(max(v, lo + _LABEL_MARGIN), hi - _LABEL_MARGIN - size)
+            if size <= hi - lo:
+                return min(max(v, lo), hi - size)
+            v = far + _LABEL_GAP if hi - far >= near - lo else near - _LABEL_GAP - size
+            return min(max(v, lo), hi - 1.0)
+
+        return QPointF(axis(tl.x(), w, area.left(), area.right(), anchor.left(), anchor.right()),
+                       axis(tl.y(), h, area.top(), area.bottom(), anchor.top(), anchor.bottom()))
 
     # ------------------------------------------------------------------------------------------ graphics events
     def _graphic_changed(self, g) -> None:  # noqa: ANN001 - live: while a handle or the body is dragged

@@ -163,7 +163,7 @@ class MainWindow(QMainWindow):
         wl_dock.setWidget(self.worklist)
         wl_dock.setObjectName("worklist")
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, wl_dock)
-        self.resizeDocks([wl_dock], [170], Qt.Orientation.Vertical)
+        self.resizeDocks([wl_dock], [200], Qt.Orientation.Vertical)
         self.worklist_dock = wl_dock
         self.rescore_job: Job | None = None
         self.export_job: Job | None = None
@@ -772,7 +772,8 @@ class MainWindow(QMainWindow):
             return export_case(store, uid, pdf=path, json_path=json_path, deidentify=deidentify)
 
         job = Job(work)
-        job.signals.finished.connect(lambda _r: (self.statusBar().showMessage(f"Report written: {path}"),
+        written = path + (f" and {json_path}" if json_path else "")
+        job.signals.finished.connect(lambda _r: (self.statusBar().showMessage(f"Report written: {written}"),
                                                  self.export_finished.emit(path)))
         job.signals.failed.connect(lambda msg: self._on_failed("Export failed: " + msg))
         self.export_job = self.runner.start(job)

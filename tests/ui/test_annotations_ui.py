@@ -580,3 +580,272 @@ def test_actions_drive_the_active_viewer_and_keys_do_not_clash(make_viewer, phan
     for kind, text, key in TOOLS:
         assert actions[kind or "navigate"].shortcut() == QKeySequence(key)
         assert any(key in keys for keys, _ in SHORTCUTS)
+
+
+# ------------------------------------------------------------------------------------------------- label placement
+def _scene_rect(item):  # noqa: ANN001, ANN202 - a graphics item's rect on screen (scene coordinates)
+    return item.mapRectToScene(item.boundingRect())
+
+
+@pytest.fixture
+def philips_viewer(qtbot, philips_path):
+    """``philips_viewer(width, height)``: a shown ImageViewer of that size on the real Philips CT, middle slice."""
+    from medviewer.ui.viewer import ImageViewer
+
+    def make(width: int, height: int):
+        v = ImageViewer()
+        qtbot.addWidget(v)
+        v.resize(width, height)
+        v.show()
+        qtbot.waitExposed(v)
+        v.set_volume(_load(philips_path))
+        v.set_slice(70)
+        qtbot.wait(20)
+        return v
+
+    return make
+
+
+def test_roi_labels_stay_inside_a_2x2_viewport_and_apart(philips_viewer, qtbot):
+    # 314 x 271: one cell of the 2x2 layout of the default 1280 x 820 window, a 210 px wide view (the colour bar
+    # column takes the rest). A tester saw a 169 px ROI label there flipped left and clipped (x -78..91 with the
+    # view at 9..219), and the labels of two neighbouring ROIs on top of each other.
+    v = philips_viewer(314, 271)
+    layer = v.annotations
+    area = v.view.sceneBoundingRect()
+    assert 200 < area.width() < 220
+    key = key_of(v, 70)
+    a = Annotation("ellipse", [(300.0, 240.0), (360.0, 290.0)], *key)  # side by side, right of the centre
+    b = Annotation("ellipse", [(370.0, 240.0), (430.0, 290.0)], *key)
+    layer.add(a)
+    layer.add(b)
+    qtbot.wait(20)
+
+    def check() -> None:
+        la, lb = (_scene_rect(layer._labels[x.uid]) for x in (a, b))
+        for r in (la, lb):
+            assert area.contains(r), (r, area)
+            assert r.width() > 140  # the full three-line statistics label
+        assert not la.intersects(lb), (la, lb)
+        for x in (a, b):  # and no label hides either ROI
+            roi = _scene_rect(layer.graphic(x.uid)).adjusted(6, 6, -6, -6)  # the box without the pick margin
+            assert not la.intersects(roi) and not lb.intersects(roi)
+
+    # The preferred place (under the ROI, left-aligned) would run past the right edge of the view here.
+    ga, la = _scene_rect(layer.graphic(a.uid)), _scene_rect(layer._labels[a.uid])
+    assert ga.left() + la.width() > area.right()
+    check()
+    assert "HU" in layer.label_text(a.uid) and "HU" in layer.label_text(b.uid)
+
+    # Zooming in (labels re-placed on every view change) and moving a ROI (undoable edit) keep it so.
+    v.view.scaleBy((0.8, 0.8))
+    qtbot.wait(20)
+    check()
+    layer.update(b.moved(0.0, 60.0))
+    check()
+    layer.undo()
+    check()
+
+
+def test_labels_larger_than_a_tiny_view_keep_their_left_edge_visible(philips_viewer, qtbot):
+    # 220 x 220: the view is ~116 px wide, narrower than a ROI label: it cannot fit, so it keeps its left and top
+    # edges inside the view, and the two labels still do not overlap.
+    v = philips_viewer(220, 220)
+    layer = v.annotations
+    area = v.view.sceneBoundingRect()
+    key = key_of(v, 70)
+    a = Annotation("ellipse", [(300.0, 240.0), (360.0, 290.0)], *key)
+    b = Annotation("ellipse", [(370.0, 240.0), (430.0, 290.0)], *key)
+    layer.set_annotations([a, b])
+    la, lb = (_scene_rect(layer._labels[x.uid]) for x in (a, b))
+    assert la.width() > area.width() and lb.width() > area.width()
+    for r in (la, lb):
+        assert area.left() <= r.left() < area.right() - 50
+        assert area.top() <= r.top() and r.bottom() <= area.bottom()
+    assert not la.intersects(lb)
+
+
+def test_label_of_an_annotation_out_of_view_is_not_pulled_in(make_viewer, phantom_dir, qtbot):
+    v = make_viewer(phantom_dir)
+    layer = v.annotations
+    line = Annotation("length", [(10.0, 10.0), (30.0, 20.0)], *key_of(v, 1))
+    layer.add(line)
+    label = layer._labels[line.uid]
+    area = v.view.sceneBoundingRect()
+    assert area.contains(_scene_rect(label))
+    # Beyond its end point, away from the line: right of and below (30, 20).
+    end = v.view.mapViewToScene(layer.image_to_view(30.0, 20.0))
+    r = _scene_rect(label)
+    assert r.left() >= end.x() and r.top() >= end.y() and r.left() - end.x() < 10
+    # Pan the line out of the view: its label goes with it (it is not parked at the edge of the view).
+    (x0, x1), (y0, y1) = v.view.viewRange()
+    v.view.setRange(xRange=(x0 + 60, x1 + 60), yRange=(y0, y1), padding=0)
+    qtbot.wait(20)
+    assert not area.intersects(_scene_rect(layer.graphic(line.uid)))
+    assert not area.intersects(_scene_rect(label))
+
+
+# ------------------------------------------------------------------------------------------------- external sync
+def test_apply_and_remove_external_update_graphics_without_signals_or_undo(make_viewer, phantom_dir, qtbot):
+    v = make_viewer(phantom_dir)
+    layer = v.annotations
+    saved, deleted = [], []
+    layer.annotation_saved.connect(saved.append)
+    layer.annotation_deleted.connect(deleted.append)
+
+    def points_shown(uid: str):  # noqa: ANN202
+        return [layer.view_to_image(p) for p in layer.graphic(uid).view_points()]
+
+    line = Annotation("length", [(40.0, 40.0), (120.0, 40.0)], *key_of(v, 1))
+    layer.apply_external(line)  # new, on the image shown: drawn at once
+    assert layer.get(line.uid) == line and layer.graphic(line.uid) is not None
+    assert same(points_shown(line.uid), line.points, 1e-9)
+    assert layer.label_text(line.uid) == f"{80 * COL_MM:.1f} mm"
+    moved = Annotation("length", [(40.0, 40.0), (40.0, 100.0)], *key_of(v, 1), uid=line.uid)
+    layer.apply_external(moved)  # replaced by uid: the same graphic follows
+    assert layer.get(line.uid) == moved and same(points_shown(line.uid), moved.points, 1e-9)
+    assert layer.label_text(line.uid) == f"{60 * ROW_MM:.1f} mm"
+
+    # An annotation of another slice is kept, not drawn; moved onto the slice shown it appears, and back.
+    box = Annotation("rect", [(40.0, 30.0), (100.0, 70.0)], *key_of(v, 0))
+    layer.apply_external(box)
+    assert layer.get(box.uid) == box and layer.graphic(box.uid) is None
+    on1 = Annotation("rect", box.points, *key_of(v, 1), uid=box.uid)
+    layer.apply_external(on1)
+    mean = roi_stats(hu(v, 1), 40, 30, 100, 70)[0]
+    assert layer.graphic(box.uid) is not None and layer.label_text(box.uid).startswith(f"mean {mean:.1f} HU")
+    layer.select(box.uid)
+    layer.apply_external(box)
+    assert layer.graphic(box.uid) is None and layer.selected_uid is None
+
+    # A text's new text shows at once.
+    note = Annotation("text", [(60.0, 90.0)], *key_of(v, 1), text="first")
+    layer.apply_external(note)
+    layer.apply_external(Annotation("text", [(62.0, 92.0)], *key_of(v, 1), text="second", uid=note.uid))
+    assert layer.graphic(note.uid).toPlainText() == "second"
+
+    # Removal: the graphic goes (and the selection with it); an unknown uid is fine.
+    layer.select(line.uid)
+    layer.remove_external(line.uid)
+    assert layer.get(line.uid) is None and layer.graphic(line.uid) is None and layer.selected_uid is None
+    layer.remove_external(line.uid)
+    layer.remove_external("no-such-uid")
+    layer.remove_external(box.uid)  # not on screen
+    assert {a.uid for a in layer.annotations()} == {note.uid}
+    assert saved == [] and deleted == [] and layer.undo_stack.count() == 0
+    assert not layer.undo_stack.canUndo()
+
+
+def test_undo_redo_survive_external_changes(make_viewer, phantom_dir, qtbot):
+    v = make_viewer(phantom_dir)
+    layer = v.annotations
+    saved, deleted = [], []
+    layer.annotation_saved.connect(saved.append)
+    layer.annotation_deleted.connect(deleted.append)
+    key = key_of(v, 1)
+
+    def points_shown(uid: str):  # noqa: ANN202
+        return [layer.view_to_image(p) for p in layer.graphic(uid).view_points()]
+
+    a = Annotation("ellipse", [(45.0, 35.0), (95.0, 65.0)], *key)
+    layer.add(a)
+    a2 = a.moved(10.0, 0.0)
+    layer.update(a2)
+    layer.apply_external(a.moved(0.0, 20.0))  # someone else moved it
+    saved.clear()
+
+    # Undoing the modify re-applies the old geometry (the annotation still exists).
+    layer.undo()
+    assert layer.get(a.uid) == a and saved == [a] and same(points_shown(a.uid), a.points, 1e-9)
+
+    # Removed elsewhere: undoing its add removes nothing and says nothing; redo brings it back.
+    layer.remove_external(a.uid)
+    layer.undo()
+    assert layer.get(a.uid) is None and deleted == [] and saved == [a]
+    layer.redo()
+    assert layer.get(a.uid) == a and saved[-1] == a and layer.graphic(a.uid) is not None
+
+    # Removed elsewhere again: redoing / undoing the modify does nothing (no resurrection), and does not raise.
+    layer.remove_external(a.uid)
+    n = len(saved)
+    layer.redo()
+    assert layer.get(a.uid) is None and len(saved) == n
+    layer.undo()
+    assert layer.get(a.uid) is None and len(saved) == n and deleted == []
+    layer.undo()  # the add: nothing left to remove
+    assert deleted == [] and not layer.undo_stack.canUndo()
+    layer.redo()
+    layer.redo()
+    assert layer.get(a.uid) == a2 and same(points_shown(a.uid), a2.points, 1e-9)
+
+    # Undoing an add of an annotation changed elsewhere removes it (emitting); redo restores that version.
+    b = Annotation("length", [(10.0, 10.0), (50.0, 10.0)], *key)
+    layer.add(b)
+    b_ext = b.moved(5.0, 5.0)
+    layer.apply_external(b_ext)
+    layer.undo()
+    assert layer.get(b.uid) is None and deleted == [b.uid] and layer.graphic(b.uid) is None
+    layer.redo()
+    assert layer.get(b.uid) == b_ext and saved[-1] == b_ext
+
+    # A delete whose annotation was changed elsewhere before the redo: the undo restores the latest version.
+    layer.remove(b.uid)
+    assert deleted == [b.uid, b.uid]
+    layer.undo()
+    b_ext2 = b.moved(-5.0, 20.0)
+    layer.apply_external(b_ext2)
+    layer.redo()
+    assert layer.get(b.uid) is None and deleted[-1] == b.uid
+    layer.undo()
+    assert layer.get(b.uid) == b_ext2 and same(points_shown(b.uid), b_ext2.points, 1e-9)
+    # Deleted elsewhere, then the delete is redone: nothing to delete, no signal.
+    layer.remove_external(b.uid)
+    n = len(deleted)
+    layer.redo()
+    assert len(deleted) == n and layer.get(b.uid) is None
+
+
+# ------------------------------------------------------------------------------------------------- describe
+def test_describe_gives_one_line_per_annotation(make_viewer, phantom_dir, nospacing_dir, qtbot):
+    v = make_viewer(phantom_dir)
+    layer = v.annotations
+    img = hu(v, 1)
+    k1, k2 = key_of(v, 1), key_of(v, 2)
+    line = Annotation("length", [(40.0, 40.0), (120.0, 40.0)], *k1)
+    noted = Annotation("length", [(40.0, 50.0), (40.0, 90.0)], *k1, text="right\nlobe")
+    ell = Annotation("ellipse", [(45.0, 35.0), (95.0, 65.0)], *k1)
+    box = Annotation("rect", [(30.0, 20.0), (70.0, 50.0)], *k2)
+    angle = Annotation("angle", [(100.0, 40.0), (80.0, 40.0), (100.0, 60.0)], *k1)
+    arrow = Annotation("arrow", [(30.0, 90.0), (60.0, 60.0)], *k1)
+    text = Annotation("text", [(5.0, 5.0)], *k2, text="Lesion 1\n  (follow-up)")
+    other = Annotation("length", [(0.0, 0.0), (3.0, 4.0)], "1.2.3.4.5", 0)  # not in this volume
+    layer.set_annotations([line, noted, ell, box, angle, arrow, text, other])
+
+    assert layer.describe(line.uid) == f"Length {80 * COL_MM:.1f} mm, slice 2/3"
+    assert layer.describe(noted.uid) == f'Length {40 * ROW_MM:.1f} mm "right lobe", slice 2/3'
+    mean, sd, _, _, _ = roi_stats(img, 45, 35, 95, 65, ellipse=True)
+    area = math.pi * 25 * COL_MM * 15 * ROW_MM
+    assert layer.describe(ell.uid) == (f"Ellipse ROI: mean {mean:.1f} HU, SD {sd:.1f}, "
+                                       f"area {area:.1f} mm\N{SUPERSCRIPT TWO}, slice 2/3")
+    mean, sd, _, _, _ = roi_stats(hu(v, 2), 30, 20, 70, 50)
+    assert layer.describe(box.uid) == (f"Rectangle ROI: mean {mean:.1f} HU, SD {sd:.1f}, "
+                                       f"area {40 * COL_MM * 30 * ROW_MM:.1f} mm\N{SUPERSCRIPT TWO}, slice 3/3")
+    expected = math.degrees(math.atan2(20 * ROW_MM, 20 * COL_MM))  # arms (+20, 0) and (+20, +20) pixels: 32°
+    assert layer.describe(angle.uid) == f"Angle {expected:.1f}\N{DEGREE SIGN}, slice 2/3"
+    assert layer.describe(arrow.uid) == "Arrow, slice 2/3"
+    assert layer.describe(text.uid) == "Text: Lesion 1 (follow-up), slice 3/3"
+    assert layer.describe(other.uid) == "Length 5.0 px (px: image not loaded)"
+    assert all("\n" not in layer.describe(a.uid) for a in layer.annotations())
+    with pytest.raises(KeyError):
+        layer.describe("no-such-uid")
+
+    # Without PixelSpacing: sizes in pixels, the warning abbreviated.
+    w = make_viewer(nospacing_dir)
+    lay = w.annotations
+    line = Annotation("length", [(10.0, 20.0), (40.0, 60.0)], *key_of(w, 1))
+    box = Annotation("rect", [(40.0, 30.0), (100.0, 70.0)], *key_of(w, 0))
+    lay.set_annotations([line, box])
+    assert lay.describe(line.uid) == "Length 50.0 px (px: no PixelSpacing), slice 2/3"
+    mean, sd, _, _, _ = roi_stats(hu(w, 0), 40, 30, 100, 70)
+    assert lay.describe(box.uid) == (f"Rectangle ROI: mean {mean:.1f} HU, SD {sd:.1f}, "
+                                     "area 2400.0 px\N{SUPERSCRIPT TWO} (px: no PixelSpacing), slice 1/3")
