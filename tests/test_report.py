@@ -707,7 +707,7 @@ CJK_NOTE = "患者 王伟, ミュラーさん: 右肺結節 8 mm."
 
 
 def test_cjk_without_a_font_warns_in_the_pdf_and_keeps_the_json(tmp_path, store, monkeypatch):
-    import medviewer.report.fonts as fonts
+    from medviewer.report import fonts
     from medviewer.report.export import export_case
 
     monkeypatch.setattr(fonts, "find_cjk_font", lambda: None)
@@ -726,7 +726,7 @@ def test_cjk_without_a_font_warns_in_the_pdf_and_keeps_the_json(tmp_path, store,
 
 
 def test_cjk_with_a_font_is_printed(tmp_path, monkeypatch):
-    import medviewer.report.fonts as fonts
+    from medviewer.report import fonts
     from medviewer.report.pdf import write_pdf
 
     path = fonts.find_cjk_font()

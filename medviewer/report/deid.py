@@ -26,11 +26,14 @@ What this module does to a report (:func:`deidentify_report`):
      readers' (the sign-off and the radiologist scores) and the other people of the header
      (ReferringPhysicianName, PerformingPhysicianName, NameOfPhysiciansReadingStudy, OperatorsName...), split into
      parts on ``^ = , . ;`` and spaces (hyphenated parts also in pieces); titles such as Dr, Mr, Prof, MD are not
-     tokens. Parts of 3 characters or more are removed wherever they occur, also inside words ("JuergenMueller",
-     "Muellers", "ミュラーさん"); shorter parts ("Ge", "Li") only as whole words, as a part glued to a removed one
-     counts as a whole word. Parts written in scripts without spaces between words (Han, kana, Hangul) of 2
-     characters are removed inside words too. The full name ("Family Given", "Given Family", "Family, Given",
-     joined without space, as written) is removed everywhere;
+     tokens (in free-form names such as a reader's "Dr. Sancho Panza", and in the prefix and suffix components of
+     DICOM names), so "Called Dr Watson" becomes "Called Dr XXXX". Parts of 3 characters or more are removed
+     wherever they occur, also inside words ("JürgenMüller", "Müllers", "ミュラーさん"); shorter parts ("Ge", "Li")
+     only as whole words (a part glued to a removed one counts as a whole word: "WeiBo" goes entirely). This
+     over-redacts ordinary words that contain a name ("Wei" in "weighted"), on purpose. Parts of 2 characters
+     written in scripts without spaces between words (Han, kana, Hangul) are removed inside words too. The full
+     name ("Family Given", "Given Family", "Family, Given", joined without space, as written) is removed
+     everywhere;
    * places: the header's InstitutionName, InstitutionAddress, InstitutionalDepartmentName, StationName... as a
      whole, and their distinctive words (3 characters or more, not generic words such as "Hospital", "Medical",
      "University") as whole words;
@@ -46,8 +49,7 @@ What this module does to a report (:func:`deidentify_report`):
 
    Matching is Unicode-aware: text and tokens are normalised (NFC, then compatibility forms, NFKC, per character)
    and compared case-insensitively by :meth:`str.casefold` ("MÜLLER", or "Müller" written decomposed (NFD), for
-   "Müller"; "GROSS" for "Groß").
-   Values that are not free text are not searched for name parts and words: the report's own vocabulary (model
+   "Müller"; "GROSS" for "Groß"). Values that are not free text are not searched for name parts and words: the report's own vocabulary (model
    names, labels, statuses, image labels, fixed texts: :data:`_STRUCTURAL_KEYS`) and the header values kept on
    purpose (:data:`SAFE_KEEP`: Modality, Manufacturer, ManufacturerModelName, BodyPartExamined; so patient
    "Ge^Wei" keeps Manufacturer "GE MEDICAL SYSTEMS"); there only the full names and distinctive IDs are removed;
@@ -344,16 +346,22 @@ def _name_tokens(name: str, words: set[str], glued: set[str], strong: set[str]) 
     name = _nfc(name.strip())
     if not name:
         return
+    def split(text: str) -> list[str]:
+        return [p for p in re.split(r"[\^=,;.\s]+", text) if p]
+
     for group in name.split("="):
         comps = [c.strip() for c in group.split("^")]
-        parts = [p for p in re.split(r"[\^=,;.\s]+", group) if p]
-        parts = [p for p in parts if _fold_token(p) not in _HONORIFICS]
+        if len(comps) > 1:  # DICOM PN: titles only in the prefix and suffix components
+            parts = [p for c in comps[:3] for p in split(c)]
+            parts += [p for c in comps[3:5] for p in split(c) if _fold_token(p) not in _HONORIFICS]
+        else:  # free form ("Dr. Sancho Panza"): titles anywhere
+            parts = [p for p in split(group) if _fold_token(p) not in _HONORIFICS]
         pieces = set(parts)
         for p in parts:
             if "-" in p or "'" in p or "\u2019" in p:
                 pieces.update(x for x in re.split(r"[-'\u2019]+", p) if x)
         for p in pieces:
-            if _short_number(p) or _fold_token(p) in _HONORIFICS or not _usable(p):
+            if _short_number(p) or not _usable(p):
                 continue
             words.add(p)
             if len(p) >= 3 or _no_space_script(p):

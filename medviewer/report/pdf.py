@@ -723,7 +723,7 @@ def write_pdf(content: dict, out_path: str | os.PathLike, images=None) -> int:  
     # Document information: nothing about the patient. A de-identified report's dates are its shifted
     # generation time (never the real time, which would give the secret date shift away), and "invariant" mode
     # keeps the real time out of the file ID too.
-    title = "medviewer report" + (f" {printable(str(content.get('pseudonym', '')), None, 'ascii')}" if deid else "")
+    title = "medviewer report" + (f" {content.get('pseudonym', '')}" if deid else "")
     doc = SimpleDocTemplate(str(tmp), pagesize=A4, leftMargin=margin, rightMargin=margin, topMargin=14 * mm,
                             bottomMargin=20 * mm, title=title, author="medviewer",
                             subject="Not for diagnostic use", creator="medviewer", invariant=1 if deid else None)
