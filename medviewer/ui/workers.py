@@ -82,8 +82,14 @@ class JobRunner(QObject):
         self.pool = QThreadPool(self)
         self.pool.setMaxThreadCount(max_threads)
         self.jobs: list[Job] = []
+        self.closed = False
 
     def start(self, job: Job) -> Job:
+        """Run ``job`` on the pool; after :meth:`shutdown` (the window closed) it is cancelled, not run."""
+        if self.closed:
+            job.cancel()
+            job.done = True
+            return job
         self.jobs = [j for j in self.jobs if not j.done]
         self.jobs.append(job)
         self.pool.start(job)
@@ -93,7 +99,9 @@ class JobRunner(QObject):
         return sum(1 for j in self.jobs if not j.done)
 
     def shutdown(self, timeout_ms: int = 10000) -> bool:
-        """Cancel every job and wait for the pool to drain. Returns True when all workers stopped."""
+        """Cancel every job, refuse new ones, and wait for the pool to drain. Returns True when all workers
+        stopped."""
+        self.closed = True
         for job in self.jobs:
             job.cancel()
         return self.pool.waitForDone(timeout_ms)
