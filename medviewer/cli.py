@@ -443,7 +443,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     try:
         store = open_default_store()
     except CaseStoreError as exc:
-        print(f"{prog}: cannot open the case store: {exc}", file=sys.stderr)
+        print(f"{prog}: {exc}", file=sys.stderr)
         return 2
     try:
         if is_path:
@@ -543,7 +543,7 @@ def cmd_worklist(args: argparse.Namespace) -> int:
     try:
         store = open_default_store()
     except CaseStoreError as exc:
-        print(f"medviewer worklist: cannot open the case store: {exc}", file=sys.stderr)
+        print(f"medviewer worklist: {exc}", file=sys.stderr)
         return 2
     try:
         n = export_worklist_csv(store, out, deidentify=args.deidentify)

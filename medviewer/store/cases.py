@@ -306,7 +306,7 @@ class CaseStore:
             raise
         except (DBAPIError, OSError) as exc:
             orig = getattr(exc, "orig", None) or exc
-            where = self.url.removeprefix("sqlite:///") if getattr(self, "url", None) else "the data directory"
+            where = self.url.removeprefix("sqlite:///") if getattr(self, "url", None) else "(data directory)"
             raise CaseStoreError(f"cannot open the case store {where}: {type(orig).__name__}: {orig}") from exc
         # Reads use deferred transactions on their own pool: in WAL mode they never wait for a writer's commit
         # (the GUI thread reads; a writer thread commits with an fsync).

@@ -80,12 +80,13 @@ QPushButton:disabled { color: #5d6269; }
 
 # ------------------------------------------------------------------------------------------------ formatting
 def format_patient_name(name: str) -> str:
-    """DICOM PN ``Family^Given^Middle^Prefix^Suffix`` -> ``Family, Given Middle`` (empty components dropped)."""
+    """DICOM PN ``Family^Given^Middle^Prefix^Suffix`` -> ``Family, Given Middle`` (empty components dropped;
+    "(no name)" when there is none)."""
     parts = [p.strip() for p in str(name or "").split("=")[0].split("^")]
     family, rest = (parts[0], [p for p in parts[1:3] if p]) if parts else ("", [])
     if family and rest:
         return f"{family}, {' '.join(rest)}"
-    return family or " ".join(rest)
+    return family or " ".join(rest) or "(no name)"
 
 
 def format_date(da: str) -> str:
