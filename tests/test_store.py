@@ -296,3 +296,32 @@ def test_edit_after_sign_off_withdraws_it_but_rescore_does_not(store):
     case = store.get_case(uid)
     assert case.status == "in progress" and case.reported_by == "" and case.reported_at is None
     assert "sign-off withdrawn" in [e.kind for e in store.events(uid)]
+
+
+def test_model_output_is_not_reader_work(store):
+    """AI results and the notes classifier's own output neither start a case nor withdraw a sign-off; the
+    reader's confirm/reject does."""
+    uid = "1.2.9"
+    store.add_ai_result(uid, _result("img", 0.9))
+    assert store.get_case(uid).status == "new"
+    store.save_text(uid, "Effusion.")
+    store.sign_off(uid, "Dr A")
+    findings = [{"label": "Effusion", "probability": 0.9, "threshold": 0.5, "positive": True}]
+    store.add_ai_result(uid, _result("img", 0.2))
+    store.save_findings(uid, findings, {}, "notes-minilm", "1.0.0", start_work=False)
+    assert store.get_case(uid).status == "reported"
+    store.save_findings(uid, findings, {"Effusion": "rejected"}, "notes-minilm", "1.0.0")
+    assert store.get_case(uid).status == "in progress"
+
+
+def test_typing_bursts_coalesce_into_one_version(store):
+    uid = "1.2.10"
+    ids = {store.save_text(uid, "Right lower lobe"[:n], coalesce_s=5.0) for n in range(1, 17)}
+    assert len(ids) == 1 and [t for _, t, _ in store.note_versions(uid)] == ["Right lower lobe"]
+    # A version a classifier result refers to is never rewritten.
+    store.save_findings(uid, [], {}, "notes-minilm", "1.0.0", start_work=False)
+    store.save_text(uid, "Right lower lobe opacity.", coalesce_s=5.0)
+    assert [t for _, t, _ in store.note_versions(uid)] == ["Right lower lobe", "Right lower lobe opacity."]
+    # Without coalescing every change is a version.
+    store.save_text(uid, "Right lower lobe opacity. No effusion.")
+    assert len(store.note_versions(uid)) == 3

@@ -1,5 +1,6 @@
-"""A small local store for case notes and their classified findings, behind the :class:`NoteStore` interface
-that the case-store issue will implement on its SQLAlchemy database.
+"""The :class:`NoteStore` interface of the notes pane (implemented by :class:`medviewer.store.CaseStore`), and
+the small interim store notes lived in before the case store (``notes.sqlite3``; still read once to import old
+notes, see :meth:`medviewer.store.CaseStore.import_interim_notes`).
 
 SQLite (stdlib ``sqlite3``) in WAL mode; every save is one transaction, and every version of a note is kept
 (nothing is overwritten), so a crash loses at most the write in flight, never an earlier note.
@@ -49,14 +50,15 @@ class NoteRecord:
 
 
 class NoteStore(Protocol):
-    """What the notes pane needs from a store."""
+    """What the notes pane needs from a store (implemented by :class:`medviewer.store.CaseStore`)."""
 
     def load(self, study_instance_uid: str) -> NoteRecord | None: ...
 
-    def save_text(self, study_instance_uid: str, text: str) -> int: ...
+    def save_text(self, study_instance_uid: str, text: str, coalesce_s: float = 0.0) -> int: ...
 
     def save_findings(self, study_instance_uid: str, findings: list[dict], decisions: dict[str, str],
-                      model: str, model_version: str) -> None: ...
+                      model: str, model_version: str, weights_sha256: str = "", run_id: int | None = None,
+                      start_work: bool = True) -> int | None: ...
 
 
 class SQLiteNoteStore:
@@ -78,7 +80,7 @@ class SQLiteNoteStore:
         with self._lock:
             self._conn.close()
 
-    def save_text(self, study_instance_uid: str, text: str) -> int:
+    def save_text(self, study_instance_uid: str, text: str, coalesce_s: float = 0.0) -> int:  # noqa: ARG002
         """Append a new version of the note (one transaction); returns its id. Unchanged text is not stored
         again (the previous id is returned)."""
         with self._lock:
@@ -99,7 +101,9 @@ class SQLiteNoteStore:
             return int(cur.lastrowid)
 
     def save_findings(self, study_instance_uid: str, findings: list[dict], decisions: dict[str, str],
-                      model: str, model_version: str) -> None:
+                      model: str, model_version: str, weights_sha256: str = "", run_id: int | None = None,
+                      start_work: bool = True) -> None:
+        """Keep the latest findings of a study (this interim store keeps no history or workflow state)."""
         with self._lock:
             last = self._conn.execute("SELECT MAX(id) FROM note_versions WHERE study_instance_uid=?",
                                       (study_instance_uid,)).fetchone()[0]

@@ -3,7 +3,7 @@
 SQLAlchemy 2 Core over SQLite by default (``<data dir>/cases.sqlite3``; ``MEDVIEWER_DATA_DIR`` moves the data dir),
 so the same code can run on PostgreSQL given another URL. On SQLite the connection is set up for durability:
 WAL journal, ``synchronous=FULL`` (a committed transaction survives a crash of the process or the machine),
-foreign keys on, a 30 s busy timeout, and ``BEGIN IMMEDIATE`` so concurrent writers queue instead of failing.
+foreign keys on, a 10 s busy timeout, and ``BEGIN IMMEDIATE`` so concurrent writers queue instead of failing.
 
 Every public write is one transaction that also appends an ``events`` row, so a crash loses at most the write in
 flight. Histories are kept: note versions, note classifier results, AI results and radiologist scores are only
@@ -185,7 +185,7 @@ def _is_memory(url: str) -> bool:
 
 
 def make_engine(url: str, immediate: bool = True) -> Engine:
-    """An engine for ``url``; on SQLite with WAL, synchronous=FULL, foreign keys and a busy timeout.
+    """An engine for ``url``; on SQLite with WAL, synchronous=FULL, foreign keys and a 10 s busy timeout.
 
     immediate: start transactions with ``BEGIN IMMEDIATE`` (writers queue for the lock up front instead of failing
     on upgrade); False gives deferred transactions, for readers, which in WAL mode never wait for a writer.
@@ -198,7 +198,7 @@ def make_engine(url: str, immediate: bool = True) -> Engine:
 
         engine = create_engine("sqlite://", connect_args={"check_same_thread": False}, poolclass=StaticPool)
     else:
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30.0})
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10.0})
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record) -> None:  # noqa: ANN001
@@ -209,7 +209,7 @@ def make_engine(url: str, immediate: bool = True) -> Engine:
             cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=FULL")
         cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute("PRAGMA busy_timeout=10000")
         cur.close()
 
     @event.listens_for(engine, "begin")
@@ -446,26 +446,43 @@ class CaseStore:
         self.set_status(study_instance_uid, "reported", reader)
 
     # ------------------------------------------------------------------------------------------------ notes
-    def save_text(self, study_instance_uid: str, text: str) -> int:
-        """Append a version of the case's note (one transaction) and return its id; unchanged text is not stored
-        again (the latest id is returned). Creates the case when unknown (NoteStore protocol)."""
+    def save_text(self, study_instance_uid: str, text: str, coalesce_s: float = 0.0) -> int:
+        """Save the case's note (one transaction) and return the id of its version; unchanged text is not stored
+        again (the latest id is returned). Creates the case when unknown (NoteStore protocol).
+
+        coalesce_s: when the latest version was saved less than this many seconds ago and no classifier result
+        refers to it, it is updated in place instead of appending a version (the notes pane saves every keystroke
+        with 5 s: one version per burst of typing, so a long note does not grow the store quadratically; every
+        keystroke is still committed). 0 appends a version for every change."""
+        now = time.time()
         with self.engine.begin() as conn:
             cid = self._case_id(conn, study_instance_uid)
-            last = conn.execute(select(S.note_versions.c.id, S.note_versions.c.text)
+            last = conn.execute(select(S.note_versions.c.id, S.note_versions.c.text, S.note_versions.c.saved_at)
                                 .where(S.note_versions.c.case_id == cid)
                                 .order_by(S.note_versions.c.id.desc()).limit(1)).first()
             if last is not None and last.text == text:
                 return int(last.id)
-            vid = conn.execute(insert(S.note_versions).values(case_id=cid, text=text, saved_at=time.time())
+            if (last is not None and coalesce_s > 0 and now - last.saved_at < coalesce_s
+                    and conn.execute(select(S.note_results.c.id).where(
+                        S.note_results.c.note_version_id == last.id).limit(1)).first() is None):
+                conn.execute(update(S.note_versions).where(S.note_versions.c.id == last.id)
+                             .values(text=text, saved_at=now))
+                self._touch(conn, cid)
+                return int(last.id)
+            vid = conn.execute(insert(S.note_versions).values(case_id=cid, text=text, saved_at=now)
                                ).inserted_primary_key[0]
             self._touch(conn, cid)
             self._event(conn, cid, "note saved", note_version_id=vid, chars=len(text))
             return int(vid)
 
     def save_findings(self, study_instance_uid: str, findings: list[dict], decisions: dict[str, str],
-                      model: str, model_version: str, weights_sha256: str = "", run_id: int | None = None) -> int:
+                      model: str, model_version: str, weights_sha256: str = "", run_id: int | None = None,
+                      start_work: bool = True) -> int:
         """Append a notes-classifier result for the latest note version (findings as
-        ``NoteResult.to_dict()['findings']``, decisions {label: "confirmed" | "rejected"}); returns its id."""
+        ``NoteResult.to_dict()['findings']``, decisions {label: "confirmed" | "rejected"}); returns its id.
+
+        start_work: False for the classifier's own output (it is not the reader's work: it neither starts a case
+        nor withdraws a sign-off); True when the reader confirmed or rejected findings. Re-score runs never count."""
         with self.engine.begin() as conn:
             cid = self._case_id(conn, study_instance_uid)
             vid = conn.execute(select(func.max(S.note_versions.c.id)).where(S.note_versions.c.case_id == cid)
@@ -474,7 +491,7 @@ class CaseStore:
                 case_id=cid, note_version_id=vid, model=model, model_version=model_version,
                 weights_sha256=weights_sha256, findings_json=json.dumps(findings),
                 decisions_json=json.dumps(decisions), run_id=run_id, created_at=time.time())).inserted_primary_key[0]
-            self._touch(conn, cid, start_work=run_id is None)
+            self._touch(conn, cid, start_work=start_work and run_id is None)
             positives = [f["label"] for f in findings if f.get("positive")]
             self._event(conn, cid, "note findings", note_result_id=rid, model=model, model_version=model_version,
                         positives=positives, decisions=decisions, run_id=run_id)
@@ -574,7 +591,8 @@ class CaseStore:
     # ------------------------------------------------------------------------------------------------ AI results
     def add_ai_result(self, study_instance_uid: str, result, run_id: int | None = None) -> int:  # noqa: ANN001
         """Append an image-model result (a :class:`medviewer.inference.scorer.ScoreResult`, heat map optional);
-        returns its id. Nothing is overwritten: re-scoring adds rows."""
+        returns its id. Nothing is overwritten: re-scoring adds rows. A model's output is not the reader's work:
+        it neither starts a case nor withdraws a sign-off."""
         p_pos = float(result.probabilities[result.positive_label])
         heat = getattr(result, "heatmap", None)
         with self.engine.begin() as conn:
@@ -587,7 +605,7 @@ class CaseStore:
                 heatmap_method=result.heatmap_method or "", heatmap_label=result.heatmap_label or "",
                 heatmap_png=_heatmap_png(heat) if heat is not None else None, run_id=run_id,
                 created_at=time.time())).inserted_primary_key[0]
-            self._touch(conn, cid, start_work=run_id is None)
+            self._touch(conn, cid, start_work=False)
             self._event(conn, cid, "ai result", ai_result_id=rid, model=result.model, version=result.version,
                         weights_sha256=result.weights_sha256, sop_instance_uid=result.sop_instance_uid,
                         score=p_pos, positive=bool(result.positive), run_id=run_id)

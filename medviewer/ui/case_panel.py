@@ -160,7 +160,9 @@ class CasePanel(QWidget):
             self.reopen.setVisible(False)
             return
         # Header values are DICOM text: escaped, never interpreted as markup.
-        name = html.escape(case.patient_name.replace("^", " ").strip() or "(no name)")
+        from medviewer.ui.worklist import format_patient_name
+
+        name = html.escape(format_patient_name(case.patient_name))
         lines = [f"<b>{name}</b>  {html.escape(case.patient_id)}",
                  html.escape(" - ".join(x for x in (_date(case.study_date), case.modalities.replace("\\", "/"),
                                                     case.study_description) if x))]

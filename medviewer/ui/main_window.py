@@ -123,6 +123,8 @@ class MainWindow(QMainWindow):
         from medviewer.ui.workers import StoreWriter
 
         self.store, store_error = _open_store()
+        self.temporary_store_dir = (os.path.dirname(self.store.url.removeprefix("sqlite:///"))
+                                    if store_error else "")
         self.note_store = self.store  # the notes pane's NoteStore
         self.writer = StoreWriter(self)
         self.writer.failed.connect(self._on_store_failed)
@@ -168,7 +170,13 @@ class MainWindow(QMainWindow):
         self.rescore_job: Job | None = None
         self.export_job: Job | None = None
         self._pending_case: str | None = None
+        self.closed = False
+        self._case_panel_timer = QTimer(self)
+        self._case_panel_timer.setSingleShot(True)
+        self._case_panel_timer.setInterval(250)
+        self._case_panel_timer.timeout.connect(self.refresh_case_panel)
         self.case_annotations: dict[str, dict] = {}  # study uid -> {annotation uid: Annotation}
+        self._shown_status: dict[str, str] = {}  # study uid -> status last shown in the Case dock
         self.case_uid: str | None = None
         for v in self.grid.viewers:
             v.annotations.annotation_saved.connect(lambda a, v=v: self._annotation_saved(v, a))
@@ -516,8 +524,10 @@ class MainWindow(QMainWindow):
                                 "do not quit until the status bar says saving works again.")
 
     def _on_store_written(self, label: str) -> None:
+        if self.closed:
+            return
         if label == f"case:{self.case_uid}":
-            self.refresh_case_panel()
+            self._case_panel_timer.start()  # coalesce: one refresh per burst of writes (typing saves per key)
         self._worklist_dirty = True
         if not getattr(self, "_worklist_timer_on", False):  # coalesce bursts of writes into one refresh
             self._worklist_timer_on = True
@@ -531,6 +541,8 @@ class MainWindow(QMainWindow):
 
     def refresh_worklist(self) -> None:
         """Reload the worklist and the model/radiologist agreement from the store in a worker."""
+        if self.closed:
+            return
         store, model = self.store, self.ai_panel.model_name or "pneumonia-cnn"
         label = str(self._card_json(model).get("positive_label", "pneumonia"))
 
@@ -556,11 +568,18 @@ class MainWindow(QMainWindow):
 
     def refresh_case_panel(self) -> None:
         """Show the current case (the active viewport's study) in the Case dock, from the store."""
+        if self.closed:
+            return
         uid = self.case_uid
         case = self.store.get_case(uid) if uid else None
         if case is None:
             self.case_panel.set_case(None)
             return
+        previous = self._shown_status.get(uid)
+        self._shown_status[uid] = case.status
+        if previous == "reported" and case.status == "in progress":
+            self.statusBar().showMessage("The case was edited after sign-off: the sign-off is withdrawn - sign off "
+                                         "again when the report is final")
         row = getattr(self, "worklist_rows", {}).get(uid)
         card = self._card_json(self.ai_panel.model_name or "pneumonia-cnn")
         labels = [str(x) for x in card.get("labels", [])]
@@ -652,7 +671,9 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage("History: select a case first")
             return
         model = self.ai_panel.model_name or "pneumonia-cnn"
-        dialog = CaseHistoryDialog(case_history(self.store, uid, model), self)
+        case = self.store.get_case(uid)
+        title = f"History: {case.patient_name.replace('^', ' ')} {case.study_description}" if case else "History"
+        dialog = CaseHistoryDialog(case_history(self.store, uid, model), title=title, parent=self)
         dialog.show()
         self.history_dialog = dialog
 
@@ -959,11 +980,17 @@ class MainWindow(QMainWindow):
         self.browser.set_busy(False)
 
     def closeEvent(self, event):  # noqa: N802, ANN001 - Qt override
+        if self.closed:
+            super().closeEvent(event)
+            return
+        self.closed = True  # signals still queued (store writes, worklist jobs) are ignored from here on
         self.notes.shutdown()  # every keystroke is written before the window goes
         self.writer.close()  # and every annotation, score and AI result
         if self.writer.lost:
-            msg = (f"{len(self.writer.lost)} change(s) could not be saved to the case store: "
-                   f"{self.writer.lost[0]}")
+            path = self._save_recovery(self.writer.lost)
+            msg = (f"{len(self.writer.lost)} change(s) could not be saved to the case store "
+                   f"({self.writer.errors[-1] if self.writer.errors else 'unknown error'}). They were written to "
+                   f"{path} so they can be recovered.")
             self.statusBar().showMessage(msg)
             if os.environ.get("QT_QPA_PLATFORM") != "offscreen":
                 QMessageBox.critical(self, "medviewer", msg)
@@ -971,4 +998,43 @@ class MainWindow(QMainWindow):
             v.cine_timer.stop()
         self.runner.shutdown()
         self.store.close()  # the last connection checkpoints the WAL into cases.sqlite3
+        if self.temporary_store_dir:  # patient data must not stay behind in /tmp
+            import shutil
+
+            shutil.rmtree(self.temporary_store_dir, ignore_errors=True)
         super().closeEvent(event)
+
+    def _save_recovery(self, lost: list[tuple]) -> str:
+        """Write the writes that could not reach the store (note texts, annotations, calls...) as JSON next to
+        the store (or in the temp dir), so nothing typed is gone for good; returns the file's path."""
+        import json
+        import tempfile
+        import time as _time
+
+        items = []
+        for fn, args in lost:
+            name = getattr(fn, "__name__", str(fn))
+            items.append({"write": name, "args": [a.to_dict() if hasattr(a, "to_dict") else
+                                                  (a if isinstance(a, (str, int, float, bool, list, dict, type(None)))
+                                                   else repr(a)) for a in args]})
+        stamp = _time.strftime("%Y%m%d-%H%M%S")
+        for folder in (self._data_dir_or_none(), tempfile.gettempdir()):
+            if folder is None:
+                continue
+            path = os.path.join(folder, f"unsaved-changes-{stamp}.json")
+            try:
+                with open(path, "w", encoding="utf-8") as f:
+                    json.dump({"store": self.store.url, "changes": items}, f, indent=1, default=repr)
+                return path
+            except OSError:
+                continue
+        return "(nowhere: no writable folder)"
+
+    @staticmethod
+    def _data_dir_or_none() -> str | None:
+        try:
+            from medviewer.config import data_dir
+
+            return str(data_dir())
+        except OSError:
+            return None

@@ -10,7 +10,7 @@ chips the radiologist confirms or rejects.
 
 from __future__ import annotations
 
-from PySide6.QtCore import QTimer, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QGridLayout,
@@ -97,6 +97,7 @@ class NotesPane(QWidget):
         self.autosaver = Autosaver(store) if writer is None else writer
         self.autosaver.failed.connect(lambda msg: self.status.setText("NOT SAVED YET (retrying): " + msg))
         self.autosaver.recovered.connect(lambda: self.status.setText("Saved"))
+        self._stored = None  # the NoteRecord loaded for the current study
         self._typed: dict[str, str] = {}  # latest text typed per study this session (ahead of the store)
         self.study_uid: str | None = None
         self.job: Job | None = None
@@ -104,6 +105,7 @@ class NotesPane(QWidget):
         self.result = None
         self.chips: list[FindingChip] = []
         self.title = QLabel("No study open")
+        self.title.setTextFormat(Qt.TextFormat.PlainText)  # DICOM text, never markup
         self.title.setWordWrap(True)
         self.title.setMinimumWidth(60)
         self.editor = QPlainTextEdit()
@@ -141,10 +143,18 @@ class NotesPane(QWidget):
         queued is shown from memory."""
         if study_uid == self.study_uid:
             return
+        # The previous study's classification must never be saved into this one.
+        self.timer.stop()
+        if self.job is not None:
+            self.job.cancel()
+            self.job = None
+        self.generation += 1
+        self.result = None
         self.study_uid = study_uid
         self.title.setText(title or (study_uid or "No study open"))
         self.editor.setEnabled(study_uid is not None)
         record = self.store.load(study_uid) if study_uid else None
+        self._stored = record
         text = self._typed.get(study_uid, record.text if record else "") if study_uid else ""
         self.editor.blockSignals(True)
         self.editor.setPlainText(text)
@@ -158,7 +168,7 @@ class NotesPane(QWidget):
             return
         text = self.editor.toPlainText()
         self._typed[self.study_uid] = text
-        self.autosaver.submit(self.store.save_text, self.study_uid, text, label=f"case:{self.study_uid}")
+        self.autosaver.submit(self._save_text, self.study_uid, text, label=f"case:{self.study_uid}")
         self.generation += 1
         self.timer.start()
 
@@ -199,7 +209,7 @@ class NotesPane(QWidget):
         previous = {c.label: c.state for c in self.chips}
         findings = result.to_dict()["findings"]
         self._show_chips(findings, {k: v for k, v in previous.items() if v != "suggested"})
-        self._save_findings()
+        self._save_findings(reader_action=False)
         self.status.setText(f"{result.model} {result.version}: {len(result.positives)} finding(s)")
         self.classified.emit(result)
 
@@ -212,7 +222,7 @@ class NotesPane(QWidget):
             f for f in findings if not f.get("positive") and f["label"] in decisions]
         for n, f in enumerate(sorted(shown, key=lambda f: LABELS.index(f["label"]))):
             chip = FindingChip(f["label"], float(f["probability"]), decisions.get(f["label"], "suggested"))
-            chip.clicked.connect(self._save_findings)
+            chip.clicked.connect(lambda _=False: self._save_findings(reader_action=True))
             self.chip_layout.addWidget(chip, n // 3, n % 3)
             self.chips.append(chip)
 
@@ -220,11 +230,23 @@ class NotesPane(QWidget):
         """{label: "confirmed" | "rejected"} for chips the radiologist acted on."""
         return {c.label: c.state for c in self.chips if c.state != "suggested"}
 
-    def _save_findings(self) -> None:
-        if self.study_uid is None or self.result is None:
+    def _save_text(self, study_uid: str, text: str) -> None:
+        """Writer thread: save one keystroke's text, one version per burst of typing (see CaseStore.save_text)."""
+        self.store.save_text(study_uid, text, coalesce_s=5.0)
+
+    def _save_findings(self, reader_action: bool) -> None:
+        """Store the findings shown (this session's classification, or the stored one the chips came from) with
+        the reader's decisions. Only the reader's confirm/reject counts as work on the case."""
+        if self.study_uid is None:
             return
-        self.autosaver.submit(self.store.save_findings, self.study_uid, self.result.to_dict()["findings"],
-                              self.decisions(), self.result.model, self.result.version, label=f"case:{self.study_uid}")
+        if self.result is not None:
+            findings, model, version = self.result.to_dict()["findings"], self.result.model, self.result.version
+        elif self._stored is not None and self._stored.model:
+            findings, model, version = self._stored.findings, self._stored.model, self._stored.model_version
+        else:
+            return
+        self.autosaver.submit(self.store.save_findings, self.study_uid, findings, self.decisions(), model, version,
+                              "", None, reader_action, label=f"case:{self.study_uid}")
 
     def flush(self) -> None:
         """Block until everything typed so far is written (worker threads, tests, close)."""

@@ -124,6 +124,7 @@ class ImageViewer(QWidget):
 
     def _make_label(self, color: str, bold: bool = False) -> QLabel:
         label = QLabel(self.graphics)
+        label.setTextFormat(Qt.TextFormat.PlainText)  # DICOM text is shown as it is, never as markup
         label.setStyleSheet(f"color: {color}; background: transparent;")
         font = QFont("DejaVu Sans Mono", 9)
         font.setBold(bold)

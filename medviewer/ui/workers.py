@@ -114,7 +114,8 @@ class StoreWriter(QObject):
     A write that raises (database locked past its busy timeout, disk full, read-only file...) is **not dropped**:
     ``failed`` carries the message, and the same write is retried with a growing pause (1 s .. 15 s) before any
     later one, so the order of versions is kept; ``recovered`` fires when it finally goes through. ``close()``
-    flushes; writes still failing then are listed in ``lost`` (the caller tells the user). ``flush()`` blocks
+    flushes; when writes still fail then, they and every write queued behind them go to ``lost`` as
+    ``(function, args)`` without further waiting (the caller saves them for recovery and tells the user). ``flush()`` blocks
     until everything submitted so far is written: call it from worker threads (export, re-score) or on close, never
     on the GUI thread while the app runs.
     """
@@ -132,7 +133,7 @@ class StoreWriter(QObject):
 
         self.queue: queue.Queue = queue.Queue()
         self.errors: list[str] = []
-        self.lost: list[str] = []
+        self.lost: list[tuple] = []
         self.failing = False
         self._closing = threading.Event()
         self.thread = threading.Thread(target=self._run, name="medviewer-store-writer", daemon=True)
@@ -166,10 +167,13 @@ class StoreWriter(QObject):
                 if item is None:
                     return
                 fn, args, label = item
+                if self._closing.is_set() and self.failing:
+                    self.lost.append((fn, args))  # closing while writes fail: do not wait on each one again
+                    continue
                 n = 0
                 while not self._attempt(fn, args, label):
                     if self._closing.is_set():
-                        self.lost.append(f"{getattr(fn, '__name__', fn)}: {self.errors[-1]}")
+                        self.lost.append((fn, args))
                         break
                     self._closing.wait(self.RETRY_S[min(n, len(self.RETRY_S) - 1)])
                     n += 1
@@ -191,9 +195,10 @@ class StoreWriter(QObject):
         return True
 
     def close(self, timeout: float = 60.0) -> None:
-        """Write what is queued (each failing write gets one more try), then stop the thread."""
+        """Write what is queued; if writes still fail after a few seconds, stop retrying (the write in flight
+        ends within the database's busy timeout) and move the rest to ``lost``; then stop the thread."""
         if not self.flush(timeout=min(timeout, 5.0)):
-            self._closing.set()  # stop retrying: failing writes go to `lost`
+            self._closing.set()
             self.flush(timeout=timeout)
         self.queue.put(None)
         self.thread.join(timeout=10)

@@ -53,7 +53,7 @@ def test_store_writer_reports_writes_it_could_not_save_on_close(qtbot):
 
     writer.submit(always_fails)
     writer.close(timeout=2)
-    assert len(writer.lost) == 1 and "readonly" in writer.lost[0]
+    assert writer.lost == [(always_fails, ())] and "readonly" in writer.errors[-1]
 
 
 def test_unreadable_store_falls_back_to_a_working_temporary_store(tmp_path, qtbot, philips_path):
@@ -68,6 +68,8 @@ def test_unreadable_store_falls_back_to_a_working_temporary_store(tmp_path, qtbo
     qtbot.addWidget(win)
     assert "TEMPORARY" in win.statusBar().currentMessage() and str(broken) in win.statusBar().currentMessage()
     assert str(broken) not in win.store.url
+    temporary = Path(win.temporary_store_dir)
+    assert temporary.is_dir()
     win.show()
     with qtbot.waitSignal(win.first_image_painted, timeout=60000):
         win.open_path(str(philips_path))
@@ -81,6 +83,7 @@ def test_unreadable_store_falls_back_to_a_working_temporary_store(tmp_path, qtbo
     assert len(win.store.annotations(win.case_uid)) == 10 and not win.writer.errors
     assert broken.stat().st_size == 50000  # the broken file is left for recovery
     win.close()
+    assert not temporary.exists()  # no patient data left behind in the temp folder
 
 
 def test_next_case_in_2x2_opens_into_the_active_viewport(open_window, philips_path, qtbot, tmp_path):
@@ -122,3 +125,60 @@ def test_case_header_shows_dicom_text_literally(qtbot):
     text = panel.header.text()
     assert "CT &lt;HEAD&gt; &amp; NECK w/o" in text and "Dr &lt;i&gt;Who&lt;/i&gt;" in text
     assert "<b>Pat</b>" not in text
+
+
+def test_store_writer_close_does_not_wait_on_every_failing_write(qtbot):
+    import time
+
+    from medviewer.ui.workers import StoreWriter
+
+    writer = StoreWriter()
+    writer.RETRY_S = (0.2,)
+
+    def locked(n: int) -> None:
+        time.sleep(0.3)  # as if waiting on the busy timeout
+        raise OSError("database is locked")
+
+    for n in range(20):
+        writer.submit(locked, n)
+    t0 = time.monotonic()
+    writer.close(timeout=3)
+    assert time.monotonic() - t0 < 12
+    assert sorted(args[0] for _fn, args in writer.lost) == list(range(20))  # every write is accounted for
+
+
+def test_chips_of_one_case_are_never_saved_into_another(open_window, philips_path, qtbot):
+    win = open_window(philips_path)
+    pane = win.notes
+    pane.set_study("1.2.3.1", "A")
+    # A classification arrives for study A (as _on_result would show it).
+    findings = [{"label": "Effusion", "probability": 0.9, "threshold": 0.5, "positive": True}]
+    pane._show_chips(findings, {})
+    win.store.save_text("1.2.3.1", "Small left effusion.")
+    win.store.save_findings("1.2.3.1", findings, {}, "notes-minilm", "1.0.0", start_work=False)
+    pane.set_study("1.2.3.2", "B")
+    assert pane.result is None and pane.chips == []
+    pane._save_findings(reader_action=True)  # nothing to save for B
+    pane.flush()
+    assert win.store.get_case("1.2.3.2") is None or win.store.note_results("1.2.3.2") == []
+    # Back on A: the stored chips can be confirmed and the decision is kept.
+    pane.set_study("1.2.3.1", "A")
+    chip = next(c for c in pane.chips if c.label == "Effusion")
+    chip.click()
+    pane.flush()
+    assert win.store.note_results("1.2.3.1")[-1].decisions == {"Effusion": "confirmed"}
+
+
+def test_history_dialog_opens(open_window, philips_path, qtbot):
+    win = open_window(philips_path)
+    win.show_history()
+    assert win.history_dialog.isVisible()
+    win.history_dialog.close()
+
+
+def test_overlay_and_notes_title_show_markup_literally(open_window, philips_path):
+    from PySide6.QtCore import Qt
+
+    win = open_window(philips_path)
+    assert all(label.textFormat() == Qt.TextFormat.PlainText for label in win.viewer.corners.values())
+    assert win.notes.title.textFormat() == Qt.TextFormat.PlainText
