@@ -788,3 +788,14 @@ def test_max_key_images_message(capsys):
         with pytest.raises(SystemExit):
             main(["export", "1.2.3", "--pdf", "x.pdf", "--max-key-images", bad])
         assert "--max-key-images" in capsys.readouterr().err
+
+
+def test_transliterated_names_are_scrubbed():
+    from medviewer.report.deid import identifying_tokens, scrub_text
+
+    tokens = identifying_tokens({"PatientName": "Müller^Jürgen", "PatientID": "XJ-449812"})
+    text = "Mr MUELLER (Mr Muller) was seen; Juergen reports no pain. José unrelated."
+    out = scrub_text(text, tokens.words, tokens.subs)
+    for leaked in ("MUELLER", "Muller", "Juergen"):
+        assert leaked not in out
+    assert "José unrelated" in out

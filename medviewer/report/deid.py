@@ -341,6 +341,21 @@ def _split_values(value) -> list[str]:  # noqa: ANN001
     return [v for v in str(value).split("\\") if v.strip()]
 
 
+_TRANSLIT = str.maketrans({"ä": "ae", "ö": "oe", "ü": "ue", "Ä": "Ae", "Ö": "Oe", "Ü": "Ue", "ß": "ss",
+                           "æ": "ae", "Æ": "Ae", "ø": "oe", "Ø": "Oe", "å": "aa", "Å": "Aa"})
+
+
+def _ascii_variants(part: str) -> set[str]:
+    """The usual Latin transliterations of a name part with diacritics: German/Scandinavian digraphs
+    ("Müller" -> "Mueller") and the letters without their marks ("Müller" -> "Muller", "José" -> "Jose")."""
+    import unicodedata
+
+    if part.isascii():
+        return set()
+    stripped = "".join(c for c in unicodedata.normalize("NFKD", part) if not unicodedata.combining(c))
+    return {v for v in (part.translate(_TRANSLIT), stripped) if v and v != part}
+
+
 def _name_tokens(name: str, words: set[str], glued: set[str], strong: set[str]) -> None:
     """Add the tokens of one person name (DICOM PN or free form such as "Dr. Sancho Panza")."""
     name = _nfc(name.strip())
@@ -360,6 +375,8 @@ def _name_tokens(name: str, words: set[str], glued: set[str], strong: set[str]) 
         for p in parts:
             if "-" in p or "'" in p or "\u2019" in p:
                 pieces.update(x for x in re.split(r"[-'\u2019]+", p) if x)
+        for p in set(pieces):
+            pieces.update(_ascii_variants(p))  # "Müller" is also written "Mueller" and "Muller"
         for p in pieces:
             if _short_number(p) or not _usable(p):
                 continue
