@@ -30,9 +30,11 @@ of images (keyed by SOPInstanceUID and frame) and shows those of the image on sc
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from collections.abc import Callable
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -49,11 +51,21 @@ from PySide6.QtGui import (
     QPainterPath,
     QPainterPathStroker,
     QPen,
+    QPixmap,
     QPolygonF,
+    QTransform,
     QUndoCommand,
     QUndoStack,
 )
-from PySide6.QtWidgets import QAbstractItemView, QApplication, QInputDialog, QWidget
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QApplication,
+    QGraphicsItem,
+    QGraphicsObject,
+    QInputDialog,
+    QStyleOptionGraphicsItem,
+    QWidget,
+)
 
 from medviewer.imaging.annotations import (
     KINDS,
@@ -114,6 +126,9 @@ _LABEL_FONT = ("DejaVu Sans", 9)  # family, points (the QFont is made when neede
 _LABEL_GAP = 3.0  # screen pixels between an annotation and its measurement label
 _LABEL_MARGIN = 2.0  # screen pixels kept between a label and the edge of the view (when it fits)
 _LABEL_REORDER_MAX = 16  # labels on screen up to which a crowded layout is retried in other orders
+_LABEL_AVOID_MAX = 60  # labels on screen beyond which they are not kept apart (each at its preferred place)
+_KEEP_PARKED = 1000  # graphics of annotations off screen kept for a quick return (the least recently shown go first)
+_KEEP_LAYOUTS = 16  # images whose label layout is kept for a quick return
 
 
 def _pen(color, width: float = 2.0):  # noqa: ANN001
@@ -148,28 +163,30 @@ def _norm_box(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
     return [(min(x0, x1), min(y0, y1)), (max(x0, x1), max(y0, y1))]
 
 
-def _overlap(r: QRectF, rects: list[QRectF]) -> float:
-    """Area of ``r`` over ``rects`` (summed)."""
-    total = 0.0
-    for o in rects:
-        if r.intersects(o):
-            i = r.intersected(o)
-            total += i.width() * i.height()
-    return total
+# Label layout geometry works on plain (left, top, right, bottom) float tuples in scene coordinates (screen pixels):
+# much cheaper than QRectF in the inner loops.
+def _hit(a: tuple, b: tuple) -> bool:
+    """Rects ``a`` and ``b`` share some area (like QRectF.intersects: never for an empty rect)."""
+    return (a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+            and a[0] < a[2] and a[1] < a[3] and b[0] < b[2] and b[1] < b[3])
 
 
-def _marks_of(boxes: list[QRectF], lines: list[list[QPointF]]) -> list[tuple]:
-    """Annotations as plain floats for :func:`_covered`: ``("box", l, t, r, b)`` and ``("seg", x0, y0, x1, y1)``."""
-    out: list[tuple] = [("box", b.left(), b.top(), b.right(), b.bottom()) for b in boxes]
-    for pts in lines:
-        out += [("seg", a.x(), a.y(), b.x(), b.y()) for a, b in itertools.pairwise(pts)]
-    return out
+def _inter(a: tuple, b: tuple) -> float:
+    """Area of the intersection of rects ``a`` and ``b``."""
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    return w * h if w > 0 and h > 0 else 0.0
 
 
-def _covered(r: QRectF, marks: list[tuple]) -> float:
-    """How much of the annotations ``marks`` (:func:`_marks_of`) ``r`` covers: the area of each box inside ``r``,
-    and for each line segment its length inside ``r`` times 10 px (a band along the line)."""
-    left, top, right, bottom = r.left(), r.top(), r.right(), r.bottom()
+def _grow(r: tuple, d: float) -> tuple:
+    return r[0] - d, r[1] - d, r[2] + d, r[3] + d
+
+
+def _covered(r: tuple, marks) -> float:  # noqa: ANN001
+    """How much of the annotations ``marks`` (``("box", l, t, r, b)`` and ``("seg", x0, y0, x1, y1)``) the rect
+    ``r`` covers: the area of each box inside ``r``, and for each line segment its length inside ``r`` times 10 px
+    (a band along the line)."""
+    left, top, right, bottom = r
     total = 0.0
     for kind, x0, y0, x1, y1 in marks:
         if max(x0, x1) <= left or min(x0, x1) >= right or max(y0, y1) <= top or min(y0, y1) >= bottom:
@@ -179,6 +196,119 @@ def _covered(r: QRectF, marks: list[tuple]) -> float:
         else:
             total += 10.0 * _length_inside(x0, y0, x1, y1, left, top, right, bottom)
     return total
+
+
+class _Grid:
+    """A uniform grid (spatial hash) of rects over the view: which stored rects may meet a query rect, without
+    scanning them all. Cells outside the view are clamped to its border cells, so far-away rects still land
+    somewhere (the answer is a superset; callers test the exact geometry)."""
+
+    __slots__ = ("cell", "cells", "keys", "ni", "nj", "x0", "y0")
+
+    def __init__(self, area: tuple, n: int = 12):
+        left, top, right, bottom = area
+        self.x0, self.y0 = left, top
+        self.cell = max(right - left, bottom - top, 16.0) / n
+        self.ni = int((right - left) / self.cell) + 1
+        self.nj = int((bottom - top) / self.cell) + 1
+        self.cells: dict[tuple[int, int], dict] = {}
+        self.keys: dict[object, list[tuple[int, int]]] = {}
+
+    def _span(self, r: tuple) -> tuple[range, range]:
+        c, ni, nj = self.cell, self.ni, self.nj
+        i0 = min(max(int((r[0] - self.x0) // c), -1), ni)
+        i1 = min(max(int((r[2] - self.x0) // c), -1), ni)
+        j0 = min(max(int((r[1] - self.y0) // c), -1), nj)
+        j1 = min(max(int((r[3] - self.y0) // c), -1), nj)
+        return range(i0, i1 + 1), range(j0, j1 + 1)
+
+    def add(self, key, r: tuple, value) -> None:  # noqa: ANN001
+        """Store ``value`` under ``key`` for rect ``r`` (replacing what ``key`` had)."""
+        self.remove(key)
+        si, sj = self._span(r)
+        cells = [(i, j) for i in si for j in sj]
+        for cell in cells:
+            d = self.cells.get(cell)
+            if d is None:
+                self.cells[cell] = d = {}
+            d[key] = value
+        self.keys[key] = cells
+
+    def remove(self, key) -> None:  # noqa: ANN001
+        for cell in self.keys.pop(key, ()):
+            self.cells[cell].pop(key, None)
+
+    def query(self, r: tuple) -> dict:
+        """``{key: value}`` of the stored rects that may meet ``r``."""
+        out: dict = {}
+        si, sj = self._span(r)
+        cells = self.cells
+        for i in si:
+            for j in sj:
+                d = cells.get((i, j))
+                if d:
+                    out.update(d)
+        return out
+
+    def copy(self) -> _Grid:
+        g = _Grid.__new__(_Grid)
+        g.x0, g.y0, g.cell, g.ni, g.nj = self.x0, self.y0, self.cell, self.ni, self.nj
+        g.cells = {c: dict(d) for c, d in self.cells.items()}
+        g.keys = dict(self.keys)
+        return g
+
+
+def _label_candidates(kind: str, pts: list[tuple[float, float]], shape: tuple, w: float, h: float) -> tuple:
+    """``(anchor, candidates)`` of a ``w`` x ``h`` label of an annotation of ``kind`` with scene points ``pts``
+    and bounding rect ``shape``: the rect it goes around (a box, or an annotation's end point) and the label's
+    candidate top-left corners, preferred first (see :meth:`AnnotationLayer._layout_labels`)."""
+    gap = _LABEL_GAP
+    if kind in ("rect", "ellipse"):
+        anchor = shape
+        left, top, right, bottom = shape
+        preferred = (left, bottom + gap)  # under the box, left-aligned
+        ys = (top, bottom - h)  # beside the box: top-aligned, else bottom-aligned
+        xs = (left, right - w)  # under / over it: left-aligned, else right-aligned
+    else:
+        if kind == "angle":  # opposite the bisector of the two arms: outside the angle
+            (ax, ay), (px, py), (cx, cy) = pts[:3]
+            na = math.hypot(ax - px, ay - py) or 1.0
+            nc = math.hypot(cx - px, cy - py) or 1.0
+            bx = (ax - px) / na + (cx - px) / nc
+            by = (ay - py) / na + (cy - py) / nc
+            right, down = bx <= 0, by <= 0
+        else:  # length: beyond its end point; arrow: beyond its tail; away from the line
+            (px, py), (nx, ny) = (pts[1], pts[0]) if kind == "length" else (pts[0], pts[1])
+            right, down = px >= nx, py >= ny
+        anchor = (px, py, px, py)
+        x_right, x_left = px + gap, px - gap - w
+        y_down, y_up = py + gap, py - gap - h
+        preferred = (x_right if right else x_left, y_down if down else y_up)
+        ys = (y_down, y_up) if down else (y_up, y_down)  # the preferred quadrant first
+        xs = (x_right, x_left) if right else (x_left, x_right)
+    candidates = [preferred]
+    for x, y in zip(xs, ys):  # right, left, below, above; then the same, aligned the other way
+        candidates += [(anchor[2] + gap, y), (anchor[0] - gap - w, y), (x, anchor[3] + gap), (x, anchor[1] - gap - h)]
+    return anchor, candidates
+
+
+def _shift_into(x: float, y: float, w: float, h: float, area: tuple, anchor: tuple) -> tuple[float, float]:
+    """Top-left ``(x, y)`` of a ``w`` x ``h`` label moved the least to lie inside ``area`` (``_LABEL_MARGIN`` from
+    its edges when it fits with them). Along an axis where the label is larger than ``area``: next to ``anchor``
+    on the side with more room, its left / top edge inside ``area``."""
+
+    def axis(v: float, size: float, lo: float, hi: float, near: float, far: float) -> float:
+        if lo <= v and v + size <= hi:
+            return v
+        if size + 2 * _LABEL_MARGIN <= hi - lo:
+            return min(max(v, lo + _LABEL_MARGIN), hi - _LABEL_MARGIN - size)
+        if size <= hi - lo:
+            return min(max(v, lo), hi - size)
+        v = far + _LABEL_GAP if hi - far >= near - lo else near - _LABEL_GAP - size
+        return min(max(v, lo), hi - 1.0)
+
+    return (axis(x, w, area[0], area[2], anchor[0], anchor[2]),
+            axis(y, h, area[1], area[3], anchor[1], anchor[3]))
 
 
 def _length_inside(x0: float, y0: float, x1: float, y1: float, left: float, top: float, right: float,
@@ -202,7 +332,38 @@ def _length_inside(x0: float, y0: float, x1: float, y1: float, left: float, top:
 
 
 # ==================================================================================================== graphics
-class _PolyMark(pg.ROI):
+class _Mark:
+    """What the ROI marks share. Their sizes are in screen pixels: the length of one screen pixel is kept until
+    the view transform changes (it was computed a few times per item and paint)."""
+
+    _px_cache: float | None = None
+    _shadow_of: QPen | None = None
+    _shadow_pen: QPen | None = None
+
+    def _px(self) -> float:
+        px = self._px_cache
+        if px is None:
+            v = self.pixelLength(QPointF(1, 0))
+            px = float(v) if v else 0.0
+            if px:
+                self._px_cache = px
+        return px
+
+    def _pens(self) -> tuple[QPen, QPen]:
+        """(the dark outline, the pen) to draw with now."""
+        pen = self.currentPen
+        if self._shadow_of is not pen:
+            self._shadow_of, self._shadow_pen = pen, _shadow(pen)
+        return self._shadow_pen, pen
+
+    def viewTransformChanged(self) -> None:  # noqa: N802, D102 - pyqtgraph override: sizes are in screen px
+        self._px_cache = None
+        self.prepareGeometryChange()
+        super().viewTransformChanged()
+        self.update()
+
+
+class _PolyMark(_Mark, pg.ROI):
     """Length, arrow (head at points[1]) or angle (vertex at points[1]): a polyline through free handles.
 
     Geometry is in the ROI's parent coordinates = view coordinates (mm); the ROI itself stays at (0, 0) until
@@ -246,10 +407,6 @@ class _PolyMark(pg.ROI):
     def set_interactive(self, interactive: bool) -> None:
         self.translatable = interactive
         self.setAcceptedMouseButtons(Qt.MouseButton.LeftButton if interactive else Qt.MouseButton.NoButton)
-
-    def _px(self) -> float:
-        px = self.pixelLength(QPointF(1, 0))
-        return float(px) if px else 0.0
 
     def _local(self) -> list[QPointF]:
         return [h.pos() for h in self.getHandles()]
@@ -301,11 +458,6 @@ class _PolyMark(pg.ROI):
         margin = max(24 * px, 1e-6)  # arrow head / angle arc / pen, whatever the zoom
         return rect.adjusted(-margin, -margin, margin, margin)
 
-    def viewTransformChanged(self) -> None:  # noqa: N802, D102 - pyqtgraph override: sizes are in screen px
-        self.prepareGeometryChange()
-        super().viewTransformChanged()
-        self.update()
-
     def paint(self, p: QPainter, *args) -> None:  # noqa: D102 - Qt override
         p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
         px = self._px()
@@ -313,7 +465,7 @@ class _PolyMark(pg.ROI):
         arc = self._arc(px) if self.kind == "angle" and len(self.getHandles()) == 3 else None
         colour = self.currentPen.color()
         # A dark outline under the colour keeps the mark visible over bright (bone, contrast) pixels too.
-        for pen in (_shadow(self.currentPen), self.currentPen):
+        for pen in self._pens():
             p.setPen(pen)
             p.setBrush(Qt.BrushStyle.NoBrush)
             p.drawPolyline(QPolygonF(self._local()))
@@ -327,7 +479,7 @@ class _PolyMark(pg.ROI):
                 p.drawPolyline(arc)
 
 
-class _BoxMark(pg.ROI):
+class _BoxMark(_Mark, pg.ROI):
     """Rectangle or ellipse ROI, axis-aligned: ``pos()`` is the top-left corner and ``size()`` the extent, in view
     coordinates (mm); a scale handle at each corner (the opposite corner stays put)."""
 
@@ -383,23 +535,19 @@ class _BoxMark(pg.ROI):
         return path
 
     def shape(self) -> QPainterPath:  # noqa: D102 - Qt override: the inside plus a few screen px around the outline
-        px = self.pixelLength(QPointF(1, 0)) or 0.0
+        px = self._px()
         stroker = QPainterPathStroker()
         stroker.setWidth(max(8 * px, 1e-6))
         return stroker.createStroke(self._outline()).united(self._outline())
 
     def boundingRect(self) -> QRectF:  # noqa: N802, D102 - Qt override
-        m = max(6 * (self.pixelLength(QPointF(1, 0)) or 0.0), 1e-6)
+        m = max(6 * self._px(), 1e-6)
         return self._rect().adjusted(-m, -m, m, m)
-
-    def viewTransformChanged(self) -> None:  # noqa: N802, D102 - pyqtgraph override
-        self.prepareGeometryChange()
-        super().viewTransformChanged()
 
     def paint(self, p: QPainter, *args) -> None:  # noqa: D102 - Qt override
         p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
         p.setBrush(Qt.BrushStyle.NoBrush)
-        for pen in (_shadow(self.currentPen), self.currentPen):
+        for pen in self._pens():
             p.setPen(pen)
             if self.kind == "ellipse":
                 p.drawEllipse(self._rect())
@@ -469,12 +617,168 @@ class _TextMark(pg.TextItem):
             self.layer.edit_text(self.uid)
 
 
-def _make_label() -> pg.TextItem:
-    label = pg.TextItem("", color=_LABEL_TEXT, anchor=(0, 0), fill=pg.mkBrush(*_LABEL_FILL))
-    label.setFont(QFont(*_LABEL_FONT))
-    label.setZValue(_Z + 2)
-    label.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
-    return label
+class _Label(pg.TextItem):
+    """A measurement label: a pyqtgraph TextItem (same size on screen whatever the zoom, same geometry and text
+    API) that paints a pixmap of itself, made once per text, instead of laying out and drawing its text on every
+    repaint (with hundreds of labels on screen that was half of each repaint)."""
+
+    def __init__(self):
+        super().__init__("", color=_LABEL_TEXT, anchor=(0, 0), fill=pg.mkBrush(*_LABEL_FILL))
+        self.setFont(QFont(*_LABEL_FONT))
+        self.setZValue(_Z + 2)
+        self.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
+        self.textItem.setVisible(False)  # drawn into the pixmap instead
+        self._pix: tuple[float, QPixmap, QPointF] | None = None  # (device pixel ratio, pixmap, where)
+
+    def setText(self, text: str, color=None) -> None:  # noqa: N802, ANN001, D102 - pyqtgraph override
+        self.prepareGeometryChange()  # the text item is hidden: this item repaints where the old text was
+        super().setText(text, color)
+        self._pix = None
+        self.update()
+
+    def _render(self, dpr: float) -> tuple[float, QPixmap, QPointF]:
+        br = self.boundingRect()
+        pix = QPixmap(max(1, math.ceil(br.width() * dpr)), max(1, math.ceil(br.height() * dpr)))
+        pix.setDevicePixelRatio(dpr)
+        pix.fill(Qt.GlobalColor.transparent)
+        p = QPainter(pix)
+        try:
+            p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+            p.setRenderHint(QPainter.RenderHint.TextAntialiasing, True)
+            p.translate(-br.topLeft())
+            p.setPen(self.border)
+            p.setBrush(self.fill)
+            p.drawPolygon(self.textItem.mapToParent(self.textItem.boundingRect()))
+            p.translate(self.textItem.pos())
+            opt = QStyleOptionGraphicsItem()
+            opt.exposedRect = self.textItem.boundingRect()
+            self.textItem.paint(p, opt, None)
+        finally:
+            p.end()
+        return dpr, pix, br.topLeft()
+
+    def paint(self, p: QPainter, opt=None, widget=None) -> None:  # noqa: ANN001, D102 - Qt override
+        s = self.scene()
+        if s is not self._lastScene:  # as TextItem.paint: follow the view's transform before each repaint
+            if self._lastScene is not None:
+                self._lastScene.sigPrepareForPaint.disconnect(self.updateTransform)
+            self._lastScene = s
+            if s is not None:
+                s.sigPrepareForPaint.connect(self.updateTransform)
+            self.updateTransform()
+            p.setTransform(self.sceneTransform())
+        dpr = widget.devicePixelRatioF() if widget is not None else p.device().devicePixelRatioF()
+        if self._pix is None or self._pix[0] != dpr:
+            self._pix = self._render(dpr)
+        p.drawPixmap(self._pix[2], self._pix[1])
+
+
+def _make_label() -> _Label:
+    return _Label()
+
+
+class _Parking(QGraphicsObject):
+    """An empty, fully transparent item of the view: the marks of annotations whose image is not on screen wait
+    under it (not drawn, not hit, still in the scene) until their image comes back. Transparent rather than
+    hidden: moving an item under a hidden parent changes the visibility of each of its handles (a Python call
+    each, several times slower); Qt skips a fully transparent subtree when drawing and when finding items."""
+
+    def __init__(self):
+        super().__init__()
+        self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemHasNoContents, True)
+        self.setOpacity(0.0)
+
+    def boundingRect(self) -> QRectF:  # noqa: N802, D102 - Qt override
+        return QRectF()
+
+    def paint(self, *args) -> None:  # noqa: D102 - Qt override
+        pass
+
+
+class _Item:
+    """The graphics of one annotation: its mark and its measurement label, made once and kept (parked while its
+    image is off screen). ``sig`` is the geometry the mark was last set to (None: changed by a drag since),
+    ``text`` / ``size`` the label's text and its size on screen (None: not measured yet)."""
+
+    __slots__ = ("g", "label", "label_vis", "parked", "sig", "size", "text", "uid")
+
+    def __init__(self, uid: str, g, label: pg.TextItem, sig: tuple):  # noqa: ANN001
+        self.uid, self.g, self.label, self.sig = uid, g, label, sig
+        self.text = ""
+        self.label_vis = True
+        self.size: tuple[float, float] | None = None
+        self.parked = False
+
+
+class _Place:
+    """Where one shown annotation is on screen and where its label may go (scene coordinates, for one view
+    transform): ``shape`` its bounding rect, ``marks`` its geometry for "covers", ``fixed`` the rect of a text
+    annotation (no label may cover it); for a label (``label``): its size, ``anchor``, candidate top-left corners
+    (preferred first), whether it is laid out (``in_view``: its annotation is in the view) and then the candidates
+    shifted into the view and ``reach``, the rect they span."""
+
+    __slots__ = (
+        "anchor",
+        "cands",
+        "fixed",
+        "h",
+        "in_view",
+        "label",
+        "marks",
+        "reach",
+        "shape",
+        "shifted",
+        "w",
+        "zone",
+    )
+
+    def __init__(self, shape: tuple):
+        self.shape = shape
+        self.zone = _grow(shape, 1.0)  # never empty (a horizontal line has no height)
+        self.marks: list[tuple] = []
+        self.fixed: tuple | None = None
+        self.label = False
+        self.in_view = False
+        self.w = self.h = 0.0
+        self.anchor: tuple = shape
+        self.cands: list[tuple[float, float]] = []
+        self.shifted: list[tuple[float, float]] = []
+        self.reach: tuple = shape
+
+
+class _Layout:
+    """The label layout of one image, valid for the volume, view ``area`` and view-to-scene transform ``tr`` it
+    was made with: the places of the shown annotations, a grid of their marks, a grid of the placed labels (and
+    the text annotations, ``("fixed", uid)``), where each label went, and which labels are laid out (``todo``).
+    ``avoid``: labels are kept apart (False beyond ``_LABEL_AVOID_MAX`` labels: each at its preferred place)."""
+
+    def __init__(self, key: tuple, vol, area: tuple, tr: QTransform):  # noqa: ANN001
+        self.key, self.vol, self.area, self.tr = key, vol, area, tr
+        self.inv = tr.inverted()[0]
+        self.places: dict[str, _Place] = {}
+        self.marks = _Grid(area)
+        self.labels = _Grid(area)
+        self.placed: dict[str, tuple] = {}
+        self.todo: set[str] = set()
+        self.avoid = True
+
+    def remove(self, uid: str) -> None:
+        self.places.pop(uid, None)
+        self.marks.remove(uid)
+        self.labels.remove(uid)
+        self.labels.remove(("fixed", uid))
+        self.placed.pop(uid, None)
+        self.todo.discard(uid)
+
+    def set(self, uid: str, p: _Place) -> None:
+        self.remove(uid)
+        self.places[uid] = p
+        if p.marks:
+            self.marks.add(uid, p.shape, p.marks)
+        if p.fixed is not None:
+            self.labels.add(("fixed", uid), p.fixed, p.fixed)
+        if p.label and p.in_view:
+            self.todo.add(uid)
 
 
 # ==================================================================================================== commands
@@ -567,6 +871,15 @@ class AnnotationLayer(QObject):
         self._selected: str | None = None
         self._draft: dict | None = None  # drawing in progress: kind, points (view), preview item
         self._layout_held = False  # True while sync() shows several annotations: labels are laid out once after
+        self._dirty: set[str] = set()  # uids whose graphics changed while the layout was held
+        self._items: dict[str, _Item] = {}  # the graphics made, shown or parked, the most recently shown last
+        self._park_item: _Parking | None = None
+        self._setting = False  # True while the layer itself moves a mark (not a drag)
+        self._layouts: dict[tuple, _Layout] = {}  # label layouts per image (the most recently shown last)
+        self._vol = None  # the volume the caches below are about
+        self._mcache: dict[str, tuple] = {}  # uid -> (what was measured, Measurement)
+        self._mcache_vol = None
+        self._slice_index: tuple | None = None  # (volume, n slices, {(SOPInstanceUID, frame): slice})
         viewer.installEventFilter(self)
         viewer.graphics.scene().sigMouseMoved.connect(self._mouse_moved)
         viewer.view.sigTransformChanged.connect(lambda *_: self._fit_labels())
@@ -610,6 +923,11 @@ class AnnotationLayer(QObject):
         self._all = {a.uid: a for a in annotations}
         self._shown = None
         self._selected = None
+        self._clear_graphics()
+        for uid in [u for u in self._items if u not in self._all]:  # keep the graphics of those still there
+            self._destroy(uid)
+        self._mcache.clear()
+        self._layouts.clear()
         self.sync()
 
     def annotations(self) -> list[Annotation]:
@@ -710,7 +1028,7 @@ class AnnotationLayer(QObject):
         """What annotation ``uid`` measures, on the viewer's current volume (ROI statistics need the image
         decoded). An annotation of an image outside that volume is measured without image and spacing (pixels).
         Raises KeyError for an unknown uid."""
-        return self._measure(self._all[uid])
+        return dataclasses.replace(self._measure(self._all[uid]))  # a copy: the layer keeps its own
 
     def describe(self, uid: str) -> str:
         """One line describing annotation ``uid``, for lists (the case dock): what it is and measures, then
@@ -775,6 +1093,10 @@ class AnnotationLayer(QObject):
         return label.toPlainText() if label is not None and label.isVisible() else ""
 
     # ------------------------------------------------------------------------------------------ syncing
+    # The graphics of an annotation (an _Item: its mark and its label) are made once and kept: when its image leaves
+    # the screen they are parked (moved under a hidden item of the view) and they come back when it returns,
+    # changed only where the annotation's geometry or text changed meanwhile. Those of images off screen are kept
+    # for up to _KEEP_PARKED annotations (beyond, the least recently shown are dropped, and made again if needed).
     def sync(self) -> None:
         """Show the annotations of the image on screen (called by the viewer whenever it renders or clears);
         cheap when nothing changed."""
@@ -785,38 +1107,127 @@ class AnnotationLayer(QObject):
         if self._shown is not None and self._shown[0] is vol and self._shown[1:] == (key, ready):
             return
         self._cancel_draft()
+        if vol is not self._vol:  # another volume (or none): other spacing, other pixels
+            self._vol = vol
+            self._mcache.clear()
+            self._mcache_vol = vol  # (keeping no reference to a volume the viewer dropped)
+            self._slice_index = None
+            self._layouts.clear()
         self._clear_graphics()
         self._shown = (vol, key, ready) if vol is not None else None
         if key is None:
+            self._evict()
             return
+        self._dirty = set()
         self._layout_held = True  # one label layout for all, not one per annotation shown
         try:
             for ann in self.annotations_for(*key):
                 self._show(ann)
         finally:
             self._layout_held = False
-        self._layout_labels()
+        dirty, self._dirty = self._dirty, set()
+        st = self._layouts.get(key)
+        if st is not None and self._layout_valid(st):
+            # Back on an image laid out for this very view: its labels are where they were; only what changed
+            # meanwhile (or came / went) is placed again.
+            self._layouts[key] = self._layouts.pop(key)
+            dirty |= set(st.places).symmetric_difference(self._graphics)
+            if dirty:
+                self._relayout(dirty)
+        else:
+            self._layout_labels()
+        self._evict()
 
     def _clear_graphics(self) -> None:
+        """Park every shown graphic (deselecting)."""
         if self._selected is not None:
             self._selected = None
             self.selection_changed.emit(None)
-        for uid in list(self._graphics):
-            self._hide(uid)
+        for uid in self._graphics:
+            self._park(self._items[uid])
+        self._graphics = {}
+        self._labels = {}
 
     def _on_screen(self, ann: Annotation) -> bool:
         return self._shown is not None and self._shown[1] == (ann.sop_instance_uid, ann.frame)
 
-    def _show(self, ann: Annotation) -> None:
+    def _parking(self) -> _Parking:
+        view = self.viewer.view
+        p = self._park_item
+        if p is None or p.parentItem() is not view.childGroup:
+            p = _Parking()
+            self._add_to_view(p)
+            self._park_item = p
+        return p
+
+    @contextmanager
+    def _quietly(self):  # noqa: ANN202
+        """Add / remove children of the view without the ViewBox repainting all of itself (it does so to update its
+        auto-range, which our items, all added with ignoreBounds, do not take part in): Qt still repaints the
+        area of each item that comes or goes, and nothing else."""
+        group = self.viewer.view.childGroup
+        listeners = getattr(group, "itemsChangedListeners", None)
+        if listeners is None:
+            yield
+            return
+        group.itemsChangedListeners = []
+        try:
+            yield
+        finally:
+            group.itemsChangedListeners = listeners
+
+    def _park(self, it: _Item) -> None:
+        """Take the graphics of ``it`` off the screen, kept: the mark under the hidden parking item (so that the
+        view's children are what is on screen), the label hidden (cheaper, and not a mark)."""
+        if it.parked:
+            return
+        g = it.g
+        if g.selected:
+            g.set_selected_look(False)
+        if getattr(g, "mouseHovering", False):  # a ROI hovered when its image went: not hovered when it returns
+            g.mouseHovering = False
+            g._updateHoverColor()
+        park = self._parking()
+        # Qt repaints neither where an item was when it goes under a transparent parent, nor where it appears when
+        # it comes back: the view repaints that area (in the same pass as any other change: one paint).
+        view = self.viewer.view
+        view.update(g.mapRectToItem(view, g.boundingRect()))
+        with self._quietly():
+            g.setParentItem(park)
+        it.label.setVisible(False)
+        it.parked = True
+
+    def _unpark(self, it: _Item) -> None:
+        if not it.parked:
+            return
+        g = it.g
+        with self._quietly():
+            g.setParentItem(self.viewer.view.childGroup)
+        g.update()
+        g.set_interactive(self._tool is None)
+        it.label.setVisible(it.label_vis)
+        it.parked = False
+
+    def _add_to_view(self, item) -> None:  # noqa: ANN001
+        """``view.addItem(item, ignoreBounds=True)`` without repainting the whole view (see :meth:`_quietly`)."""
+        view = self.viewer.view
+        scene = view.scene()
+        if scene is not None and item.scene() is not scene:
+            scene.addItem(item)  # first, as ViewBox.addItem does (QTBUG-18616)
+        with self._quietly():
+            item.setParentItem(view.childGroup)
+
+    def _sig(self, ann: Annotation) -> tuple:
+        pts = _norm_box(ann.points) if ann.kind in ("rect", "ellipse") else ann.points
+        return self._scale(), tuple(pts)
+
+    def _create(self, ann: Annotation) -> _Item:
         g = self._make_graphic(ann)
         g.uid = ann.uid
         g.set_interactive(self._tool is None)
-        view = self.viewer.view
-        view.addItem(g, ignoreBounds=True)
+        self._add_to_view(g)
         label = _make_label()
-        view.addItem(label, ignoreBounds=True)
-        self._graphics[ann.uid] = g
-        self._labels[ann.uid] = label
+        self._add_to_view(label)
         if isinstance(g, _TextMark):
             g.layer = self
         else:
@@ -824,15 +1235,74 @@ class AnnotationLayer(QObject):
             g.sigRegionChangeStarted.connect(self._graphic_clicked)
             g.sigRegionChangeFinished.connect(self._graphic_finished)
             g.sigClicked.connect(lambda roi, ev: self._graphic_clicked(roi))
-        self._update_label(g, ann)
+        it = _Item(ann.uid, g, label, self._sig(ann))
+        self._items[ann.uid] = it
+        return it
+
+    def _destroy(self, uid: str) -> None:
+        """Delete the graphics of ``uid`` (they must not be shown)."""
+        it = self._items.pop(uid, None)
+        if it is None:
+            return
+        view = self.viewer.view
+        for item in (it.g, it.label):
+            view.removeItem(item)
+
+    def _evict(self) -> None:
+        """Drop the least recently shown parked graphics beyond ``_KEEP_PARKED``."""
+        extra = len(self._items) - len(self._graphics) - _KEEP_PARKED
+        if extra <= 0:
+            return
+        for uid in [u for u, it in self._items.items() if it.parked][:extra]:
+            self._destroy(uid)
+
+    def _show(self, ann: Annotation) -> None:
+        """Show ``ann`` (of the image on screen): its graphics made, or brought back and updated."""
+        uid = ann.uid
+        it = self._items.get(uid)
+        if it is not None and it.g.kind != ann.kind:
+            self._hide(uid)
+            self._destroy(uid)
+            it = None
+        if it is None:
+            it = self._create(ann)
+            changed = True
+        else:
+            self._items[uid] = self._items.pop(uid)  # the most recently shown last: kept longest
+            changed = self._set_geometry(it, ann)
+            self._unpark(it)
+        self._graphics[uid] = it.g
+        self._labels[uid] = it.label
+        if changed and self._layout_held:
+            self._dirty.add(uid)
+        self._update_label(it, ann)
+
+    def _set_geometry(self, it: _Item, ann: Annotation) -> bool:
+        """Move the mark of ``it`` to ``ann`` (and a text mark to its text); True when something changed."""
+        g = it.g
+        changed = False
+        sig = self._sig(ann)
+        if it.sig != sig:
+            if it.sig is not None or not _same_points(self._annotation_of(g, ann), ann):
+                self._setting = True  # our own change: not a drag
+                try:
+                    g.set_view_points([self.image_to_view(x, y) for x, y in ann.points])
+                finally:
+                    self._setting = False
+            it.sig = sig
+            changed = True
+        if isinstance(g, _TextMark) and g.toPlainText() != ann.text:
+            g.setText(ann.text)
+            changed = True
+        return changed
 
     def _hide(self, uid: str) -> None:
-        g = self._graphics.pop(uid, None)
-        label = self._labels.pop(uid, None)
-        view = self.viewer.view
-        for item in (g, label):
-            if item is not None:
-                view.removeItem(item)
+        """Take ``uid`` off the screen (its graphics parked)."""
+        self._graphics.pop(uid, None)
+        self._labels.pop(uid, None)
+        it = self._items.get(uid)
+        if it is not None:
+            self._park(it)
         if uid == self._selected:
             self._selected = None
             self.selection_changed.emit(None)
@@ -849,19 +1319,11 @@ class AnnotationLayer(QObject):
     def _put(self, ann: Annotation, emit: bool = True) -> None:
         """Insert or replace ``ann`` (no undo entry), refresh its graphic, emit ``annotation_saved`` (if ``emit``)."""
         self._all[ann.uid] = ann
-        g = self._graphics.get(ann.uid)
-        on_screen = self._on_screen(ann)
-        if g is not None and (not on_screen or g.kind != ann.kind):
-            self._hide(ann.uid)
-            g = None
-        if g is not None:
-            if not _same_points(self._annotation_of(g, ann), ann):
-                g.set_view_points([self.image_to_view(x, y) for x, y in ann.points])
-            if isinstance(g, _TextMark) and g.toPlainText() != ann.text:
-                g.setText(ann.text)
-            self._update_label(g, ann)
-        elif on_screen:
+        if self._on_screen(ann):
             self._show(ann)
+        elif ann.uid in self._graphics:  # moved to another image
+            self._hide(ann.uid)
+            self._relayout({ann.uid})
         if emit:
             self.annotation_saved.emit(ann)
 
@@ -869,8 +1331,10 @@ class AnnotationLayer(QObject):
         """Remove ``uid`` (no undo entry), emit ``annotation_deleted`` (if ``emit``); False when it was unknown."""
         if self._all.pop(uid, None) is None:
             return False
-        self._hide(uid)
-        self._layout_labels()  # the labels it kept off its own may move back
+        self._mcache.pop(uid, None)
+        if uid in self._graphics:
+            self._hide(uid)  # parked, not deleted: an undo brings it back at once
+            self._relayout({uid})  # the labels it kept off its own may move back
         if emit:
             self.annotation_deleted.emit(uid)
         return True
@@ -889,24 +1353,39 @@ class AnnotationLayer(QObject):
         k = int(self.viewer.state.index)
         if self.current_key() == key:
             return k
-        for n, ref in enumerate(vol.stack.slices):
-            if ref.instance.sop_instance_uid == key[0] and int(ref.frame.index) == key[1]:
-                return n
-        return None
+        slices = vol.stack.slices
+        cached = self._slice_index
+        if cached is None or cached[0] is not vol or cached[1] != len(slices):
+            index: dict[tuple[str, int], int] = {}
+            for n, ref in enumerate(slices):
+                index.setdefault((ref.instance.sop_instance_uid, int(ref.frame.index)), n)
+            self._slice_index = cached = (vol, len(slices), index)
+        return cached[2].get(key)
 
     def _measure(self, ann: Annotation) -> Measurement:
+        """What ``ann`` measures (cached per annotation: the same geometry on the same, equally decoded, slice of
+        the same volume measures the same). The result is shared: do not modify it."""
         vol = self.viewer.volume
         k = self._slice_of((ann.sop_instance_uid, ann.frame))
         if vol is None or k is None:
             return measure(ann)
+        ready = vol.ready is None or bool(vol.ready[k])
+        if self._mcache_vol is not vol:
+            self._mcache.clear()
+            self._mcache_vol = vol
+        ck = (ann.kind, tuple(ann.points), ann.sop_instance_uid, ann.frame, k, vol.ready is None, ready)
+        hit = self._mcache.get(ann.uid)
+        if hit is not None and hit[0] == ck:
+            return hit[1]
         image = None
-        if ann.kind in ("rect", "ellipse") and (vol.ready is None or bool(vol.ready[k])):
+        if ann.kind in ("rect", "ellipse") and ready:
             image = vol.array[k]
             if image.ndim == 3:  # colour: mean of the channels
                 image = image.astype(np.float32).mean(axis=-1)
         spacing = vol.stack.pixel_spacing if vol.stack is not None else None
         units = "" if vol.is_color else vol.units
         m = measure(ann, image, spacing, units)
+        self._mcache[ann.uid] = (ck, m)
         return m
 
     def _annotation_of(self, g, ann: Annotation) -> Annotation:  # noqa: ANN001
@@ -926,18 +1405,47 @@ class AnnotationLayer(QObject):
             text = ann.text + ("\n" + text if text else "")
         return text
 
-    def _update_label(self, g, ann: Annotation) -> None:  # noqa: ANN001
-        label = self._labels.get(ann.uid)
-        if label is None:
-            return
+    def _update_label(self, it: _Item, ann: Annotation) -> None:
+        """Set the label of shown ``it`` for ``ann`` (its text, maybe its geometry) and place it again."""
         text = self._label_for(ann)
-        if label.toPlainText() != text:
-            label.setText(text)
-        label.setVisible(bool(text))
-        self._layout_labels()
+        if text != it.text:
+            it.label.setText(text)
+            it.text = text
+            it.size = None
+            if self._layout_held:
+                self._dirty.add(it.uid)
+        visible = bool(text)
+        if visible != it.label_vis:
+            it.label_vis = visible
+            if not it.parked:
+                it.label.setVisible(visible)
+        self._relayout({it.uid})
 
+    # ------------------------------------------------------------------------------------------ label layout
+    # A layout (_Layout) is kept per image for the view it was made for: coming back to an image in the same view
+    # costs nothing; an added, changed or removed annotation places again only the labels that could be affected
+    # (_relayout); a pan, zoom or resize lays every label out again (_layout_labels). Overlap tests go through
+    # uniform grids, and beyond _LABEL_AVOID_MAX labels in view there is no avoidance at all (each label at its
+    # preferred place): the cost stays about linear in the number of annotations shown.
     def _fit_labels(self) -> None:  # the view was zoomed, panned or resized
-        self._layout_labels()
+        if self._shown is None:
+            return
+        st = self._layouts.get(self._shown[1])
+        if st is None or not self._layout_valid(st):
+            self._layout_labels()
+
+    def _context(self) -> tuple[tuple, QTransform]:
+        """The view's rect and its view-to-scene transform, now."""
+        view = self.viewer.view
+        view.updateMatrix()
+        a = view.sceneBoundingRect()
+        return (a.left(), a.top(), a.right(), a.bottom()), view.childGroup.sceneTransform()
+
+    def _layout_valid(self, st: _Layout) -> bool:
+        if st.vol is not self.viewer.volume:
+            return False
+        area, tr = self._context()
+        return st.area == area and st.tr == tr
 
     def _layout_labels(self) -> None:
         """Place every shown measurement label (greedy, one label after the other).
@@ -951,136 +1459,203 @@ class AnnotationLayer(QObject):
         again in other orders (reversed, top to bottom, bottom to top) and the best layout is kept. A label larger
         than the view keeps its left (top) edge visible, on the side of its annotation with more room. The label of
         an annotation wholly outside the view stays on its preferred side (it is not pulled into view, and does not
-        push the others)."""
+        push the others). Beyond ``_LABEL_AVOID_MAX`` labels in view, each label simply takes its preferred place
+        (shifted into the view): keeping hundreds apart is neither possible nor affordable."""
         view = self.viewer.view
-        if self._layout_held or view.scene() is None or not self._labels:
+        if self._layout_held or view.scene() is None or self._shown is None:
             return
-        area = view.sceneBoundingRect()
-        fixed: list[QRectF] = []  # scene rects no label may overlap: the text annotations, where the user put them
-        boxes: list[QRectF] = []  # scene geometry of every shown annotation, for "covers"
-        lines: list[list[QPointF]] = []
-        for g in self._graphics.values():
-            if isinstance(g, _TextMark):
-                fixed.append(g.mapRectToScene(g.boundingRect()))
-                continue
-            pts = [view.mapViewToScene(p) for p in g.view_points()]
-            if g.kind in ("rect", "ellipse"):
-                boxes.append(QRectF(pts[0], pts[1]).normalized())
-            else:
-                lines.append(pts)
-        marks = _marks_of(boxes, lines)
-        todo = []  # (label, candidate top-lefts (preferred first), the same shifted into view, w, h, anchor)
-        for uid, label in self._labels.items():
-            g = self._graphics.get(uid)
-            if g is None or not label.isVisible():
-                continue
-            w, h, anchor, shape, candidates = self._label_candidates(label, g)
-            if w <= 0 or h <= 0 or not shape.adjusted(-1, -1, 1, 1).intersects(area):
-                label.setPos(view.mapSceneToView(candidates[0]))  # out of view: left where it would be
-                continue
-            shifted = [self._shift_into(tl, w, h, area, anchor) for tl in candidates]
-            todo.append((label, candidates, shifted, w, h, anchor))
-        if not todo:
+        key = self._shown[1]
+        self._layouts.pop(key, None)
+        if not self._labels:
             return
+        area, tr = self._context()
+        st = _Layout(key, self.viewer.volume, area, tr)
+        for uid in self._graphics:
+            st.set(uid, self._place_of(self._items[uid], st))
+        self._layouts[key] = st
+        while len(self._layouts) > _KEEP_LAYOUTS:
+            self._layouts.pop(next(iter(self._layouts)))
+        self._place_all(st)
 
-        def greedy(order: list[int]) -> tuple[tuple[float, float, float], dict[int, QRectF]]:
-            placed, where = list(fixed), {}
-            total = [0.0, 0.0, 0.0]
-            for i in order:
-                _, candidates, shifted, w, h, _ = todo[i]
-                best = None
-                for n, (tl, sh) in enumerate(zip(candidates, shifted)):
-                    r = QRectF(sh.x(), sh.y(), w, h)
-                    shift = math.hypot(sh.x() - tl.x(), sh.y() - tl.y())
-                    cost = (_overlap(r, placed), _covered(r, marks), shift, n)
-                    if best is None or cost < best[0]:
-                        best = (cost, r)
-                    if cost[:3] == (0.0, 0.0, 0.0):
-                        break
-                where[i] = best[1]
-                placed.append(best[1])
-                total = [t + c for t, c in zip(total, best[0][:3])]
-            return (total[0], total[1], total[2]), where
+    def _relayout(self, uids) -> None:  # noqa: ANN001
+        """Place again the labels that annotations ``uids`` (added, changed, removed or moved off screen) may have
+        affected: their own, and those that could go where they were or are now (their candidate places reach the
+        old or new annotation or label). A full layout when there is no valid layout, when few labels are in view
+        (cheap, and it tries other orders), or when the count crosses ``_LABEL_AVOID_MAX``."""
+        if self._layout_held or self._shown is None:
+            return
+        st = self._layouts.get(self._shown[1])
+        if st is None or not self._layout_valid(st):
+            self._layout_labels()
+            return
+        regions = []
+        for uid in uids:
+            old = st.places.get(uid)
+            if old is not None:
+                regions.append(old.zone)
+                if old.fixed is not None:
+                    regions.append(old.fixed)
+                if old.in_view:
+                    regions.append(old.reach)
+            it = self._items.get(uid) if uid in self._graphics else None
+            if it is None:
+                st.remove(uid)
+                continue
+            p = self._place_of(it, st)
+            st.set(uid, p)
+            regions.append(p.zone)
+            if p.fixed is not None:
+                regions.append(p.fixed)
+            if p.in_view:
+                regions.append(p.reach)
+        n = len(st.todo)
+        if n <= _LABEL_REORDER_MAX or (n <= _LABEL_AVOID_MAX) != st.avoid:
+            self._place_all(st)
+            return
+        for uid in uids:
+            p = st.places.get(uid)
+            if p is not None and p.label and not p.in_view:
+                self._put_label(st, uid, p.cands[0])
+        if not st.avoid:
+            for uid in uids:
+                if uid in st.todo:
+                    p = st.places[uid]
+                    self._place_at(st, uid, p.shifted[0])
+            return
+        places = st.places
+        affected = [u for u in self._labels if u in st.todo and
+                    (u in uids or any(_hit(places[u].reach, r) for r in regions))]
+        for u in affected:
+            st.labels.remove(u)
+            st.placed.pop(u, None)
+        _, where = self._greedy(st, st.labels, affected)
+        for u, r in where.items():
+            st.placed[u] = r
+            self._put_label(st, u, (r[0], r[1]))
 
-        order = list(range(len(todo)))
-        best = greedy(order)
-        if best[0][:2] != (0.0, 0.0) and 1 < len(todo) <= _LABEL_REORDER_MAX:
-            top = [r.top() for r in (t[5] for t in todo)]
-            for other in (order[::-1], sorted(order, key=lambda i: top[i]), sorted(order, key=lambda i: -top[i])):
-                result = greedy(other)
+    def _place_of(self, it: _Item, st: _Layout) -> _Place:
+        """Where shown ``it`` is, and may have its label, in the view of layout ``st``."""
+        g = it.g
+        tr = st.tr
+        pts = []
+        for q in g.view_points():
+            s = tr.map(q)
+            pts.append((s.x(), s.y()))
+        xs, ys = [x for x, _ in pts], [y for _, y in pts]
+        shape = (min(xs), min(ys), max(xs), max(ys))
+        p = _Place(shape)
+        if isinstance(g, _TextMark):
+            r = g.mapRectToScene(g.boundingRect())
+            p.fixed = (r.left(), r.top(), r.right(), r.bottom())
+        elif g.kind in ("rect", "ellipse"):
+            p.marks = [("box", *shape)]
+        else:
+            p.marks = [("seg", a[0], a[1], b[0], b[1]) for a, b in itertools.pairwise(pts)]
+        if it.text and it.label_vis:
+            w, h = self._label_size(it)
+            p.label = True
+            p.w, p.h = w, h
+            p.anchor, p.cands = _label_candidates(g.kind, pts, shape, w, h)
+            area = st.area
+            if w > 0 and h > 0 and _hit(p.zone, area):
+                p.in_view = True
+                p.shifted = [_shift_into(x, y, w, h, area, p.anchor) for x, y in p.cands]
+                p.reach = (min(x for x, _ in p.shifted), min(y for _, y in p.shifted),
+                           max(x for x, _ in p.shifted) + w, max(y for _, y in p.shifted) + h)
+        return p
+
+    @staticmethod
+    def _label_size(it: _Item) -> tuple[float, float]:
+        """The size of the (shown) label of ``it`` on screen: its text's, whatever the zoom."""
+        if it.size is None:
+            label = it.label
+            label.updateTransform(force=True)
+            r = label.mapRectToScene(label.boundingRect())
+            it.size = (r.width(), r.height())
+        return it.size
+
+    def _put_label(self, st: _Layout, uid: str, tl: tuple[float, float]) -> None:
+        self._labels[uid].setPos(st.inv.map(QPointF(tl[0], tl[1])))
+
+    def _place_at(self, st: _Layout, uid: str, tl: tuple[float, float]) -> None:
+        p = st.places[uid]
+        r = (tl[0], tl[1], tl[0] + p.w, tl[1] + p.h)
+        st.placed[uid] = r
+        st.labels.add(uid, r, r)
+        self._put_label(st, uid, tl)
+
+    def _place_all(self, st: _Layout) -> None:
+        """Place every label of ``st`` (see :meth:`_layout_labels`)."""
+        fixed = _Grid(st.area)
+        for uid, p in st.places.items():
+            if p.fixed is not None:
+                fixed.add(("fixed", uid), p.fixed, p.fixed)
+            elif p.label and not p.in_view:  # out of view: left where it would be
+                self._put_label(st, uid, p.cands[0])
+        st.labels, st.placed = fixed, {}
+        order = [u for u in self._labels if u in st.todo]
+        st.avoid = len(order) <= _LABEL_AVOID_MAX
+        if not order:
+            return
+        if not st.avoid:
+            for uid in order:
+                self._place_at(st, uid, st.places[uid].shifted[0])
+            return
+        grid = fixed.copy()
+        best = (*self._greedy(st, grid, order), grid)
+        if best[0][:2] != (0.0, 0.0) and 1 < len(order) <= _LABEL_REORDER_MAX:
+            top = {u: st.places[u].anchor[1] for u in order}
+            for other in (order[::-1], sorted(order, key=lambda u: top[u]), sorted(order, key=lambda u: -top[u])):
+                grid = fixed.copy()
+                result = (*self._greedy(st, grid, other), grid)
                 if result[0] < best[0]:
                     best = result
                 if best[0][:2] == (0.0, 0.0):
                     break
-        for i, r in best[1].items():
-            todo[i][0].setPos(view.mapSceneToView(r.topLeft()))
-
-    def _label_candidates(self, label: pg.TextItem, g) -> tuple:  # noqa: ANN001
-        """``(w, h, anchor, shape, candidates)`` for ``label`` of graphic ``g``, in scene coordinates: the label's
-        size, the rect it goes around (a box, or an annotation's end point), the annotation's bounding rect, and
-        the label's candidate top-left corners, preferred first (see :meth:`_layout_labels`). Anchors the label by
-        its top-left corner."""
-        view = self.viewer.view
-        label.setAnchor((0, 0))
-        label.updateTransform(force=True)
-        size = label.mapRectToScene(label.boundingRect())
-        w, h = size.width(), size.height()
-        pts = [view.mapViewToScene(p) for p in g.view_points()]
-        px, py = [p.x() for p in pts], [p.y() for p in pts]
-        shape = QRectF(QPointF(min(px), min(py)), QPointF(max(px), max(py)))
-        gap = _LABEL_GAP
-        if g.kind in ("rect", "ellipse"):
-            anchor = shape
-            preferred = QPointF(shape.left(), shape.bottom() + gap)  # under the box, left-aligned
-            ys = (shape.top(), shape.bottom() - h)  # beside the box: top-aligned, else bottom-aligned
-            xs = (shape.left(), shape.right() - w)  # under / over it: left-aligned, else right-aligned
-        else:
-            if g.kind == "angle":  # opposite the bisector of the two arms: outside the angle
-                a, p, c = pts
-                na = math.hypot(a.x() - p.x(), a.y() - p.y()) or 1.0
-                nc = math.hypot(c.x() - p.x(), c.y() - p.y()) or 1.0
-                bx = (a.x() - p.x()) / na + (c.x() - p.x()) / nc
-                by = (a.y() - p.y()) / na + (c.y() - p.y()) / nc
-                right, down = bx <= 0, by <= 0
-            else:  # length: beyond its end point; arrow: beyond its tail; away from the line
-                p, near = (pts[1], pts[0]) if g.kind == "length" else (pts[0], pts[1])
-                right, down = p.x() >= near.x(), p.y() >= near.y()
-            anchor = QRectF(p, p)
-            x_right, x_left = p.x() + gap, p.x() - gap - w
-            y_down, y_up = p.y() + gap, p.y() - gap - h
-            preferred = QPointF(x_right if right else x_left, y_down if down else y_up)
-            ys = (y_down, y_up) if down else (y_up, y_down)  # the preferred quadrant first
-            xs = (x_right, x_left) if right else (x_left, x_right)
-        candidates = [preferred]
-        for x, y in zip(xs, ys):  # right, left, below, above; then the same, aligned the other way
-            candidates += [QPointF(anchor.right() + gap, y), QPointF(anchor.left() - gap - w, y),
-                           QPointF(x, anchor.bottom() + gap), QPointF(x, anchor.top() - gap - h)]
-        return w, h, anchor, shape, candidates
+        st.labels, st.placed = best[2], best[1]
+        for uid, r in st.placed.items():
+            self._put_label(st, uid, (r[0], r[1]))
 
     @staticmethod
-    def _shift_into(tl: QPointF, w: float, h: float, area: QRectF, anchor: QRectF) -> QPointF:
-        """Top-left ``tl`` of a ``w`` x ``h`` label moved the least to lie inside ``area`` (``_LABEL_MARGIN`` from
-        its edges when it fits with them). Along an axis where the label is larger than ``area``: next to
-        ``anchor`` on the side with more room, its left / top edge inside ``area``."""
-
-        def axis(v: float, size: float, lo: float, hi: float, near: float, far: float) -> float:
-            if lo <= v and v + size <= hi:
-                return v
-            if size + 2 * _LABEL_MARGIN <= hi - lo:
-                return min(max(v, lo + _LABEL_MARGIN), hi - _LABEL_MARGIN - size)
-            if size <= hi - lo:
-                return min(max(v, lo), hi - size)
-            v = far + _LABEL_GAP if hi - far >= near - lo else near - _LABEL_GAP - size
-            return min(max(v, lo), hi - 1.0)
-
-        return QPointF(axis(tl.x(), w, area.left(), area.right(), anchor.left(), anchor.right()),
-                       axis(tl.y(), h, area.top(), area.bottom(), anchor.top(), anchor.bottom()))
+    def _greedy(st: _Layout, grid: _Grid, order: list[str]) -> tuple[tuple[float, float, float], dict[str, tuple]]:
+        """Place the labels ``order`` one after the other, each at its best candidate given ``grid`` (the labels
+        placed so far, and the text annotations), which gets it. Returns (total overlap, total annotation covered,
+        total shift) and where each label went."""
+        marks = st.marks
+        total = [0.0, 0.0, 0.0]
+        where = {}
+        for uid in order:
+            p = st.places[uid]
+            w, h = p.w, p.h
+            best = None
+            for n, ((cx, cy), (sx, sy)) in enumerate(zip(p.cands, p.shifted)):
+                r = (sx, sy, sx + w, sy + h)
+                overlap = 0.0
+                for o in grid.query(r).values():
+                    overlap += _inter(r, o)
+                near = marks.query(r)
+                covered = _covered(r, [m for ms in near.values() for m in ms]) if near else 0.0
+                cost = (overlap, covered, math.hypot(sx - cx, sy - cy), n)
+                if best is None or cost < best[0]:
+                    best = (cost, r)
+                if cost[:3] == (0.0, 0.0, 0.0):
+                    break
+            where[uid] = best[1]
+            grid.add(uid, best[1], best[1])
+            total[0] += best[0][0]
+            total[1] += best[0][1]
+            total[2] += best[0][2]
+        return (total[0], total[1], total[2]), where
 
     # ------------------------------------------------------------------------------------------ graphics events
     def _graphic_changed(self, g) -> None:  # noqa: ANN001 - live: while a handle or the body is dragged
-        ann = self._all.get(getattr(g, "uid", None))
-        if ann is not None:
-            self._update_label(g, self._annotation_of(g, ann))
+        uid = getattr(g, "uid", None)
+        ann = self._all.get(uid)
+        if self._setting or ann is None or uid not in self._graphics:
+            return
+        it = self._items[uid]
+        it.sig = None  # the mark is no longer where the annotation says
+        self._update_label(it, self._annotation_of(g, ann))
 
     def _graphic_clicked(self, g) -> None:  # noqa: ANN001
         if getattr(g, "uid", None) in self._graphics:
@@ -1093,13 +1668,15 @@ class AnnotationLayer(QObject):
             return
         new = self._annotation_of(g, ann)
         if _same_points(new, ann):
-            self._update_label(g, ann)
+            it = self._items.get(ann.uid)
+            if it is not None and ann.uid in self._graphics:
+                it.sig = None
+                self._update_label(it, ann)
             return
         what = "Move" if all(abs((a[0] - b[0]) - (new.points[0][0] - ann.points[0][0])) < 1e-6 and
                              abs((a[1] - b[1]) - (new.points[0][1] - ann.points[0][1])) < 1e-6
                              for a, b in zip(new.points, ann.points)) else "Edit"
         self.undo_stack.push(_ModifyCommand(self, ann, new, f"{what} {ann.kind}"))
-
     # ------------------------------------------------------------------------------------------ drawing
     def _image_bounds(self) -> QRectF | None:
         vol = self.viewer.volume

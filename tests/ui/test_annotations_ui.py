@@ -849,3 +849,122 @@ def test_describe_gives_one_line_per_annotation(make_viewer, phantom_dir, nospac
     mean, sd, _, _, _ = roi_stats(hu(w, 0), 40, 30, 100, 70)
     assert lay.describe(box.uid) == (f"Rectangle ROI: mean {mean:.1f} HU, SD {sd:.1f}, "
                                      "area 2400.0 px\N{SUPERSCRIPT TWO} (px: no PixelSpacing), slice 1/3")
+
+
+# ------------------------------------------------------------------------------------------------- many annotations
+def _marks_in_view(v) -> list:  # noqa: ANN001
+    from medviewer.ui.annotations import _BoxMark, _PolyMark, _TextMark
+
+    return [i for i in v.view.childGroup.childItems() if isinstance(i, (_PolyMark, _BoxMark, _TextMark))]
+
+
+def test_200_annotations_keep_their_graphics_across_slice_changes(make_viewer, phantom_dir, qtbot):
+    # A tester saw 361 annotations on one image take 6 s to scroll away and back: every graphic (and its four
+    # handles) was made again on each visit. Now they are made once and brought back; only a changed one moves.
+    import time
+
+    v = make_viewer(phantom_dir)
+    layer = v.annotations
+    key = key_of(v, 1)
+    rng = np.random.default_rng(7)
+    kinds = ["rect", "ellipse", "length", "angle", "arrow", "text"]
+    anns = []
+    for n in range(200):
+        x, y = float(rng.uniform(5, 140)), float(rng.uniform(5, 100))
+        kind = kinds[n % len(kinds)]
+        pts = {"angle": [(x, y), (x + 6, y + 8), (x + 14, y)], "text": [(x, y)]}.get(kind, [(x, y), (x + 12, y + 9)])
+        anns.append(Annotation(kind, pts, *key, text=f"n{n}" if kind == "text" else ""))
+    v.set_slice(0)
+    layer.set_annotations(anns)
+    assert _marks_in_view(v) == []
+
+    t = time.perf_counter()
+    v.set_slice(1)  # the first visit makes every graphic
+    first = time.perf_counter() - t
+    qtbot.wait(20)
+    assert len(_marks_in_view(v)) == 200
+    made = {a.uid: (layer.graphic(a.uid), layer._labels[a.uid]) for a in anns}
+    where = {a.uid: layer._labels[a.uid].pos() for a in anns}
+    texts = {a.uid: layer.label_text(a.uid) for a in anns}
+    # Beyond the avoidance limit every label sits at its own place, inside the view.
+    area = v.view.sceneBoundingRect()
+    for a in anns:
+        if texts[a.uid]:
+            assert area.contains(_scene_rect(layer._labels[a.uid])), a.kind
+
+    t = time.perf_counter()
+    v.set_slice(0)
+    assert _marks_in_view(v) == [] and all(layer.graphic(a.uid) is None for a in anns)
+    assert all(layer.label_text(a.uid) == "" for a in anns)
+    v.set_slice(1)
+    again = time.perf_counter() - t
+    qtbot.wait(20)
+    assert again < 0.5 * first, (again, first)
+    # The very same objects, where they were, saying the same.
+    assert all(layer.graphic(a.uid) is made[a.uid][0] and layer._labels[a.uid] is made[a.uid][1] for a in anns)
+    assert all(layer._labels[a.uid].pos() == where[a.uid] for a in anns)
+    assert all(layer.label_text(a.uid) == texts[a.uid] for a in anns)
+    assert len(_marks_in_view(v)) == 200
+
+    # Changed while off screen: the same graphic, moved; the removed one gone; a new text shown.
+    moved, gone, noted = anns[0], anns[1], anns[2]  # a rect, an ellipse, a length
+    v.set_slice(0)
+    layer.apply_external(moved.moved(5.0, 3.0))
+    layer.remove_external(gone.uid)
+    layer.apply_external(Annotation(noted.kind, noted.points, *key, text="see prior", uid=noted.uid))
+    v.set_slice(1)
+    g = layer.graphic(moved.uid)
+    assert g is made[moved.uid][0]
+    assert same([layer.view_to_image(p) for p in g.view_points()], moved.moved(5.0, 3.0).points, 1e-9)
+    assert layer.graphic(gone.uid) is None and len(_marks_in_view(v)) == 199
+    assert layer.label_text(noted.uid).startswith("see prior\n")
+    # Undo/redo of an add brings back the same graphic too.
+    extra = Annotation("rect", [(60.0, 40.0), (90.0, 60.0)], *key)
+    layer.add(extra)
+    g = layer.graphic(extra.uid)
+    layer.undo()
+    assert layer.graphic(extra.uid) is None and len(_marks_in_view(v)) == 199
+    layer.redo()
+    assert layer.graphic(extra.uid) is g and len(_marks_in_view(v)) == 200
+
+
+def test_labels_placed_again_one_at_a_time_stay_apart(make_viewer, phantom_dir, qtbot):
+    # 24 lengths (more than the layout retries in other orders, fewer than the avoidance limit): an add, a move,
+    # a delete and their undo place only the labels near the change, and keep all of them apart and in the view.
+    v = make_viewer(phantom_dir)
+    layer = v.annotations
+    key = key_of(v, 1)
+    lines = [Annotation("length", [(12.0 + 24 * i, 14.0 + 26 * j), (20.0 + 24 * i, 18.0 + 26 * j)], *key)
+             for i in range(6) for j in range(4)]
+    for a in lines:
+        layer.add(a)
+    area = v.view.sceneBoundingRect()
+
+    def check() -> None:
+        rects = [_scene_rect(layer._labels[u]) for u in layer._graphics if layer.label_text(u)]
+        assert len(rects) == len(layer._graphics)
+        for n, r in enumerate(rects):
+            assert area.contains(r), r
+            assert not any(r.intersects(o) for o in rects[n + 1:]), r
+
+    check()
+    st = layer._layouts[key]
+    before = {u: layer._labels[u].pos() for u in layer._graphics}
+    extra = Annotation("length", [(13.0, 41.0), (21.0, 44.0)], *key)  # between two rows, left
+    layer.add(extra)
+    check()
+    assert layer._layouts[key] is st  # placed incrementally, not laid out from scratch
+    far = [a.uid for a in lines[-8:]]  # the right-hand columns did not move
+    assert all(layer._labels[u].pos() == before[u] for u in far)
+    layer.update(lines[5].moved(3.0, 4.0))
+    check()
+    layer.remove(lines[10].uid)
+    check()
+    for _ in range(3):
+        layer.undo()
+        check()
+    assert {a.uid for a in layer.annotations()} == {a.uid for a in lines}
+    # A zoom lays everything out again (the labels keep their screen size: some may then have to overlap).
+    v.view.scaleBy((0.9, 0.9))
+    qtbot.wait(20)
+    assert layer._layouts[key] is not st
