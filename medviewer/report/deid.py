@@ -635,22 +635,21 @@ def deidentify_header(header: dict, salt: str, clean_descriptors: bool = False,
     return out, applied
 
 
+def _strings(v, key: str = ""):  # noqa: ANN001, ANN202
+    """Yield (key, string) for every string value of a JSON-able structure (list items get their list's key)."""
+    if isinstance(v, dict):
+        for k, x in v.items():
+            yield from _strings(x, str(k))
+    elif isinstance(v, list):
+        for x in v:
+            yield from _strings(x, key)
+    elif isinstance(v, str):
+        yield key, v
+
+
 def _collect_uids(content) -> set[str]:  # noqa: ANN001
     """Every UID-like value of a report (under keys naming a UID, and the header's UID attributes)."""
-    found: set[str] = set()
-
-    def walk(v, key: str = "") -> None:  # noqa: ANN001
-        if isinstance(v, dict):
-            for k, x in v.items():
-                walk(x, str(k))
-        elif isinstance(v, list):
-            for x in v:
-                walk(x, key)
-        elif isinstance(v, str) and ("uid" in key.lower()) and _UID_RE.match(v) and key != "uid":
-            found.add(v)
-
-    walk(content)
-    return found
+    return {v for k, v in _strings(content) if "uid" in k.lower() and _UID_RE.match(v) and k != "uid"}
 
 
 def _map_strings(v, fn, key: str = ""):  # noqa: ANN001, ANN202
@@ -665,21 +664,8 @@ def _map_strings(v, fn, key: str = ""):  # noqa: ANN001, ANN202
 
 
 def _person_values(content) -> list[str]:  # noqa: ANN001
-    """The strings under :data:`_PERSON_KEYS` (the readers' names) anywhere in ``content``."""
-    found: list[str] = []
-
-    def walk(v, key: str = "") -> None:  # noqa: ANN001
-        if isinstance(v, dict):
-            for k, x in v.items():
-                walk(x, str(k))
-        elif isinstance(v, list):
-            for x in v:
-                walk(x, key)
-        elif isinstance(v, str) and key in _PERSON_KEYS and v.strip() and v not in found:
-            found.append(v)
-
-    walk(content)
-    return found
+    """The strings under :data:`_PERSON_KEYS` (the readers' names) anywhere in ``content``, first seen first."""
+    return list(dict.fromkeys(v for k, v in _strings(content) if k in _PERSON_KEYS and v.strip()))
 
 
 def deidentify_report(content: dict, salt: str | None = None, *, clean_descriptors: bool = False) -> dict:

@@ -189,7 +189,8 @@ def make_engine(url: str, immediate: bool = True) -> Engine:
 
     immediate: start transactions with ``BEGIN IMMEDIATE`` (writers queue for the lock up front instead of failing
     on upgrade); False gives deferred transactions, for readers, which in WAL mode never wait for a writer.
-    An in-memory URL shares one connection between threads (one database).
+    An in-memory URL (scripts, single-threaded use) shares one connection, so it is one database; the app
+    itself always uses a file (a temporary one when the user's store cannot be opened).
     """
     if not url.startswith("sqlite"):
         return create_engine(url)
@@ -523,8 +524,6 @@ class CaseStore:
             cid = self._case_id(conn, study_instance_uid, create=False)
             return [(r.id, r.text, r.saved_at) for r in conn.execute(
                 select(S.note_versions).where(S.note_versions.c.case_id == cid).order_by(S.note_versions.c.id))]
-
-    versions = note_versions  # the interim notes store's name
 
     def note_results(self, study_instance_uid: str) -> list[NoteResult]:
         """Every notes-classifier result of the case, oldest first."""

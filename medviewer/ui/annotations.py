@@ -356,6 +356,19 @@ class _Mark:
             self._shadow_of, self._shadow_pen = pen, _shadow(pen)
         return self._shadow_pen, pen
 
+    def _makePen(self):  # noqa: N802, ANN202 - pyqtgraph override
+        if self.mouseHovering:
+            return self.hoverPen
+        return self.selPen if self.selected else self.pen
+
+    def set_selected_look(self, selected: bool) -> None:
+        self.selected = selected
+        self._updateHoverColor()
+
+    def set_interactive(self, interactive: bool) -> None:
+        self.translatable = interactive
+        self.setAcceptedMouseButtons(Qt.MouseButton.LeftButton if interactive else Qt.MouseButton.NoButton)
+
     def viewTransformChanged(self) -> None:  # noqa: N802, D102 - pyqtgraph override: sizes are in screen px
         self._px_cache = None
         self.prepareGeometryChange()
@@ -393,20 +406,6 @@ class _PolyMark(_Mark, pg.ROI):
         self.freeHandleMoved = True
         self.stateChanged(finish=False)
         self.update()
-
-    # look
-    def _makePen(self):  # noqa: N802, ANN202 - pyqtgraph override
-        if self.mouseHovering:
-            return self.hoverPen
-        return self.selPen if self.selected else self.pen
-
-    def set_selected_look(self, selected: bool) -> None:
-        self.selected = selected
-        self._updateHoverColor()
-
-    def set_interactive(self, interactive: bool) -> None:
-        self.translatable = interactive
-        self.setAcceptedMouseButtons(Qt.MouseButton.LeftButton if interactive else Qt.MouseButton.NoButton)
 
     def _local(self) -> list[QPointF]:
         return [h.pos() for h in self.getHandles()]
@@ -508,19 +507,6 @@ class _BoxMark(_Mark, pg.ROI):
         self.setPos(QPointF(x0, y0), update=False, finish=False)
         self.setSize((x1 - x0, y1 - y0), update=True, finish=False)
         self.update()
-
-    def _makePen(self):  # noqa: N802, ANN202 - pyqtgraph override
-        if self.mouseHovering:
-            return self.hoverPen
-        return self.selPen if self.selected else self.pen
-
-    def set_selected_look(self, selected: bool) -> None:
-        self.selected = selected
-        self._updateHoverColor()
-
-    def set_interactive(self, interactive: bool) -> None:
-        self.translatable = interactive
-        self.setAcceptedMouseButtons(Qt.MouseButton.LeftButton if interactive else Qt.MouseButton.NoButton)
 
     def _rect(self) -> QRectF:
         s = self.state["size"]

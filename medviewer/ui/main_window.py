@@ -623,7 +623,7 @@ class MainWindow(QMainWindow):
                 if ref.instance.sop_instance_uid == ann.sop_instance_uid and ref.frame.index == ann.frame:
                     self.grid.set_active(viewer)
                     viewer.set_slice(k)
-                    viewer.annotations.select(uid) if hasattr(viewer.annotations, "select") else None
+                    viewer.annotations.select(uid)
                     return
         self.statusBar().showMessage("That annotation's series is not on screen: open it from the browser")
 
@@ -708,9 +708,6 @@ class MainWindow(QMainWindow):
         process, one case at a time, with progress and cancel; every result is kept."""
         if self.rescore_job is not None and not self.rescore_job.done:
             self.statusBar().showMessage("A re-score is already running")
-            return
-        if self.store.url in ("sqlite://", "sqlite:///:memory:"):
-            self.statusBar().showMessage("Re-score needs the case store on disk")
             return
         store, url = self.store, self.store.url
         model = self.ai_panel.model_name or "pneumonia-cnn"

@@ -1,7 +1,7 @@
 """Case notes pane: a plain-text editor per study with autosave, live classification into findings, and finding
 chips the radiologist confirms or rejects.
 
-* Autosave: every edit goes to a background writer thread (:class:`Autosaver`) that appends it to the note store
+* Autosave: every edit goes to a background store writer (:class:`~medviewer.ui.workers.StoreWriter`) that saves it
   in its own transaction; closing the pane or the window flushes it. The GUI thread never waits for the disk.
 * Classification: 400 ms after the last keystroke the text is classified by a worker through the model process
   (:mod:`medviewer.jobs.process`: torch and transformers never load in the GUI process); a newer text cancels and
@@ -41,14 +41,6 @@ SNIPPETS = [
     "Calcified granuloma.",
     "Cannot exclude a small pneumothorax.",
 ]
-
-class Autosaver(StoreWriter):
-    """The notes pane's own store writer when no window writer is given (see :class:`StoreWriter`)."""
-
-    def __init__(self, store: NoteStore):
-        super().__init__()
-        self.store = store
-
 
 class FindingChip(QToolButton):
     """A finding suggested by the model; click cycles suggested -> confirmed -> rejected -> suggested."""
@@ -94,7 +86,7 @@ class NotesPane(QWidget):
         self.runner = runner
         # The window passes its store writer, so notes, annotations and sign-off are written in one order.
         self._own_writer = writer is None
-        self.autosaver = Autosaver(store) if writer is None else writer
+        self.autosaver = StoreWriter(self) if writer is None else writer
         self.autosaver.failed.connect(lambda msg: self.status.setText("NOT SAVED YET (retrying): " + msg))
         self.autosaver.recovered.connect(lambda: self.status.setText("Saved"))
         self._stored = None  # the NoteRecord loaded for the current study
