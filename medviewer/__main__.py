@@ -55,11 +55,20 @@ def main(argv: list[str] | None = None) -> int:
     from medviewer.ui.app import run_gui
 
     path = getattr(args, "path", None)
+    screenshot = getattr(args, "screenshot", None)
+    if screenshot:
+        from medviewer.report.export import check_output_target
+
+        try:
+            check_output_target(screenshot)
+        except ValueError as exc:
+            print(f"medviewer: {exc}", file=sys.stderr)
+            return 2
     if args.sample and path is None:
         from medviewer.io.sample import build_sample_study, default_sample_dir
 
         path = str(build_sample_study(default_sample_dir()))
-    return run_gui(path=path, screenshot=getattr(args, "screenshot", None), run_ai=getattr(args, "run_ai", False))
+    return run_gui(path=path, screenshot=screenshot, run_ai=getattr(args, "run_ai", False))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,8 @@ from typing import Any, TextIO
 
 from medviewer.imaging.stacks import Stack, build_stacks
 from medviewer.io.model import DicomIndex, Instance
-from medviewer.io.scan import scan
+from medviewer.io.scan import display_path, scan
+from medviewer.inference.scorer import DEFAULT_MODEL
 from medviewer.io.sopclass import sop_class_name
 
 SCAN_SCHEMA = "medviewer.scan/1"
@@ -158,6 +159,32 @@ def print_tree(doc: dict[str, Any], out: TextIO) -> None:
         w("Scan cancelled: the listing is partial.\n")
 
 
+def json_safe(value: Any) -> Any:
+    """``value`` made strict JSON (RFC 8259): NaN and infinities become null, file names that are not UTF-8 are
+    shown with \\xNN escapes, tuples become lists. Every ``--json`` output goes through it."""
+    import math
+
+    from medviewer.io.scan import display_path
+
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, str):
+        return display_path(value)
+    if isinstance(value, dict):
+        return {json_safe(str(k)): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):  # numpy scalars
+        return json_safe(value.item())
+    return value
+
+
+def dump_json(value: Any, stream: TextIO) -> None:
+    """Write ``value`` as strict JSON (see :func:`json_safe`) and a newline."""
+    json.dump(json_safe(value), stream, indent=2, ensure_ascii=False, allow_nan=False)
+    stream.write("\n")
+
+
 class _TerminalProgress:
     """A one-line progress bar on stderr, only when stderr is a terminal."""
 
@@ -191,10 +218,9 @@ def cmd_scan(args: argparse.Namespace) -> int:
     index = scan(args.paths, progress=_TerminalProgress(sys.stderr))
     doc = index_to_dict(index, [os.path.abspath(p) for p in args.paths])
     if args.json:
-        json.dump(doc, sys.stdout, indent=2, ensure_ascii=False)
-        sys.stdout.write("\n")
+        dump_json(doc, sys.stdout)
     else:
-        print_tree(doc, sys.stdout)
+        print_tree(json_safe(doc), sys.stdout)
     return 0
 
 
@@ -249,9 +275,9 @@ def _save_overlay_png(path: str, values, window, monochrome1: bool, heat, label:
 def cmd_score(args: argparse.Namespace) -> int:
     """``medviewer score PATH [--model NAME] [--json] [--cam-dir DIR]``: exit 0, 2 for a missing PATH or model."""
     from medviewer.inference.card import ModelCardError
-    from medviewer.inference.scorer import ImageModel, dicom_image_for_scoring
+    from medviewer.inference.frames import FrameReadError, read_frame
+    from medviewer.inference.scorer import ImageModel
     from medviewer.inference.weights import UnsafeWeightsError
-    from medviewer.io.pixels import PixelDecodeError
 
     missing = [p for p in args.paths if not os.path.exists(p)]
     if missing:
@@ -269,28 +295,31 @@ def cmd_score(args: argparse.Namespace) -> int:
     results, errors = [], []
     for n, (path, frame) in enumerate(targets, 1):
         try:
-            values, window, mono1, uid = dicom_image_for_scoring(path, frame)
-            res = model.score_image(values, sop_instance_uid=uid, window=window, monochrome1=mono1,
-                                    explain="gradcam" if args.cam_dir else None, path=path, frame=frame)
+            mf = read_frame(path, frame)
+            res = model.score_frame(mf, explain="gradcam" if args.cam_dir else None, force=args.score_anyway)
             results.append(res)
             if args.cam_dir and res.heatmap is not None:
-                stem = f"{uid or os.path.basename(path)}" + (f"_f{frame}" if frame else "")
-                _save_overlay_png(os.path.join(args.cam_dir, f"{stem}_gradcam.png"), values, window, mono1,
-                                  res.heatmap, res.heatmap_label)
-        except PixelDecodeError as exc:
-            errors.append({"path": path, "frame": frame, "reason": exc.reason})
+                stem = f"{mf.sop_instance_uid or os.path.basename(path)}" + (f"_f{frame}" if frame else "")
+                _save_overlay_png(os.path.join(args.cam_dir, f"{stem}_gradcam.png"), mf.values, mf.window,
+                                  mf.monochrome1, res.heatmap, res.heatmap_label)
+        except FrameReadError as exc:
+            errors.append({"path": path, "frame": frame, "reason": str(exc)})
         bar(n, len(targets), path)
     if args.json:
-        json.dump([r.to_dict() for r in results], sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        dump_json([r.to_dict() for r in results], sys.stdout)
     else:
         print(f"Model {model.card.name} {model.card.version} (weights {model.card.weights_sha256[:12]}), "
               f"threshold {model.card.threshold:.3f} on P({results[0].positive_label if results else 'positive'})"
               " - research use only, not for diagnosis")
         for r in results:
+            where = f"{display_path(os.path.basename(r.path))}{f' frame {r.frame + 1}' if r.frame else ''}"
+            if not r.has_call:
+                print(f"{where}: no call - {r.scope_text()}")
+                continue
             probs = "  ".join(f"{k} {v:.3f}" for k, v in r.probabilities.items())
             flag = "POSITIVE" if r.positive else "negative"
-            print(f"{os.path.basename(r.path)}{f' frame {r.frame + 1}' if r.frame else ''}: {probs}  -> {flag}")
+            notes = "; ".join(([r.scope_text()] if r.scope_text() else []) + r.warnings)
+            print(f"{where}: {probs}  -> {flag}" + (f"  [{notes}]" if notes else ""))
     for e in errors:
         print(f"not scored: {e['path']}: {e['reason']}", file=sys.stderr)
     for s in skipped:
@@ -303,8 +332,11 @@ def add_score_parser(sub: argparse._SubParsersAction) -> None:
                        description="Score every image under PATH with a bundled model (headless). Research use "
                                    "only, not for diagnosis.")
     p.add_argument("paths", nargs="+", metavar="PATH", help="DICOM file, folder or DICOMDIR")
-    p.add_argument("--model", default="pneumonia-cnn", help="model name under models/ or a model folder")
+    p.add_argument("--model", default=DEFAULT_MODEL, help="model name under models/ or a model folder "
+                                                         f"(default {DEFAULT_MODEL})")
     p.add_argument("--json", action="store_true", help="print a JSON list, one entry per image")
+    p.add_argument("--score-anyway", action="store_true",
+                   help="also give a call for images outside the model's intended use (recorded as such)")
     p.add_argument("--cam-dir", metavar="DIR", help="write a Grad-CAM overlay PNG per image into DIR")
     p.add_argument("--device", default=None, help="auto (default), cpu, cuda or mps")
     p.set_defaults(func=cmd_score)
@@ -341,7 +373,7 @@ def cmd_classify_note(args: argparse.Namespace) -> int:
             entry = res.to_dict()
             entry["text"] = text
             out.append(entry)
-        json.dump(out, sys.stdout, indent=2, ensure_ascii=False)
+        json.dump(json_safe(out), sys.stdout, indent=2, ensure_ascii=False, allow_nan=False)
         sys.stdout.write("\n")
     else:
         for n, (text, res) in enumerate(zip(texts, results), 1):

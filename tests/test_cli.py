@@ -87,3 +87,28 @@ def test_scan_missing_path_exit_2(tmp_path):
     res = _run("scan", str(tmp_path / "nope"))
     assert res.returncode == 2
     assert "no such file" in res.stderr
+
+
+def test_scan_json_is_strict_json_with_nan_geometry_and_non_utf8_names(tmp_path):
+    """Non-finite header values (NaN/inf in DS attributes) and file names that are not UTF-8 still give valid
+    JSON (RFC 8259 has no NaN)."""
+    import os
+
+    src = pydicom.dcmread(PHILIPS / "I10")
+    src.SliceThickness = "NaN"
+    src.PixelSpacing = ["inf", "0.5"]
+    name = b"bad-\xff.dcm".decode("utf-8", "surrogateescape")
+    src.save_as(os.path.join(str(tmp_path), name))
+    with open(os.path.join(str(tmp_path), b"notes-\xfe.txt".decode("utf-8", "surrogateescape")), "w") as fh:
+        fh.write("not DICOM")  # listed under "skipped" with its name
+
+    def no_constants(c: str):  # noqa: ANN202
+        raise AssertionError(f"non-standard JSON constant {c}")
+
+    res = _run("scan", "--json", str(tmp_path))
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout, parse_constant=no_constants)
+    assert any(s["path"].endswith("notes-\\xfe.txt") for s in doc["skipped"])
+    assert len(_stacks(doc)) == 1
+    res = _run("scan", str(tmp_path))
+    assert res.returncode == 0 and "notes-\\xfe.txt" in res.stdout

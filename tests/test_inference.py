@@ -7,6 +7,7 @@ number copied from the code under test.
 from __future__ import annotations
 
 import json
+import shutil
 import pickle
 from pathlib import Path
 
@@ -19,7 +20,8 @@ torch = pytest.importorskip("torch")
 from medviewer.inference.card import ModelCardError, load_card, sha256_file  # noqa: E402
 from medviewer.inference.model import SmallResNet  # noqa: E402
 from medviewer.inference.preprocess import fit_to_input, prepare, to_unit_range  # noqa: E402
-from medviewer.inference.scorer import ImageModel, choose_device, dicom_image_for_scoring  # noqa: E402
+from medviewer.inference.frames import read_frame  # noqa: E402
+from medviewer.inference.scorer import ImageModel, choose_device  # noqa: E402
 from medviewer.inference.weights import UnsafeWeightsError, load_state_dict  # noqa: E402
 from medviewer.io.sample import pydicom_data_file  # noqa: E402
 
@@ -106,7 +108,8 @@ def test_device_choice():
 def test_preprocessing_real_chest_cr_inverts_monochrome1_shape_and_range(chest_cr):
     path, ds = chest_cr
     assert ds.PhotometricInterpretation == "MONOCHROME1"
-    values, window, mono1, uid = dicom_image_for_scoring(path)
+    mf = read_frame(path)
+    values, window, mono1, uid = mf.values, mf.window, mf.monochrome1, mf.sop_instance_uid
     assert mono1 and uid == ds.SOPInstanceUID
     stored = ds.pixel_array.astype(np.float64)
     expected_values = stored * float(ds.get("RescaleSlope", 1)) + float(ds.get("RescaleIntercept", 0))
@@ -153,8 +156,7 @@ def test_fit_transform_maps_a_hot_spot_back_to_its_place():
 def test_scoring_real_chest_cr_gives_probability_and_registered_map(tiny_model_dir, chest_cr):
     path, ds = chest_cr
     model = ImageModel.load(tiny_model_dir, device="cpu")
-    values, window, mono1, uid = dicom_image_for_scoring(path)
-    res = model.score_image(values, sop_instance_uid=uid, window=window, monochrome1=mono1)
+    res = model.score_frame(read_frame(path))
     p = res.probabilities
     assert set(p) == {"normal", "pneumonia"} and all(np.isfinite(v) and 0 <= v <= 1 for v in p.values())
     assert abs(sum(p.values()) - 1) < 1e-5
@@ -224,3 +226,39 @@ def test_shipped_model_card_matches_an_independent_test_evaluation():
     assert acc == pytest.approx(card["metrics"]["test"]["accuracy"], abs=1e-4)
     # The targets.
     assert auc >= 0.975 and acc >= 0.92
+
+
+# ---------------------------------------------------------------------------------------------- hostile cards
+@pytest.mark.parametrize("change, words", [
+    ({"weights": "../other/model.safetensors"}, "own folder"),
+    ({"weights": "/dev/zero"}, "own folder"),
+    ({"threshold": float("nan")}, "not a probability"),
+    ({"threshold": 7}, "not a probability"),
+    ({"threshold": "high"}, "not a number"),
+    ({"input": {"channels": 1, "height": 10 ** 7, "width": 28}}, "out of range"),
+    ({"input": {"channels": 1, "height": 28, "width": 28, "std": 0}}, "out of range"),
+    ({"ood": {"threshold": float("inf")}}, "ood threshold"),
+])
+def test_hostile_cards_are_refused_with_a_reason(tiny_model_dir, tmp_path, change, words):
+    from medviewer.inference.card import ModelCardError, load_card
+
+    d = tmp_path / "m"
+    shutil.copytree(tiny_model_dir, d)
+    card = json.loads((d / "card.json").read_text())
+    card.update(change)
+    (d / "card.json").write_text(json.dumps(card))
+    with pytest.raises(ModelCardError, match=words):
+        load_card(d)
+
+
+def test_weights_that_are_not_a_regular_file_are_refused(tiny_model_dir, tmp_path):
+    import os
+
+    from medviewer.inference.card import ModelCardError, load_card
+
+    d = tmp_path / "m"
+    shutil.copytree(tiny_model_dir, d)
+    (d / "model.safetensors").unlink()
+    os.mkfifo(d / "model.safetensors")  # reading it would block forever
+    with pytest.raises(ModelCardError, match="not a regular file"):
+        load_card(d)

@@ -799,3 +799,24 @@ def test_transliterated_names_are_scrubbed():
     for leaked in ("MUELLER", "Muller", "Juergen"):
         assert leaked not in out
     assert "José unrelated" in out
+
+
+def test_outputs_refuse_fifos_and_devices(tmp_path, store, full_case):
+    """Writing goes to a temporary file renamed over the target: over a device or FIFO that would replace it (or
+    block), so such targets are refused and left as they were."""
+    import os
+    import stat
+
+    from medviewer.report.export import export_case, export_worklist_csv
+
+    fifo = tmp_path / "out.pdf"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match="FIFO"):
+        export_case(store, full_case["uid"], pdf=fifo)
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    with pytest.raises(ValueError, match="device"):
+        export_worklist_csv(store, "/dev/null")
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    res = subprocess.run([sys.executable, "-m", "medviewer", "--sample", "--screenshot", str(fifo)],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2 and "FIFO" in res.stderr

@@ -19,7 +19,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from medviewer.inference.card import sha256_file  # noqa: E402
-from medviewer.inference.scorer import ImageModel, ScoreResult, dicom_image_for_scoring  # noqa: E402
+from medviewer.inference.frames import read_frame  # noqa: E402
+from medviewer.inference.scorer import ImageModel, ScoreResult  # noqa: E402
 from medviewer.io import scan  # noqa: E402
 from medviewer.jobs import Cancelled, TaskState  # noqa: E402
 from medviewer.store import CaseStore  # noqa: E402
@@ -79,8 +80,8 @@ def models(tmp_path_factory, cr_folder) -> dict:
     from medviewer.notes.model import NoteClassifier
 
     m0 = ImageModel.load("pneumonia-cnn", device="cpu")
-    values, window, mono1, _ = dicom_image_for_scoring(str(cr_folder[0] / "cr0.dcm"))
-    r0 = m0.score_image(values, window=window, monochrome1=mono1, explain=None)
+    frame = read_frame(cr_folder[0] / "cr0.dcm")
+    r0 = m0.score_frame(frame, explain=None, force=True)
 
     mdir = tmp_path_factory.mktemp("models")
     shutil.copytree(SHIPPED / "notes-minilm", mdir / "notes-minilm")
@@ -93,8 +94,7 @@ def models(tmp_path_factory, cr_folder) -> dict:
     card = json.loads((SHIPPED / "pneumonia-cnn" / "card.json").read_text(encoding="utf-8"))
     card.update(version="1.0.1-test", weights_sha256=sha256_file(new / "model.safetensors"))
     (new / "card.json").write_text(json.dumps(card), encoding="utf-8")
-    s1 = ImageModel.load(new, device="cpu").score_image(values, window=window, monochrome1=mono1,
-                                                        explain=None).probabilities["pneumonia"]
+    s1 = ImageModel.load(new, device="cpu").score_frame(frame, explain=None, force=True).probabilities["pneumonia"]
     # A threshold that makes the new weights call the opposite of the shipped ones.
     card["threshold"] = (s1 + 1.0) / 2.0 if r0.positive else s1 / 2.0
     (new / "card.json").write_text(json.dumps(card), encoding="utf-8")
@@ -362,3 +362,39 @@ def test_auc_mann_whitney_with_ties_matches_sklearn():
         assert auc_mann_whitney(s, y) == pytest.approx(roc_auc_score(y, s), abs=1e-12)
     assert auc_mann_whitney([0.1, 0.2], [True, True]) is None
     assert auc_mann_whitney([0.5, 0.5], [True, False]) == 0.5
+
+
+# ---------------------------------------------------------------------------------------------- default model change
+def test_new_default_model_marks_old_default_cases_stale_and_history_spans_both(tmp_path, cr_folder):
+    """Cases scored by the 28 x 28 model are stale for the 224 model (its card supersedes it); re-scoring them
+    adds the new model's call and the history shows both, with the flip between them."""
+    chest224 = SHIPPED / "pneumonia-chest224"
+    if not (chest224 / "card.json").is_file():
+        pytest.skip("the 224 model is not shipped in this checkout")
+    mdir = tmp_path / "models"
+    for name in ("pneumonia-cnn", "pneumonia-chest224", "notes-minilm"):
+        shutil.copytree(SHIPPED / name, mdir / name)
+    folder, uids = cr_folder
+    st = CaseStore(path=tmp_path / "change.sqlite3")
+    st.register_index(scan(str(folder / "cr0.dcm")), str(folder))
+    uid = uids[0]
+    sop = st.case_images(uid)[0]["sop_instance_uid"]
+    old = ImageModel.load(mdir / "pneumonia-cnn", device="cpu")
+    res = old.score_frame(read_frame(folder / "cr0.dcm"), explain=None)
+    st.add_ai_result(uid, res)
+    assert st.ai_results(uid)[0].sop_instance_uid == sop
+    assert uid in stale_models(st, mdir)["pneumonia-chest224"]
+    assert uid not in stale_models(st, mdir)["pneumonia-cnn"]
+
+    new = ImageModel.load(mdir / "pneumonia-chest224", device="cpu")
+    summary = rescore_case(st, uid, image_model=new)
+    assert summary["image"]["n_images"] == 1 and summary["image"]["model"] == "pneumonia-chest224"
+    assert uid not in stale_models(st, mdir)["pneumonia-chest224"]
+    hist = case_history(st, uid, "pneumonia-chest224")
+    assert [h["model"] for h in hist] == ["pneumonia-cnn", "pneumonia-chest224"]
+    latest = st.latest_ai_results(uid, "pneumonia-chest224")[0]
+    if latest.has_call:  # the flip is reported between the two models' calls
+        assert hist[1]["flipped"] == (latest.positive != res.positive)
+    else:  # the new model's gate refused the adult film: no call, nothing to compare
+        assert hist[1]["status"] == "out_of_scope" and hist[1]["flipped"] is False
+    st.close()

@@ -573,3 +573,88 @@ def test_ge_head_folder(ge_dir, ge_index, ge_reference):
     inst = image_series[0].image_instances[0]
     assert inst.gantry_detector_tilt == pytest.approx(
         float(pydicom.dcmread(inst.path, stop_before_pixels=True).GantryDetectorTilt))
+
+
+# ---------------------------------------------------------------------------------------------- odd files and folders
+def test_fifos_sockets_and_links_are_handled_without_blocking(tmp_path, testfile):
+    """A FIFO (opening it would block forever) and a socket are skipped with a reason; links to files and to
+    folders are followed; a link loop is walked once; a dangling link is reported."""
+    import shutil
+    import socket
+    import threading
+
+    root = tmp_path / "study"
+    (root / "sub").mkdir(parents=True)
+    shutil.copy(testfile("CT_small.dcm"), root / "sub" / "ct.dcm")
+    os.mkfifo(root / "pipe")
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(root / "sock"))
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    shutil.copy(testfile("MR_small.dcm"), other / "mr.dcm")
+    os.symlink(other, root / "link-to-folder")
+    os.symlink(root, root / "sub" / "loop")  # a loop back to the top
+    os.symlink(root / "missing.dcm", root / "dangling")
+    result: dict = {}
+    t = threading.Thread(target=lambda: result.setdefault("index", scan(str(root))), daemon=True)
+    t.start()
+    t.join(30)
+    sock.close()
+    assert not t.is_alive(), "scan blocked on a FIFO"
+    index = result["index"]
+    sops = {inst.sop_instance_uid for _, _, s in index.iter_series() for inst in s.instances}
+    assert len(sops) == 2  # CT via the folder, MR via the folder link; the loop adds nothing twice
+    reasons = {os.path.basename(s.path): s.reason for s in index.skipped}
+    assert "FIFO" in reasons["pipe"] and "socket" in reasons["sock"]
+    assert reasons["dangling"] == "no such file or folder"
+
+
+def test_non_utf8_file_names_are_scanned_and_printable(tmp_path, testfile):
+    import shutil
+
+    from medviewer.io.scan import display_path
+
+    name = b"caf\xe9-\xff.dcm".decode("utf-8", "surrogateescape")
+    shutil.copy(testfile("CT_small.dcm"), os.path.join(str(tmp_path), name))
+    index = scan(str(tmp_path))
+    [inst] = [i for _, _, s in index.iter_series() for i in s.instances]
+    shown = display_path(inst.path)
+    shown.encode("utf-8")  # printable
+    assert shown.endswith("caf\\xe9-\\xff.dcm")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every folder")
+def test_unreadable_folder_is_reported(tmp_path, testfile):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0)
+    try:
+        index = scan(str(tmp_path))
+        assert any("folder not readable" in s.reason for s in index.skipped)
+    finally:
+        locked.chmod(0o755)
+
+
+@pytest.mark.parametrize("changes, words", [
+    ({"NumberOfFrames": 2 ** 31 - 1}, "more than this viewer opens"),
+    ({"NumberOfFrames": 50_000}, "needs"),
+    ({"Rows": 0}, "out of range"),
+    ({"BitsAllocated": 12}, "BitsAllocated 12"),
+    ({"BitsStored": 40}, "does not fit"),
+    ({"SamplesPerPixel": 7}, "SamplesPerPixel 7"),
+])
+def test_declared_sizes_are_checked_before_anything_is_allocated(tmp_path, testfile, changes, words):
+    """A header that declares more than the file holds is set apart at once with the reason, without building a
+    record per declared frame (2**31 frames would take minutes and gigabytes)."""
+    import time
+
+    ds = pydicom.dcmread(testfile("CT_small.dcm"))
+    for k, v in changes.items():
+        setattr(ds, k, v)
+    path = tmp_path / "liar.dcm"
+    ds.save_as(path)
+    t0 = time.perf_counter()
+    index = scan(str(path))
+    assert time.perf_counter() - t0 < 5
+    [skipped] = index.skipped
+    assert words in skipped.reason

@@ -11,10 +11,12 @@ import os
 import re
 
 import numpy as np
+import pydicom
 import pytest
 
 import dicomfactory as fac
 from medviewer.imaging import build_stacks
+from medviewer.io.scan import scan
 
 
 def _normal(iop) -> np.ndarray:
@@ -452,3 +454,48 @@ def test_philips_phantom_is_one_even_stack(philips_index, philips_reference):
     assert stack.slice_spacing == pytest.approx(float(np.median(steps)), abs=1e-6)
     assert stack.warnings == []
     assert stack.tilt_deg == pytest.approx(0.0, abs=0.1)
+
+
+# ---------------------------------------------------------------------------------------------- one bad file
+@pytest.mark.parametrize("iop", [[0, 0, 0, 0, 0, 0], ["nan", 0, 0, 0, 1, 0], [1, 0, 0, 1, 0, 0]])
+def test_a_degenerate_orientation_sets_one_file_apart_and_the_series_loads(ge_dir, tmp_path, iop):
+    import shutil
+    import warnings
+
+    from medviewer.imaging.volume import load_volume
+
+    files = sorted(p for p in ge_dir.iterdir() if p.suffix == ".dcm")
+    for f in files:
+        shutil.copy(f, tmp_path / f.name)
+    ds = pydicom.dcmread(tmp_path / files[5].name)
+    ds.ImageOrientationPatient = iop
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.save_as(tmp_path / files[5].name)
+    [(_, _, series)] = list(scan(str(tmp_path)).iter_series())
+    stacks = build_stacks(series)
+    big = max(stacks, key=lambda s: s.n_slices)
+    assert big.kind == "volume" and big.n_slices == len(files) - 1
+    apart = [s for s in stacks if s is not big]
+    assert len(apart) == 1 and apart[0].n_slices == 1
+    assert any("ImageOrientationPatient" in w and "set apart" in w for w in apart[0].warnings)
+    assert load_volume(big).array.shape[0] == len(files) - 1
+
+
+def test_non_finite_rescale_is_set_apart_with_its_reason(ge_dir, tmp_path):
+    import shutil
+    import warnings
+
+    files = sorted(p for p in ge_dir.iterdir() if p.suffix == ".dcm")
+    for f in files:
+        shutil.copy(f, tmp_path / f.name)
+    ds = pydicom.dcmread(tmp_path / files[3].name)
+    ds.RescaleSlope = "inf"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.save_as(tmp_path / files[3].name)
+    index = scan(str(tmp_path))
+    assert [s.reason for s in index.skipped] == ["RescaleSlope inf is not a finite number: the pixel values cannot "
+                                                 "be computed"]
+    [(_, _, series)] = list(index.iter_series())
+    assert max(s.n_slices for s in build_stacks(series)) == len(files) - 1

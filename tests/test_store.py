@@ -76,11 +76,49 @@ def test_migration_from_version_1_keeps_data(tmp_path):
     engine.dispose()
     store = CaseStore(path=path)
     try:
-        assert store.version == 2
+        assert store.version == S.LATEST_VERSION
         assert store.get_case("1.2.3").patient_name == "OLD^CASE"
         index_names = {ix["name"] for ix in inspect(store.engine).get_indexes("annotations")}
         assert "ix_annotations_image" in index_names
-        assert migrate(store.engine) == 2  # idempotent
+        assert migrate(store.engine) == S.LATEST_VERSION  # idempotent
+    finally:
+        store.close()
+
+
+def test_migration_3_adds_the_intended_use_status_to_old_ai_results(tmp_path):
+    """A version-2 database (ai_results without the gate's columns, as released) keeps its AI rows, which read
+    back as in-scope calls."""
+    path = tmp_path / "v2.sqlite3"
+    later = {name for name, _ in S.V3_AI_COLUMNS}
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at FLOAT NOT NULL)")
+    engine = make_engine(f"sqlite:///{path}")
+    with engine.begin() as conn:
+        for table in S.V1_TABLES:
+            if table is S.schema_version:
+                continue
+            if table is S.ai_results:
+                cols = ", ".join(f"{c.name} {c.type.compile(engine.dialect)}" for c in table.columns
+                                 if c.name not in later)
+                conn.exec_driver_sql(f"CREATE TABLE ai_results ({cols})")
+            else:
+                table.create(conn)
+        for v in (1, 2):
+            conn.execute(insert(S.schema_version).values(version=v, applied_at=time.time()))
+        cid = conn.execute(insert(S.cases).values(study_instance_uid="1.2.3", created_at=1.0, updated_at=1.0)
+                           ).inserted_primary_key[0]
+        conn.exec_driver_sql(
+            "INSERT INTO ai_results (id, case_id, sop_instance_uid, frame, model, model_version, weights_sha256, "
+            "probabilities_json, positive_label, score, threshold, positive, heatmap_method, heatmap_label, "
+            "created_at) VALUES (1, ?, '1.2.3.4', 0, 'pneumonia-cnn', '1.0.0', 'ab', '{\"pneumonia\": 0.8}', "
+            "'pneumonia', 0.8, 0.5, 1, '', '', 1.0)", (cid,))
+    engine.dispose()
+    store = CaseStore(path=path)
+    try:
+        assert store.version == S.LATEST_VERSION
+        [r] = store.ai_results("1.2.3")
+        assert r.status == "scored" and r.has_call and r.score == 0.8 and r.warnings == []
+        assert store.worklist()[0].ai_score == 0.8
     finally:
         store.close()
 

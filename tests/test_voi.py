@@ -525,3 +525,23 @@ def test_output_dtypes_and_no_input_mutation(dtype):
         d = to_display(big, **kwargs)
         assert d.dtype == np.uint8 and d.shape == big.shape
     np.testing.assert_array_equal(big, before)
+
+
+# ---------------------------------------------------------------------------------------------- drawing never raises
+@pytest.mark.parametrize("window, lut, words", [
+    (Window(40.0, 0.5, "LINEAR"), None, "width must be >= 1"),
+    (Window(40.0, 400.0, "CUBIC"), None, "unknown VOILUTFunction"),
+    (Window(float("nan"), 400.0, "LINEAR"), None, "not finite"),
+    (Window(40.0, float("inf"), "LINEAR"), None, "not finite"),
+    (None, ((4096, 0, 12), np.arange(10)), "LUTData has 10 entries"),
+])
+def test_bad_windows_and_tables_fall_back_to_an_automatic_window_with_a_note(window, lut, words):
+    from medviewer.imaging.voi import display_safe
+
+    values = np.linspace(-1000, 1000, 64 * 64, dtype=np.float32).reshape(64, 64)
+    shown, note = display_safe(values, window, lut=lut)
+    assert shown.dtype == np.uint8 and shown.shape == values.shape
+    assert words in note and "automatic window" in note
+    np.testing.assert_array_equal(shown, to_display(values, auto_window(values)))
+    good, note = display_safe(values, Window(0.0, 2000.0, "LINEAR"))
+    assert note == "" and good.min() == 0 and good.max() == 255

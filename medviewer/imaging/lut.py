@@ -44,6 +44,31 @@ def apply_rescale(stored: np.ndarray, slope: float = 1.0, intercept: float = 0.0
     return out
 
 
+def lut_table(item: Dataset) -> np.ndarray:
+    """The LUTData of a Modality or VOI LUT Sequence item as int64 (entries,), read with the LUTDescriptor's bits
+    per entry (PS3.3 C.11.1.1.1 / C.11.2.1.1): as an OW byte string (little endian; 8-bit entries packed two to a
+    word, first entry in the low byte) or as US/SS values. Only the declared number of entries is returned.
+
+    Raises
+    ------
+    ValueError: descriptor or data missing, or fewer entries than declared.
+    """
+    desc = item.get("LUTDescriptor")
+    data = item.get("LUTData")
+    if desc is None or data is None or len(desc) != 3:
+        raise ValueError("LUT Sequence item lacks LUTDescriptor/LUTData")
+    n_entries = int(desc[0]) or 65536  # 0 means 2**16 entries
+    bits = int(desc[2])
+    if isinstance(data, (bytes, bytearray)):
+        table = np.frombuffer(bytes(data), dtype="<u2" if bits > 8 else np.uint8).astype(np.int64)
+    else:
+        values = data if isinstance(data, (list, tuple)) or type(data).__name__ == "MultiValue" else [data]
+        table = np.asarray(values, dtype=np.int64).ravel()
+    if table.size < n_entries:
+        raise ValueError(f"LUTData has {table.size} entries, LUTDescriptor says {n_entries}")
+    return table[:n_entries]
+
+
 def apply_modality_lut_sequence(stored: np.ndarray, item: Dataset) -> np.ndarray:
     """Map stored values through one Modality LUT Sequence item (PS3.3 C.11.1.1.1).
 
@@ -58,14 +83,7 @@ def apply_modality_lut_sequence(stored: np.ndarray, item: Dataset) -> np.ndarray
     ------
     ValueError: the descriptor or data are missing or inconsistent.
     """
-    desc = item.get("LUTDescriptor")
-    data = item.get("LUTData")
-    if desc is None or data is None or len(desc) != 3:
-        raise ValueError("Modality LUT Sequence item lacks LUTDescriptor/LUTData")
-    n_entries = int(desc[0]) or 65536  # 0 means 2**16 entries (C.11.1.1.1)
-    first = int(desc[1])
-    table = np.asarray(data, dtype=np.float32).ravel()
-    if table.size < n_entries:
-        raise ValueError(f"LUTData has {table.size} entries, LUTDescriptor says {n_entries}")
-    idx = np.clip(stored.astype(np.int64) - first, 0, n_entries - 1)
+    table = lut_table(item).astype(np.float32)
+    first = int(item.LUTDescriptor[1])
+    idx = np.clip(stored.astype(np.int64) - first, 0, table.size - 1)
     return table[idx]

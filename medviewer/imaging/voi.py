@@ -20,7 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = [
-    "Window", "CT_PRESETS", "voi_window", "voi_lut_table", "to_display", "auto_window", "windows_from_header",
+    "Window", "CT_PRESETS", "voi_window", "voi_lut_table", "to_display", "display_safe", "auto_window",
+    "windows_from_header",
 ]
 
 #: Standard CT windows, (center, width) in HU.
@@ -158,6 +159,28 @@ def to_display(values: np.ndarray, window: Window | None = None, *, invert: bool
     y *= np.float32(255)
     y += np.float32(0.5)
     return y.astype(np.uint8)
+
+
+def display_safe(values: np.ndarray, window: Window | None = None, *, invert: bool = False,
+                 lut: tuple[Sequence[int], Sequence[int]] | None = None) -> tuple[np.ndarray, str]:
+    """:func:`to_display` that never raises for a bad window or table: an invalid window (non-finite centre or
+    width, a width below the function's minimum, an unknown VOILUTFunction) or a VOI LUT that cannot be applied
+    (short or inconsistent table) falls back to :func:`auto_window`, and the reason is returned for the viewer to
+    show.
+
+    Returns
+    -------
+    (uint8 (rows, cols), note): note is "" when the requested window or table was used.
+    """
+    note = ""
+    if lut is None and window is not None and not (np.isfinite(window.center) and np.isfinite(window.width)):
+        note = f"window C {window.center} W {window.width} is not finite"
+    else:
+        try:
+            return to_display(values, window, invert=invert, lut=lut), ""
+        except (ValueError, IndexError, TypeError) as exc:
+            note = str(exc).split("\n")[0]
+    return to_display(values, auto_window(values), invert=invert), f"{note}: automatic window shown"
 
 
 def auto_window(values: np.ndarray, lower_pct: float = 1.0, upper_pct: float = 99.0,

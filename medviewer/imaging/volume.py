@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from medviewer.imaging.lut import apply_modality_lut_sequence, modality_lut_output_range
+from medviewer.imaging.lut import apply_modality_lut_sequence, lut_table, modality_lut_output_range
 from medviewer.imaging.stacks import SliceRef, Stack
 from medviewer.io.pixels import PixelDecodeError, can_decode_native_fast, decode_instance, decode_native
 from medviewer.jobs import ProgressCallback, TaskState, as_task_state
@@ -138,9 +138,7 @@ def _read_voi_luts(path: str) -> list[tuple[tuple[int, int, int], np.ndarray, st
         out = []
         for item in ds.get("VOILUTSequence") or []:
             desc = tuple(int(v) for v in item.LUTDescriptor)
-            data = np.asarray(item.LUTData if isinstance(item.LUTData, (list, tuple, pydicom.multival.MultiValue))
-                              else [item.LUTData]).astype(np.int64)
-            out.append((desc, data, str(item.get("LUTExplanation", "") or "VOI LUT")))
+            out.append((desc, lut_table(item), str(item.get("LUTExplanation", "") or "VOI LUT")))
         return out
     except Exception:  # noqa: BLE001 - a broken table must not stop the load; windows/auto still work
         return []

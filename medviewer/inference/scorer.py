@@ -6,6 +6,7 @@ imported on first use, never at import time of this module.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,9 +15,13 @@ import numpy as np
 
 from medviewer.config import models_dir
 from medviewer.inference.card import ModelCard, find_cards, load_card
+from medviewer.inference.frames import ModelFrame
 from medviewer.inference.preprocess import FitTransform, Prepared, prepare
+from medviewer.inference.scope import HeaderFacts, ScopeDecision
 
-DEFAULT_MODEL = "pneumonia-cnn"
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "pneumonia-chest224"
 
 
 def choose_device(preference: str | None = None) -> str:
@@ -43,10 +48,20 @@ def choose_device(preference: str | None = None) -> str:
     return want
 
 
+#: ScoreResult.status values: a call was made; the image is outside the model's intended use (no call); the
+#: reader asked to score it anyway (a call, recorded as such).
+SCORED, OUT_OF_SCOPE, SCORED_ANYWAY = "scored", "out_of_scope", "scored_anyway"
+
+
 @dataclass
 class ScoreResult:
     """One image's scores. ``probabilities`` maps every label to P(label); ``positive`` is P(positive label) >=
-    threshold. ``heatmap`` (rows, cols) float32 in [0, 1] on the original pixel grid when requested."""
+    threshold. ``heatmap`` (rows, cols) float32 in [0, 1] on the original pixel grid when requested.
+
+    ``status`` is :data:`SCORED`, :data:`OUT_OF_SCOPE` (``probabilities`` empty, ``positive`` False, no call:
+    ``scope_reason`` says why) or :data:`SCORED_ANYWAY` (outside the intended use, scored at the reader's request);
+    ``warnings`` are shown with the call (patient outside the training population); ``ood_score`` is the image's
+    out-of-distribution score when the model has one."""
 
     sop_instance_uid: str
     model: str
@@ -61,10 +76,37 @@ class ScoreResult:
     heatmap: np.ndarray | None = field(default=None, repr=False)
     heatmap_label: str = ""
     heatmap_method: str = ""
+    status: str = SCORED
+    scope_reason: str = ""
+    warnings: list[str] = field(default_factory=list)
+    ood_score: float | None = None
+
+    @property
+    def has_call(self) -> bool:
+        """True when the result carries a probability and a call (not out of scope)."""
+        return self.status != OUT_OF_SCOPE
+
+    def scope_text(self) -> str:
+        """Words for the reader: "" for an in-scope call, else "outside the model's intended use (reason)", with
+        "scored anyway" when the reader forced it."""
+        if self.status == SCORED:
+            return ""
+        text = f"outside the model's intended use ({self.scope_reason})"
+        return text + ", scored anyway at the reader's request" if self.status == SCORED_ANYWAY else text
 
     def to_dict(self) -> dict:
-        """JSON form (no heat map): SOPInstanceUID, model, version, weights sha and per-label probability."""
-        return {
+        """JSON form (no heat map): SOPInstanceUID, model, version, weights sha, status (with the reason when out
+        of scope) and, when there is a call, the per-label probability."""
+        ood = None if self.ood_score is None or not np.isfinite(self.ood_score) else float(self.ood_score)
+        if not self.has_call:
+            return {"SOPInstanceUID": self.sop_instance_uid, "sop_instance_uid": self.sop_instance_uid,
+                    "path": self.path, "frame": self.frame, "model": self.model, "version": self.version,
+                    "weights_sha256": self.weights_sha256, "status": self.status, "reason": self.scope_reason,
+                    "message": self.scope_text(), "warnings": list(self.warnings), "ood_score": ood,
+                    "threshold": self.threshold, "positive_label": self.positive_label, "positive": None,
+                    "labels": [], "probability": {}}
+        return {"status": self.status, "reason": self.scope_reason, "warnings": list(self.warnings),
+                "ood_score": ood,
             "SOPInstanceUID": self.sop_instance_uid,
             "sop_instance_uid": self.sop_instance_uid,
             "path": self.path,
@@ -119,11 +161,63 @@ class ImageModel:
 
     # ------------------------------------------------------------------------------------------------------
     def prepare(self, values: np.ndarray, window: tuple[float, float, str] | None = None,
-                monochrome1: bool = False) -> Prepared:
+                monochrome1: bool = False, voi_lut: tuple | None = None) -> Prepared:
         """Preprocess modality values (rows, cols) for this model (see :mod:`medviewer.inference.preprocess`)."""
         spec = self.card.input
         return prepare(values, input_shape=(spec.channels, spec.height, spec.width), mean=spec.mean, std=spec.std,
-                       window=window, monochrome1=monochrome1)
+                       window=window, monochrome1=monochrome1, fit=spec.fit, voi_lut=voi_lut)
+
+    def prepare_frame(self, frame: ModelFrame) -> Prepared:
+        """Preprocess a :class:`~medviewer.inference.frames.ModelFrame` (the one frame path)."""
+        return self.prepare(frame.values, frame.window, frame.monochrome1, frame.voi_lut)
+
+    def predict_with_ood(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(class probabilities (N, n_labels) float64, out-of-distribution scores (N,) float64 or None when the
+        model has no OOD statistics (its card has no ``ood``)) for model inputs (N, C, H, W), in one pass."""
+        import torch
+
+        if "ood" not in self.card.extra or not hasattr(self.network, "forward_with_ood"):
+            return self.predict(batch), None
+        x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
+        with torch.inference_mode():
+            logits, ood = self.network.forward_with_ood(x)
+            probs = torch.softmax(logits.float(), 1).cpu().numpy().astype(np.float64)
+            return probs, ood.float().cpu().numpy().astype(np.float64)
+
+    def check_scope(self, frame: ModelFrame, prepared: Prepared, facts: HeaderFacts | None = None,
+                    ood_score: float | None = None) -> ScopeDecision:
+        """The intended-use gate (:mod:`medviewer.inference.scope`) for one prepared frame: header, blank image,
+        out-of-distribution score (``ood_score``, computed here when not given); plus population warnings."""
+        from medviewer.inference.scope import header_reasons, is_blank, population_warnings, read_header_facts
+
+        if facts is None:
+            facts = HeaderFacts(modality=frame.modality, photometric_interpretation=frame.photometric_interpretation,
+                                samples_per_pixel=frame.samples_per_pixel, number_of_frames=frame.number_of_frames)
+            if frame.path:
+                try:
+                    facts = read_header_facts(frame.path)
+                except Exception as exc:  # noqa: BLE001 - the frame was read; the gate then judges what it has
+                    log.warning("intended-use gate: header of %s not re-read (%s)", os.path.basename(frame.path),
+                                exc)
+        decision = ScopeDecision(warnings=population_warnings(facts, self.card.extra.get("population")))
+        reasons = header_reasons(facts, self.card.extra.get("scope"))
+        if not reasons and is_blank(prepared.unit):
+            reasons.append("blank image: no contrast after windowing")
+        ood = self.card.extra.get("ood")
+        if ood is not None:
+            if ood_score is None:
+                ood_score = self.predict_with_ood(prepared.array[None])[1]
+                ood_score = None if ood_score is None else float(ood_score[0])
+            if ood_score is not None:
+                decision.ood_score = float(ood_score)
+                decision.ood_threshold = float(ood["threshold"])
+                if not reasons and not decision.ood_score <= decision.ood_threshold:
+                    reasons.append(f"image unlike the training films (out-of-distribution score "
+                                   f"{decision.ood_score:.1f} > {decision.ood_threshold:.1f})")
+        if reasons:
+            decision.in_scope = False
+            decision.reason = "; ".join(reasons)
+        return decision
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         """Class probabilities (N, n_labels) float64 for model inputs (N, C, H, W); autocast on GPU."""
@@ -158,14 +252,32 @@ class ImageModel:
             positive_label=positive_label, positive=p_pos >= self.card.threshold, frame=frame, path=path,
         )
 
-    def score_image(self, values: np.ndarray, *, sop_instance_uid: str = "", window=None,  # noqa: ANN001
-                    monochrome1: bool = False, explain: str | None = "gradcam", target: str | None = None,
-                    path: str = "", frame: int = 0) -> ScoreResult:
-        """Score one image of modality values (rows, cols); with ``explain`` also return its heat map on the
-        original pixel grid for class ``target`` (default: the positive label)."""
-        prepared = self.prepare(values, window, monochrome1)
-        probs = self.predict(prepared.array[None])[0]
-        res = self.result(probs, sop_instance_uid, path, frame)
+    def score_frame(self, frame: ModelFrame, *, explain: str | None = "gradcam", target: str | None = None,
+                    force: bool = False, facts: HeaderFacts | None = None) -> ScoreResult:
+        """Score one frame from the one frame path (:func:`medviewer.inference.frames.read_frame` or
+        :func:`~medviewer.inference.frames.frame_from_volume`).
+
+        The intended-use gate runs first: an out-of-scope frame gets a result with status
+        :data:`OUT_OF_SCOPE` and no probability, unless ``force`` ("score anyway", status :data:`SCORED_ANYWAY`).
+        With ``explain`` the heat map of class ``target`` (default: the positive label) is returned on the
+        original pixel grid."""
+        prepared = self.prepare_frame(frame)
+        probs, ood = self.predict_with_ood(prepared.array[None])
+        decision = self.check_scope(frame, prepared, facts, None if ood is None else float(ood[0]))
+        labels = self.card.labels
+        positive_label = str(self.card.extra.get("positive_label", labels[-1]))
+        if not decision.in_scope and not force:
+            return ScoreResult(
+                sop_instance_uid=frame.sop_instance_uid, model=self.card.name, version=self.card.version,
+                weights_sha256=self.card.weights_sha256, probabilities={}, threshold=self.card.threshold,
+                positive_label=positive_label, positive=False, frame=frame.frame, path=frame.path,
+                status=OUT_OF_SCOPE, scope_reason=decision.reason, warnings=decision.warnings,
+                ood_score=decision.ood_score)
+        res = self.result(probs[0], frame.sop_instance_uid, frame.path, frame.frame)
+        res.warnings = decision.warnings
+        res.ood_score = decision.ood_score
+        if not decision.in_scope:
+            res.status, res.scope_reason = SCORED_ANYWAY, decision.reason
         if explain:
             label = target or res.positive_label
             heat = self.explain(prepared.array[None], self.card.labels.index(label), explain)[0]
@@ -175,41 +287,5 @@ class ImageModel:
         return res
 
 
-def _first(value) -> float | None:  # noqa: ANN001 - DS or MultiValue
-    if value is None or value == "":
-        return None
-    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
-        return float(value[0]) if len(value) else None
-    return float(value)
-
-
-def dicom_image_for_scoring(path: str, frame: int = 0) -> tuple[np.ndarray, tuple | None, bool, str]:
-    """Read one frame of a DICOM file as modality values plus its first window and MONOCHROME1 flag.
-
-    Returns (values (rows, cols) or (rows, cols, 3), (center, width, function) or None, monochrome1,
-    SOPInstanceUID).
-
-    Raises
-    ------
-    medviewer.io.pixels.PixelDecodeError: the pixels cannot be decoded.
-    """
-    from medviewer.imaging.lut import apply_rescale
-    from medviewer.io.pixels import decode_instance
-
-    ds, pixels = decode_instance(path)
-    arr = pixels[min(frame, pixels.shape[0] - 1)]
-    photometric = str(ds.get("PhotometricInterpretation", "")).upper()
-    if arr.ndim == 3:
-        return arr, None, False, str(ds.get("SOPInstanceUID", ""))
-    slope = float(ds.get("RescaleSlope", 1) or 1)
-    intercept = float(ds.get("RescaleIntercept", 0) or 0)
-    values = apply_rescale(arr, slope, intercept)
-    window = None
-    c, w = _first(ds.get("WindowCenter")), _first(ds.get("WindowWidth"))
-    if c is not None and w is not None and w > 0:
-        window = (c, w, str(ds.get("VOILUTFunction", "LINEAR") or "LINEAR"))
-    return values, window, photometric == "MONOCHROME1", str(ds.get("SOPInstanceUID", ""))
-
-
-__all__ = ["ImageModel", "ScoreResult", "choose_device", "available_models", "dicom_image_for_scoring",
-           "FitTransform", "DEFAULT_MODEL"]
+__all__ = ["ImageModel", "ScoreResult", "choose_device", "available_models", "FitTransform", "DEFAULT_MODEL",
+           "SCORED", "OUT_OF_SCOPE", "SCORED_ANYWAY"]

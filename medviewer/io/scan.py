@@ -13,7 +13,9 @@ as fast as converting them through ``Dataset.__getattr__``. Text values that dep
 
 from __future__ import annotations
 
+import math
 import os
+import stat
 import struct
 import threading
 import warnings
@@ -311,8 +313,8 @@ def _frame_infos_enhanced(ds: Dataset, n_frames: int) -> list[FrameInfo]:
     frames = []
     for i in range(n_frames):
         item = per_frame[i] if i < len(per_frame) else None
-        pos = fl(lookup(item, "PlanePositionSequence"), "ImagePositionPatient", 3)
-        ori = fl(lookup(item, "PlaneOrientationSequence"), "ImageOrientationPatient", 6)
+        pos = _valid_position(fl(lookup(item, "PlanePositionSequence"), "ImagePositionPatient", 3))
+        ori = _valid_orientation(fl(lookup(item, "PlaneOrientationSequence"), "ImageOrientationPatient", 6))
         meas = lookup(item, "PixelMeasuresSequence")
         spacing = _valid_spacing(fl(meas, "PixelSpacing", 2))
         thick = fl(meas, "SliceThickness")
@@ -345,7 +347,58 @@ def _frame_infos_enhanced(ds: Dataset, n_frames: int) -> list[FrameInfo]:
     return frames
 
 
-def _instance_from_header(path: str, ds: Dataset, pixel_length: int | None, has_pixels: bool) -> Instance:
+#: Limits a header must respect before anything is allocated for it (a declared size is checked against the bytes
+#: actually present first; these caps bound what a file that does hold the bytes can make us allocate).
+MAX_FRAMES = 100_000
+MAX_DECODED_BYTES = 8 << 30
+_VALID_BITS_ALLOCATED = (1, 8, 16, 32, 64)
+
+
+class HeaderError(ValueError):
+    """A header that cannot be trusted: sizes the file cannot hold or that exceed :data:`MAX_FRAMES` /
+    :data:`MAX_DECODED_BYTES`, or a Modality LUT that is not finite; its message says which, in words."""
+
+
+def _check_declared_sizes(inst: Instance, pixel_length: int | None, pixel_offset: int | None,
+                          file_size: int | None) -> None:
+    """Check Rows, Columns, SamplesPerPixel, BitsAllocated/Stored and NumberOfFrames before any per-frame record
+    or pixel buffer is made (PS3.3 C.7.6.3: Rows/Columns are US, BitsStored <= BitsAllocated; PS3.5 8.2 for the
+    byte count of native Pixel Data; an encapsulated frame needs at least one 8-byte item, PS3.5 A.4).
+
+    Raises
+    ------
+    HeaderError: the reason in words.
+    """
+    if not 0 < inst.rows <= 65535 or not 0 < inst.columns <= 65535:
+        raise HeaderError(f"image size {inst.rows}x{inst.columns} is out of range (Rows/Columns 1-65535)")
+    if inst.samples_per_pixel not in (1, 3, 4):
+        raise HeaderError(f"SamplesPerPixel {inst.samples_per_pixel} is not 1, 3 or 4")
+    if inst.bits_allocated not in _VALID_BITS_ALLOCATED:
+        raise HeaderError(f"BitsAllocated {inst.bits_allocated} is not one of {_VALID_BITS_ALLOCATED}")
+    if not 0 < inst.bits_stored <= inst.bits_allocated:
+        raise HeaderError(f"BitsStored {inst.bits_stored} does not fit BitsAllocated {inst.bits_allocated}")
+    frames = inst.number_of_frames
+    frame_bytes = (inst.rows * inst.columns * inst.samples_per_pixel * inst.bits_allocated + 7) // 8
+    if frames > MAX_FRAMES:
+        raise HeaderError(f"NumberOfFrames {frames} is more than this viewer opens ({MAX_FRAMES})")
+    if frames * frame_bytes > MAX_DECODED_BYTES:
+        raise HeaderError(f"{frames} frames of {inst.rows}x{inst.columns} would need "
+                              f"{frames * frame_bytes / 2 ** 30:.1f} GiB decoded, over the "
+                              f"{MAX_DECODED_BYTES / 2 ** 30:.0f} GiB limit")
+    if pixel_offset is not None and file_size is not None and frames > 1:
+        available = max(file_size - pixel_offset, 0)
+        if pixel_length is not None and _is_native(inst.transfer_syntax_uid):
+            if frames * frame_bytes > min(pixel_length, available) and frame_bytes > 0:
+                raise HeaderError(
+                    f"NumberOfFrames {frames} of {inst.rows}x{inst.columns} needs {frames * frame_bytes} bytes; the "
+                    f"Pixel Data holds {min(pixel_length, available)}")
+        elif frames * 8 > available:
+            raise HeaderError(f"NumberOfFrames {frames} cannot fit in the {available} bytes of encapsulated "
+                                  "Pixel Data left in the file")
+
+
+def _instance_from_header(path: str, ds: Dataset, pixel_length: int | None, has_pixels: bool,
+                          pixel_offset: int | None = None) -> Instance:
     meta = getattr(ds, "file_meta", None)
     sop_class = _str(ds, T_SOP_CLASS)
     sop_instance = _str(ds, T_SOP_INSTANCE)
@@ -384,6 +437,12 @@ def _instance_from_header(path: str, ds: Dataset, pixel_length: int | None, has_
     inst.has_modality_lut_sequence = ds.get_item(T_MODALITY_LUT_SEQ) is not None
     inst.pixel_data_length = pixel_length
     inst.is_enhanced = ds.get_item(T_PER_FRAME_FG) is not None or ds.get_item(T_SHARED_FG) is not None
+    if has_pixels:
+        try:
+            size = os.path.getsize(path)
+        except OSError:
+            size = None
+        _check_declared_sizes(inst, pixel_length, pixel_offset, size)
 
     if inst.is_enhanced:
         inst.frames = _frame_infos_enhanced(ds, inst.number_of_frames)
@@ -393,10 +452,21 @@ def _instance_from_header(path: str, ds: Dataset, pixel_length: int | None, has_
     spacing = _valid_spacing(_floats(ds, T_PIXEL_SPACING, 2)) or _valid_spacing(_floats(ds, T_IMAGER_PIXEL_SPACING, 2))
     slope = _float(ds, T_RESCALE_SLOPE)
     intercept = _float(ds, T_RESCALE_INTERCEPT)
+    raw_iop, raw_ipp = _floats(ds, T_IOP, 6), _floats(ds, T_IPP, 3)
+    ignored = []
+    if raw_iop is not None and _valid_orientation(raw_iop) is None:
+        ignored.append(f"ImageOrientationPatient {list(raw_iop)} is not two orthogonal unit vectors: ignored, the "
+                       "image is set apart from the series' spatial stack")
+    if raw_ipp is not None and _valid_position(raw_ipp) is None:
+        ignored.append(f"ImagePositionPatient {list(raw_ipp)} is not finite: ignored")
+    inst.read_warnings = tuple(ignored)
+    for name, v in (("RescaleSlope", slope), ("RescaleIntercept", intercept)):
+        if v is not None and not (math.isfinite(v) and abs(v) < 1e30):
+            raise HeaderError(f"{name} {v} is not a finite number: the pixel values cannot be computed")
     base = FrameInfo(
         index=0,
-        image_position_patient=_floats(ds, T_IPP, 3),  # type: ignore[arg-type]
-        image_orientation_patient=_floats(ds, T_IOP, 6),  # type: ignore[arg-type]
+        image_position_patient=_valid_position(_floats(ds, T_IPP, 3)),  # type: ignore[arg-type]
+        image_orientation_patient=_valid_orientation(_floats(ds, T_IOP, 6)),  # type: ignore[arg-type]
         pixel_spacing=spacing,  # type: ignore[arg-type]
         slice_thickness=_float(ds, T_SLICE_THICKNESS),
         rescale_slope=slope if slope is not None and slope != 0 else 1.0,
@@ -419,9 +489,33 @@ def _instance_from_header(path: str, ds: Dataset, pixel_length: int | None, has_
     return inst
 
 
+def _valid_position(ipp: tuple[float, ...] | None) -> tuple[float, ...] | None:
+    """ImagePositionPatient with a non-finite value is treated as absent (the image then has no spatial place and
+    goes into a stack of its own, with the others unaffected)."""
+    if ipp is None or not all(math.isfinite(v) for v in ipp):
+        return None
+    return ipp
+
+
+def _valid_orientation(iop: tuple[float, ...] | None) -> tuple[float, ...] | None:
+    """ImageOrientationPatient as unit row and column cosines, or None (treated as absent) when a value is not
+    finite, a vector is (nearly) zero, or the two are (nearly) parallel (PS3.3 C.7.6.2.1.1: two orthogonal unit
+    vectors). Slightly unnormalised vectors, which real scanners write, are normalised."""
+    if iop is None or len(iop) != 6 or not all(math.isfinite(v) for v in iop):
+        return None
+    r, c = iop[:3], iop[3:]
+    nr, nc = math.sqrt(sum(v * v for v in r)), math.sqrt(sum(v * v for v in c))
+    if nr < 0.5 or nc < 0.5:
+        return None
+    r, c = tuple(v / nr for v in r), tuple(v / nc for v in c)
+    if abs(sum(a * b for a, b in zip(r, c))) > 0.1:  # more than ~6 degrees from orthogonal
+        return None
+    return (*r, *c)
+
+
 def _valid_spacing(spacing: tuple[float, ...] | None) -> tuple[float, ...] | None:
     """PixelSpacing with a zero, negative or non-finite value is treated as absent (seen on real CRs: 0\\0)."""
-    if spacing is None or not all(v > 0 and v < 1e6 for v in spacing):
+    if spacing is None or not all(math.isfinite(v) and 0 < v < 1e6 for v in spacing):
         return None
     return spacing
 
@@ -490,17 +584,47 @@ def _case_insensitive(root: Path, parts: Sequence[str]) -> Path | None:
     return current
 
 
+def _file_kind(path: str) -> str:
+    """"dir", "file", or what else ``path`` is ("FIFO", "socket", "device", "missing", "unreadable"), following
+    symbolic links; never opens the path (opening a FIFO blocks)."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "missing"  # also a dangling symbolic link
+    except OSError:
+        return "unreadable"
+    if stat.S_ISDIR(mode):
+        return "dir"
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISFIFO(mode):
+        return "FIFO"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    return "device"
+
+
+def display_path(path: str) -> str:
+    """``path`` printable in any encoding: bytes of a name that is not UTF-8 (kept by Python as surrogate escapes)
+    are shown as \\xNN."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def expand_paths(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> tuple[list[str], list[SkippedFile]]:
     """Turn folders (walked recursively), DICOMDIR files and plain files into a de-duplicated file list.
 
     A path named ``DICOMDIR`` (any case) contributes itself and the files it references. Hidden files and
-    folders (names starting with '.') are ignored. Returns (files, skipped) where skipped holds missing paths.
+    folders (names starting with '.') are ignored. Symbolic links are followed, to files and to folders; a
+    folder reached twice (a link loop, or two links to one folder) is walked once. FIFOs, sockets and devices are
+    skipped without being opened (opening a FIFO blocks); folders that cannot be listed are reported. Returns
+    (files, skipped) where skipped holds the paths left out with the reason.
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     files: list[str] = []
     skipped: list[SkippedFile] = []
     seen: set[str] = set()
+    walked: set[str] = set()
 
     def add(p: str) -> None:
         real = os.path.realpath(p)
@@ -508,15 +632,38 @@ def expand_paths(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> tupl
             seen.add(real)
             files.append(p)
 
+    def not_a_file(p: str, kind: str) -> None:
+        reason = {"missing": "no such file or folder", "unreadable": "cannot read: permission denied or I/O error"
+                  }.get(kind, f"not a regular file ({kind}): skipped without reading")
+        skipped.append(SkippedFile(p, reason))
+
+    def walk_error(exc: OSError) -> None:
+        skipped.append(SkippedFile(exc.filename or "", f"folder not readable: {exc.strerror or exc}"))
+
     for p in paths:
         p = os.fspath(p)
-        if os.path.isdir(p):
-            for dirpath, dirnames, filenames in os.walk(p):
-                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        kind = _file_kind(p)
+        if kind == "dir":
+            walked.add(os.path.realpath(p))
+            for dirpath, dirnames, filenames in os.walk(p, onerror=walk_error, followlinks=True):
+                keep = []
+                for d in sorted(dirnames):
+                    real = os.path.realpath(os.path.join(dirpath, d))
+                    if d.startswith(".") or real in walked:
+                        continue
+                    walked.add(real)
+                    keep.append(d)
+                dirnames[:] = keep
                 for name in sorted(filenames):
-                    if not name.startswith("."):
-                        add(os.path.join(dirpath, name))
-        elif os.path.isfile(p):
+                    if name.startswith("."):
+                        continue
+                    full = os.path.join(dirpath, name)
+                    k = _file_kind(full)
+                    if k == "file":
+                        add(full)
+                    elif k != "dir":
+                        not_a_file(full, k)
+        elif kind == "file":
             add(p)
             if os.path.basename(p).upper() == "DICOMDIR":
                 try:
@@ -525,10 +672,13 @@ def expand_paths(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> tupl
                     del exc
                     continue
                 for r in refs:
-                    add(r)
+                    if _file_kind(r) == "file":
+                        add(r)
+                    else:
+                        not_a_file(r, _file_kind(r))
                 skipped.extend(missing)
         else:
-            skipped.append(SkippedFile(p, "no such file or folder"))
+            not_a_file(p, kind)
     return files, skipped
 
 
@@ -538,7 +688,7 @@ def expand_paths(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> tupl
 
 
 def _describe_error(exc: BaseException) -> str:
-    if isinstance(exc, NotDicomError):
+    if isinstance(exc, (NotDicomError, HeaderError)):
         return str(exc)
     if isinstance(exc, IsADirectoryError):
         return "is a folder"
@@ -595,9 +745,9 @@ def scan(
         try:
             ds, pixel_length, pixel_offset = read_header(path)
             has_pixels = pixel_offset is not None
-            inst = _instance_from_header(path, ds, pixel_length, has_pixels)
+            inst = _instance_from_header(path, ds, pixel_length, has_pixels, pixel_offset)
             inst.pixel_data_offset = pixel_offset
-            inst.read_warnings = getattr(ds, "_medviewer_read_warnings", ())
+            inst.read_warnings = tuple(inst.read_warnings) + tuple(getattr(ds, "_medviewer_read_warnings", ()))
             inst.float_pixel_data = bool(getattr(ds, "_medviewer_float_pixels", False))
             reason = _validate(inst, path, pixel_offset)
             if reason:

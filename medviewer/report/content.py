@@ -103,7 +103,9 @@ def _ai_dict(r, img: dict | None) -> dict:  # noqa: ANN001 - medviewer.store.cas
         "id": r.id, "sop_instance_uid": r.sop_instance_uid, "frame": r.frame, "image": _image_label(img, r.frame),
         "model": r.model, "version": r.model_version, "weights_sha256": r.weights_sha256,
         "probabilities": {k: float(v) for k, v in r.probabilities.items()}, "positive_label": r.positive_label,
-        "score": float(r.score), "threshold": float(r.threshold), "positive": bool(r.positive),
+        "score": float(r.score) if r.has_call else None, "threshold": float(r.threshold),
+        "positive": bool(r.positive) if r.has_call else None,
+        "status": r.status, "scope": r.scope_text(), "warnings": list(r.warnings),
         "heatmap_method": r.heatmap_method, "heatmap_label": r.heatmap_label, "has_heatmap": bool(r.heatmap_png),
         "created_at": iso_utc(r.created_at),
     }
@@ -259,7 +261,7 @@ def build_report(store, study_instance_uid: str, *, deidentify: bool = False, ma
         marked[(a.sop_instance_uid, a.frame)] = 0
     for r in latest_ai:
         key = (r.sop_instance_uid, r.frame)
-        marked[key] = min(marked.get(key, 9), 1 if r.positive else 2)
+        marked[key] = min(marked.get(key, 9), 1 if r.positive and r.has_call else 2)
     selected = _select_key_images(images, marked, max(0, int(max_key_images)))
     key_images = []
     shown: set[tuple[str, int]] = set()

@@ -10,21 +10,40 @@ from __future__ import annotations
 import csv
 import json
 import os
+import stat
 from pathlib import Path
 
 from medviewer.report.content import build_report
 from medviewer.report.deid import deidentify_report, installation_salt, new_uid, pseudonym, safe_basename
 
 __all__ = ["export_case", "export_worklist_csv", "render_key_images", "resolve_output", "resolve_worklist_output",
-           "score_case_radiographs", "WORKLIST_COLUMNS", "RADIOGRAPH_MODALITIES", "WORKLIST_FILENAME"]
+           "score_case_radiographs", "WORKLIST_COLUMNS", "check_output_target", "RADIOGRAPH_MODALITIES", "WORKLIST_FILENAME"]
 
 #: The worklist's file name when the output given is a folder.
 WORKLIST_FILENAME = "worklist.csv"
 
 #: Columns of the worklist CSV, in order.
 WORKLIST_COLUMNS = ("patient", "patient ID", "study date", "modality", "status", "AI model", "AI score",
-                    "AI positive", "note findings", "radiologist call", "confidence", "n annotations",
-                    "StudyInstanceUID")
+                    "AI positive", "AI intended use", "note findings", "radiologist call", "confidence",
+                    "n annotations", "StudyInstanceUID")
+
+
+def check_output_target(path: str | os.PathLike) -> None:
+    """Refuse to write over anything but a regular file: an output is written to a temporary file and renamed
+    over its target, which would replace a device, FIFO or socket by a file (and writing into a FIFO blocks).
+
+    Raises
+    ------
+    ValueError: ``path`` exists and is not a regular file or folder (the message names what it is).
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return
+    kind = "FIFO" if stat.S_ISFIFO(mode) else "socket" if stat.S_ISSOCK(mode) else "device"
+    raise ValueError(f"{path} is a {kind}, not a file: refusing to write a report over it")
 
 
 def resolve_output(path: str | os.PathLike, content: dict, suffix: str) -> Path:
@@ -116,6 +135,9 @@ def export_case(store, study_uid: str, pdf: str | os.PathLike | None = None,  # 
     content = deidentify_report(identified, salt) if deidentify else identified
     jp = resolve_output(json_path, content, ".json") if json_path is not None else None
     pp = resolve_output(pdf, content, ".pdf") if pdf is not None else None
+    for target in (jp, pp):
+        if target is not None:
+            check_output_target(target)
     if jp is not None and pp is not None and os.path.abspath(jp) == os.path.abspath(pp):
         raise ValueError(f"the PDF and the JSON would both be written to {pp}")
     # Both files are written to temporary names beside their targets and renamed at the end, so a failure (of
@@ -193,6 +215,7 @@ def export_worklist_csv(store, out_path: str | os.PathLike, deidentify: bool = F
     salt = salt if salt is not None else (installation_salt() if deidentify else "")
     rows = store.worklist()
     out_path = resolve_worklist_output(out_path)
+    check_output_target(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
     try:
@@ -209,9 +232,14 @@ def export_worklist_csv(store, out_path: str | os.PathLike, deidentify: bool = F
                 call = ""
                 if row.radiologist_label:
                     call = f"{row.radiologist_label}: {'positive' if row.radiologist_positive else 'negative'}"
+                scope = ""
+                if row.ai_status == "out_of_scope":
+                    scope = f"outside the model's intended use ({row.ai_scope_reason})"
+                elif row.ai_status == "scored_anyway":
+                    scope = f"outside the model's intended use ({row.ai_scope_reason}), scored anyway"
                 w.writerow([_cell(v) for v in (
                     patient, pid, date, c.modalities.replace("\\", " "), c.status, row.ai_model, row.ai_score,
-                    row.ai_positive, "; ".join(row.note_findings), call, row.radiologist_confidence,
+                    row.ai_positive, scope, "; ".join(row.note_findings), call, row.radiologist_confidence,
                     row.n_annotations, uid)])
         os.replace(tmp, out_path)
     finally:
@@ -233,7 +261,7 @@ def score_case_radiographs(store, study_uid: str, model=None, *, explain: str = 
     when there is something to score; this imports torch). Raises what ``ImageModel.load`` raises
     (ModelCardError, UnsafeWeightsError, ValueError, ImportError when torch is missing).
     """
-    from medviewer.inference.scorer import dicom_image_for_scoring
+    from medviewer.inference.frames import read_frame
 
     targets = [img for img in store.case_images(study_uid)
                if (img.get("modality") or "").upper() in RADIOGRAPH_MODALITIES and int(img.get("number_of_frames")
@@ -250,11 +278,9 @@ def score_case_radiographs(store, study_uid: str, model=None, *, explain: str = 
     n, errors = 0, []
     for img in targets:
         try:
-            values, window, mono1, sop = dicom_image_for_scoring(img["path"], 0)
-            if values.ndim != 2:
-                continue  # colour: not a radiograph the model was trained on
-            res = model.score_image(values, sop_instance_uid=sop or img["sop_instance_uid"], window=window,
-                                    monochrome1=mono1, explain=explain, path=img["path"], frame=0)
+            mf = read_frame(img["path"], 0)
+            # the intended-use gate decides; an out-of-scope image is stored as such (no call) and reported so
+            res = model.score_frame(mf, explain=explain)
             store.add_ai_result(study_uid, res, run_id=run_id)
             n += 1
         except Exception as exc:  # noqa: BLE001 - one unreadable image does not stop the others

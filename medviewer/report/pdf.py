@@ -499,6 +499,10 @@ def _ai_section(d: _Doc, content: dict, width: float) -> list:
     rows = [["Image", "Model", "P(positive)", "Threshold", "AI call", "Heat map", "Time"]]
     shown = results[:60]
     for r in shown:
+        if r.get("score") is None:  # outside the model's intended use: no probability, no call
+            rows.append([r.get("image", ""), f"{r['model']} {r['version']}", DASH, _fmt_p(r["threshold"]),
+                         "no call", DASH, _fmt_iso(r.get("created_at"))])
+            continue
         rows.append([r.get("image", ""), f"{r['model']} {r['version']}",
                      f"{_fmt_p(r['score'])} ({r['positive_label']})", _fmt_p(r["threshold"]),
                      "POSITIVE" if r["positive"] else "negative",
@@ -506,6 +510,10 @@ def _ai_section(d: _Doc, content: dict, width: float) -> list:
                          "has_heatmap") else DASH, _fmt_iso(r.get("created_at"))])
     w = [0.16, 0.17, 0.17, 0.10, 0.10, 0.13, 0.17]
     out.append(d.table(rows, [width * x for x in w]))
+    for r in shown:
+        notes = ([r["scope"]] if r.get("scope") else []) + list(r.get("warnings") or [])
+        if notes:
+            out.append(d.p(f"{d.text(r.get('image', ''))}: {d.text('; '.join(notes))}.", "small", raw=True))
     if len(results) > len(shown):
         out.append(d.p(f"... and {len(results) - len(shown)} more results (see the JSON export).", "small"))
     out.append(d.p(ai.get("disclaimer", ""), "small"))
@@ -607,6 +615,9 @@ def _key_images_section(d: _Doc, content: dict, images, width: float) -> list:  
             cap.append(f"BurnedInAnnotation {k['burned_in_annotation']}")
         caption.append(d.p("; ".join(cap) + ".", "caption"))
         for r in k.get("ai_results") or []:
+            if r.get("score") is None:
+                caption.append(d.p(f"AI {r['model']} {r['version']}: no call, {r.get('scope', '')}.", "caption"))
+                continue
             caption.append(d.p(f"AI {r['model']} {r['version']}: P({r['positive_label']}) = {_fmt_p(r['score'])}, "
                                f"threshold {_fmt_p(r['threshold'])} \N{RIGHTWARDS ARROW} "
                                f"{'POSITIVE' if r['positive'] else 'negative'}"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from operator import itemgetter
@@ -83,6 +84,23 @@ class AIResult:
     heatmap_png: bytes | None = field(default=None, repr=False)
     run_id: int | None = None
     created_at: float = 0.0
+    status: str = "scored"
+    scope_reason: str = ""
+    warnings: list[str] = field(default_factory=list)
+    ood_score: float | None = None
+
+    @property
+    def has_call(self) -> bool:
+        """False for an image outside the model's intended use (``status`` "out_of_scope"): then ``score`` and
+        ``positive`` are placeholders, not a result."""
+        return self.status != "out_of_scope"
+
+    def scope_text(self) -> str:
+        """"" for an in-scope call, else "outside the model's intended use (reason)" (and "scored anyway")."""
+        if self.status == "scored":
+            return ""
+        text = f"outside the model's intended use ({self.scope_reason})"
+        return text + ", scored anyway at the reader's request" if self.status == "scored_anyway" else text
 
     def heatmap(self) -> np.ndarray | None:
         """The stored heat map as (rows, cols) float32 in [0, 1] at its stored size (<= 256 px), or None."""
@@ -166,6 +184,8 @@ class WorklistRow:
     ai_positive: bool | None = None
     ai_weights_sha256: str = ""
     ai_at: float | None = None
+    ai_status: str = ""  # "scored", "scored_anyway", or "out_of_scope" when no image of the case got a call
+    ai_scope_reason: str = ""
     note_findings: list[str] = field(default_factory=list)
     radiologist_label: str = ""
     radiologist_positive: bool | None = None
@@ -272,7 +292,9 @@ def _ai(row) -> AIResult:  # noqa: ANN001
                     probabilities=json.loads(m["probabilities_json"]), positive_label=m["positive_label"],
                     score=m["score"], threshold=m["threshold"], positive=bool(m["positive"]),
                     heatmap_method=m["heatmap_method"], heatmap_label=m["heatmap_label"],
-                    heatmap_png=m["heatmap_png"], run_id=m["run_id"], created_at=m["created_at"])
+                    heatmap_png=m["heatmap_png"], run_id=m["run_id"], created_at=m["created_at"],
+                    status=m["status"] or "scored", scope_reason=m["scope_reason"] or "",
+                    warnings=json.loads(m["warnings_json"] or "[]"), ood_score=m["ood_score"])
 
 
 def _note_result(row) -> NoteResult:  # noqa: ANN001
@@ -592,7 +614,13 @@ class CaseStore:
         """Append an image-model result (a :class:`medviewer.inference.scorer.ScoreResult`, heat map optional);
         returns its id. Nothing is overwritten: re-scoring adds rows. A model's output is not the reader's work:
         it neither starts a case nor withdraws a sign-off."""
-        p_pos = float(result.probabilities[result.positive_label])
+        status = str(getattr(result, "status", "scored") or "scored")
+        if status not in ("scored", "out_of_scope", "scored_anyway"):
+            raise CaseStoreError(f"unknown AI result status {status!r}")
+        p_pos = float(result.probabilities[result.positive_label]) if status != "out_of_scope" else 0.0
+        positive = bool(result.positive) and status != "out_of_scope"
+        ood = getattr(result, "ood_score", None)
+        ood = float(ood) if ood is not None and math.isfinite(float(ood)) else None
         heat = getattr(result, "heatmap", None)
         with self.engine.begin() as conn:
             cid = self._case_id(conn, study_instance_uid)
@@ -600,14 +628,17 @@ class CaseStore:
                 case_id=cid, sop_instance_uid=result.sop_instance_uid, frame=int(result.frame), model=result.model,
                 model_version=result.version, weights_sha256=result.weights_sha256,
                 probabilities_json=json.dumps(result.probabilities), positive_label=result.positive_label,
-                score=p_pos, threshold=float(result.threshold), positive=bool(result.positive),
+                score=p_pos, threshold=float(result.threshold), positive=positive,
                 heatmap_method=result.heatmap_method or "", heatmap_label=result.heatmap_label or "",
                 heatmap_png=_heatmap_png(heat) if heat is not None else None, run_id=run_id,
-                created_at=time.time())).inserted_primary_key[0]
+                created_at=time.time(), status=status, scope_reason=str(getattr(result, "scope_reason", "")),
+                warnings_json=json.dumps(list(getattr(result, "warnings", []) or [])),
+                ood_score=ood)).inserted_primary_key[0]
             self._touch(conn, cid, start_work=False)
             self._event(conn, cid, "ai result", ai_result_id=rid, model=result.model, version=result.version,
                         weights_sha256=result.weights_sha256, sop_instance_uid=result.sop_instance_uid,
-                        score=p_pos, positive=bool(result.positive), run_id=run_id)
+                        score=p_pos if status != "out_of_scope" else None, positive=positive, status=status,
+                        run_id=run_id)
             return int(rid)
 
     def ai_results(self, study_instance_uid: str, model: str | None = None) -> list[AIResult]:
@@ -640,7 +671,8 @@ class CaseStore:
             cid = self._case_id(conn, study_instance_uid)
             if ai_result_id is None:
                 ai_result_id = conn.execute(select(S.ai_results.c.id).where(and_(
-                    S.ai_results.c.case_id == cid, S.ai_results.c.positive_label == label))
+                    S.ai_results.c.case_id == cid, S.ai_results.c.positive_label == label,
+                    S.ai_results.c.status != "out_of_scope"))
                     .order_by(S.ai_results.c.id.desc()).limit(1)).scalar()
             override = False
             if ai_result_id is not None:
@@ -720,7 +752,8 @@ class CaseStore:
             groups = groups.where(ai.c.model == model)
         groups = groups.subquery("g")
         q_ai = select(groups.c.first_id, groups.c.last_id, ai.c.case_id, ai.c.model, ai.c.score, ai.c.positive,
-                      ai.c.weights_sha256, ai.c.created_at).join_from(groups, ai, ai.c.id == groups.c.last_id)
+                      ai.c.weights_sha256, ai.c.created_at, ai.c.status, ai.c.scope_reason).join_from(
+            groups, ai, ai.c.id == groups.c.last_id)
 
         def last_per_case(table, *columns):  # noqa: ANN001, ANN202 - the row of MAX(id) of each case
             latest = select(func.max(table.c.id).label("id")).group_by(table.c.case_id).subquery("l")
@@ -736,14 +769,20 @@ class CaseStore:
             for _first, last_id, cid, m, *_ in latest:
                 if cid not in last or last_id > last[cid][0]:
                     last[cid] = (last_id, m)
-            for _first, _last, cid, m, score, positive, sha, created_at in latest:
+            for _first, _last, cid, m, score, positive, sha, created_at, status, reason in latest:
                 row = rows.get(cid)
                 if row is None or m != last[cid][1]:
                     continue
+                row.ai_at = max(row.ai_at or 0.0, created_at)
+                if status == "out_of_scope":
+                    if row.ai_score is None:  # no image of the case has a call (yet): say why
+                        row.ai_model, row.ai_status, row.ai_weights_sha256 = m, status, sha
+                        row.ai_scope_reason = row.ai_scope_reason or reason
+                    continue
                 if row.ai_score is None or score > row.ai_score:
                     row.ai_model, row.ai_score, row.ai_positive = m, float(score), bool(positive)
-                    row.ai_weights_sha256 = sha
-                row.ai_at = max(row.ai_at or 0.0, created_at)
+                    row.ai_weights_sha256, row.ai_status = sha, status or "scored"
+                    row.ai_scope_reason = reason if status == "scored_anyway" else ""
             for cid, findings_json, decisions_json in conn.execute(
                     last_per_case(nr, nr.c.findings_json, nr.c.decisions_json)):
                 if cid in rows:

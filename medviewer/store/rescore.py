@@ -26,8 +26,8 @@ from medviewer.jobs import Cancelled, TaskState
 from medviewer.store import schema as S
 from medviewer.store.cases import AIResult, CaseStore
 
-#: The image model re-scored by default (``models/pneumonia-cnn``).
-DEFAULT_IMAGE_MODEL = "pneumonia-cnn"
+#: The image model re-scored by default (the bundled default image model).
+DEFAULT_IMAGE_MODEL = "pneumonia-chest224"
 #: The notes model's folder and card name (``models/notes-minilm``).
 NOTES_MODEL = "notes-minilm"
 #: Modalities of the 2-D projection radiographs an image model is run on when a case has no results of it yet.
@@ -58,11 +58,12 @@ def _notes_card(models_dir: str | Path | None = None) -> dict:
 
 
 def _case_level(results: list[AIResult]) -> dict | None:
-    """Case-level call of a group of image results: the latest result per (image, frame), then the one with the
-    highest P(positive). None for no results."""
+    """Case-level call of a group of image results: the latest result per (image, frame), then, among those with a
+    call (not outside the intended use), the one with the highest P(positive). None for no call."""
     latest: dict[tuple[str, int], AIResult] = {}
     for r in results:
         latest[(r.sop_instance_uid, r.frame)] = r
+    latest = {k: r for k, r in latest.items() if r.has_call}
     if not latest:
         return None
     top = max(latest.values(), key=lambda r: r.score)
@@ -101,10 +102,12 @@ def images_to_score(store: CaseStore, study_uid: str, model_name: str) -> list[t
 # ------------------------------------------------------------------------------------------------ one case
 def _rescore_images(store: CaseStore, study_uid: str, image_model, run_id: int | None,  # noqa: ANN001
                     errors: list[dict]) -> dict:
-    from medviewer.inference.scorer import dicom_image_for_scoring
+    from medviewer.inference.frames import read_frame
 
     card = image_model.card
-    before = _case_level(store.latest_ai_results(study_uid, card.name))
+    latest = store.latest_ai_results(study_uid, card.name)
+    before = _case_level(latest)
+    forced = {(r.sop_instance_uid, r.frame) for r in latest if r.status == "scored_anyway"}
     todo = images_to_score(store, study_uid, card.name)
     new_ids: list[int] = []
     new_results: list[AIResult] = []
@@ -112,11 +115,11 @@ def _rescore_images(store: CaseStore, study_uid: str, image_model, run_id: int |
         try:
             if not path:
                 raise FileNotFoundError("the image is no longer in the case's image list")
-            values, window, mono1, file_sop = dicom_image_for_scoring(path, frame)
-            if file_sop and file_sop != sop:
-                raise ValueError(f"the file now holds SOPInstanceUID {file_sop}, not {sop}")
-            res = image_model.score_image(values, sop_instance_uid=sop, window=window, monochrome1=mono1,
-                                          explain="gradcam", path=path, frame=frame)
+            mf = read_frame(path, frame)
+            if mf.sop_instance_uid and mf.sop_instance_uid != sop:
+                raise ValueError(f"the file now holds SOPInstanceUID {mf.sop_instance_uid}, not {sop}")
+            # the reader's "score anyway" on an image outside the intended use carries over to the new weights
+            res = image_model.score_frame(mf, explain="gradcam", force=(sop, frame) in forced)
         except Exception as exc:  # noqa: BLE001 - one unreadable image must not stop the run; it is reported
             err = {"sop_instance_uid": sop, "frame": frame, "path": path, "model": card.name,
                    "error": f"{type(exc).__name__}: {exc}"}
@@ -128,8 +131,8 @@ def _rescore_images(store: CaseStore, study_uid: str, image_model, run_id: int |
         new_results.append(AIResult(
             id=rid, case_id=0, sop_instance_uid=sop, frame=frame, model=res.model, model_version=res.version,
             weights_sha256=res.weights_sha256, probabilities=res.probabilities, positive_label=res.positive_label,
-            score=float(res.probabilities[res.positive_label]), threshold=float(res.threshold),
-            positive=bool(res.positive)))
+            score=float(res.probabilities.get(res.positive_label, 0.0)), threshold=float(res.threshold),
+            positive=bool(res.positive), status=res.status, scope_reason=res.scope_reason))
     after = _case_level(new_results)
     return {
         "model": card.name, "model_version": card.version, "weights_sha256": card.weights_sha256,
@@ -317,7 +320,7 @@ def rescore_case_in_process(db_url: str, study_uid: str, image_model_name: str |
     Use from a GUI worker thread::
 
         rescore(store, uids, state=state, run_case=lambda uid, run: MODEL_PROCESS.call(
-            state, rescore_case_in_process, store.url, uid, "pneumonia-cnn", True, run))
+            state, rescore_case_in_process, store.url, uid, DEFAULT_IMAGE_MODEL, True, run))
     """
     store = _STORES.get(db_url)
     if store is None:
@@ -330,13 +333,18 @@ def rescore_case_in_process(db_url: str, study_uid: str, image_model_name: str |
 # ------------------------------------------------------------------------------------------------ staleness
 def _latest_per_case(store: CaseStore, table, model: str) -> dict[str, Any]:  # noqa: ANN001 - sqlalchemy Table
     """{StudyInstanceUID: latest row (id order) of ``table`` (ai_results / note_results) for ``model``}."""
-    q = (select(S.cases.c.study_instance_uid, table.c.weights_sha256, table.c.model_version)
+    q = (select(S.cases.c.study_instance_uid, table.c.id, table.c.weights_sha256, table.c.model_version)
          .join(S.cases, S.cases.c.id == table.c.case_id).where(table.c.model == model).order_by(table.c.id))
     latest: dict[str, Any] = {}
     with store.engine.begin() as conn:
         for r in conn.execute(q):
             latest[r.study_instance_uid] = r
     return latest
+
+
+def _supersedes(card) -> list[str]:  # noqa: ANN001 - ModelCard
+    """Names of the models this one replaces (the card's ``supersedes`` list)."""
+    return [str(n) for n in card.extra.get("supersedes", []) if str(n) != card.name]
 
 
 def _stale(latest: dict[str, Any], sha: str, version: str) -> list[str]:
@@ -361,7 +369,16 @@ def stale_models(store: CaseStore, models_dir: str | Path | None = None) -> dict
     directory = _models_dir(models_dir)
     out: dict[str, list[str]] = {}
     for card in find_cards(directory):
-        out[card.name] = _stale(_latest_per_case(store, S.ai_results, card.name), card.weights_sha256, card.version)
+        stale = _stale(_latest_per_case(store, S.ai_results, card.name), card.weights_sha256, card.version)
+        # A model that replaces others (the card's "supersedes"): cases whose latest result came from a model it
+        # replaced are stale too (a new default model re-scores what the old default scored).
+        for old in _supersedes(card):
+            latest_new = _latest_per_case(store, S.ai_results, card.name)
+            for uid, r_old in _latest_per_case(store, S.ai_results, old).items():
+                r_new = latest_new.get(uid)
+                if (r_new is None or r_new.id < r_old.id) and uid not in stale:
+                    stale.append(uid)
+        out[card.name] = sorted(stale)
     try:
         ncard = _notes_card(directory)
     except (OSError, ValueError):
@@ -385,7 +402,7 @@ def _image_history(results: list[AIResult]) -> list[dict]:
             by_run[r.run_id].append(r)
             last_key = None
         else:  # interactive scoring: consecutive results of the same weights are one entry
-            key = (r.weights_sha256, r.model_version)
+            key = (r.model, r.weights_sha256, r.model_version)
             if key != last_key:
                 groups.append([])
                 last_key = key
@@ -394,7 +411,16 @@ def _image_history(results: list[AIResult]) -> list[dict]:
     for g in groups:
         level = _case_level(g)
         last = g[-1]
-        prev = out[-1] if out else None
+        prev = next((e for e in reversed(out) if e["score"] is not None), None)
+        if level is None:  # every image outside the model's intended use: no call to compare
+            out.append({
+                "kind": "image", "model": last.model, "model_version": last.model_version,
+                "weights_sha256": last.weights_sha256, "run_id": last.run_id, "time": max(r.created_at for r in g),
+                "score": None, "positive": None, "threshold": last.threshold,
+                "n_images": len({(r.sop_instance_uid, r.frame) for r in g}), "result_ids": [r.id for r in g],
+                "score_change": None, "flipped": False, "status": "out_of_scope", "scope_text": last.scope_text(),
+            })
+            continue
         out.append({
             "kind": "image", "model": last.model, "model_version": last.model_version,
             "weights_sha256": last.weights_sha256, "run_id": last.run_id, "time": max(r.created_at for r in g),
@@ -402,6 +428,7 @@ def _image_history(results: list[AIResult]) -> list[dict]:
             "n_images": level["n_images"], "result_ids": [r.id for r in g],
             "score_change": level["score"] - prev["score"] if prev else None,
             "flipped": bool(prev is not None and prev["positive"] != level["positive"]),
+            "status": "scored",
         })
     return out
 
@@ -410,7 +437,8 @@ def case_history(store: CaseStore, study_uid: str, model_name: str) -> list[dict
     """The case's results of ``model_name`` per run, oldest first.
 
     For an image model, one entry per re-score run (results sharing a ``run_id``) or per block of interactive
-    results made with the same weights: ``{"kind": "image", "model", "model_version", "weights_sha256", "run_id",
+    results made with the same weights, including the results of the models its card ``supersedes`` (so the
+    history shows where the call flipped when the default model changed): ``{"kind": "image", "model", "model_version", "weights_sha256", "run_id",
     "time" (UTC epoch s), "score" (case-level max P(positive) over the entry's images), "positive" (that image's
     call), "threshold", "n_images", "result_ids", "score_change" (vs the previous entry, None first), "flipped"
     (the positive call differs from the previous entry's)}``.
@@ -423,7 +451,14 @@ def case_history(store: CaseStore, study_uid: str, model_name: str) -> list[dict
 
     Raises CaseStoreError for an unknown case.
     """
-    results = store.ai_results(study_uid, model_name)
+    names = [model_name]
+    try:
+        from medviewer.inference.card import load_card
+
+        names += _supersedes(load_card(_image_model_path(model_name), verify_sha=False))
+    except (OSError, ValueError):
+        pass  # no card (a model no longer installed): its own results only
+    results = sorted((r for n in names for r in store.ai_results(study_uid, n)), key=lambda r: r.id)
     if results:
         return _image_history(results)
     out: list[dict] = []

@@ -136,6 +136,11 @@ ai_results = Table(
     Column("heatmap_png", LargeBinary),  # 8-bit grey PNG of the [0, 1] map, at most 256 px a side
     Column("run_id", Integer, ForeignKey("rescore_runs.id", ondelete="SET NULL")),
     Column("created_at", Float, nullable=False),
+    # added to older databases by migration 3
+    Column("status", String(16), nullable=False, server_default="scored"),
+    Column("scope_reason", Text, nullable=False, server_default=""),
+    Column("warnings_json", Text, nullable=False, server_default="[]"),
+    Column("ood_score", Float),
 )
 
 radiologist_scores = Table(
@@ -179,7 +184,8 @@ V2_INDEXES = (
 
 
 def _migrate_1(conn: Connection) -> None:
-    """Version 1: every table."""
+    """Version 1: every table (a new database gets the current columns; later migrations only add what an older
+    database lacks)."""
     for table in V1_TABLES:
         table.create(conn, checkfirst=True)
 
@@ -190,6 +196,27 @@ def _migrate_2(conn: Connection) -> None:
         index.create(conn, checkfirst=True)
 
 
+#: Columns added to ai_results by migration 3 (the intended-use gate, issue #10): ``status`` "scored",
+#: "out_of_scope" (no call: score 0 and positive false are placeholders, never a result) or "scored_anyway";
+#: ``scope_reason`` in words; ``warnings_json`` a JSON list of warnings shown with the call; ``ood_score``.
+V3_AI_COLUMNS = (
+    ("status", "VARCHAR(16) NOT NULL DEFAULT 'scored'"),
+    ("scope_reason", "TEXT NOT NULL DEFAULT ''"),
+    ("warnings_json", "TEXT NOT NULL DEFAULT '[]'"),
+    ("ood_score", "FLOAT"),
+)
+
+
+def _migrate_3(conn: Connection) -> None:
+    """Version 3: the intended-use status of each AI result (existing rows were in-scope calls)."""
+    from sqlalchemy import inspect, text
+
+    have = {c["name"] for c in inspect(conn).get_columns("ai_results")}
+    for name, ddl in V3_AI_COLUMNS:
+        if name not in have:
+            conn.execute(text(f"ALTER TABLE ai_results ADD COLUMN {name} {ddl}"))
+
+
 #: version -> migration from version - 1. Append new ones; never edit a released one.
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _migrate_1, 2: _migrate_2}
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _migrate_1, 2: _migrate_2, 3: _migrate_3}
 LATEST_VERSION = max(MIGRATIONS)

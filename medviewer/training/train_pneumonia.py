@@ -28,6 +28,7 @@ import numpy as np
 from medviewer.config import PROJECT_ROOT
 from medviewer.inference.card import sha256_file
 from medviewer.inference.preprocess import prepare_training_images
+from medviewer.training.metrics import metrics_at, youden_threshold
 
 DEFAULT_DATA = PROJECT_ROOT.parent / "shared" / "data" / "pneumoniamnist" / "pneumoniamnist.npz"
 DEFAULT_OUT = PROJECT_ROOT / "models" / "pneumonia-cnn"
@@ -65,51 +66,6 @@ def augment(x, generator):  # noqa: ANN001, ANN201 - torch tensors
     bright = (torch.rand(n, 1, 1, 1, generator=generator) * 2 - 1) * 0.08
     mean = x.mean(dim=(2, 3), keepdim=True)
     return ((x - mean) * contrast + mean + bright).clamp(0, 1)
-
-
-def expected_calibration_error(p: np.ndarray, y: np.ndarray, bins: int = 10) -> float:
-    """ECE (Naeini et al., AAAI 2015) of the positive-class probability over equal-width bins."""
-    edges = np.linspace(0, 1, bins + 1)
-    ece = 0.0
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        m = (p >= lo) & ((p < hi) if hi < 1 else (p <= hi))
-        if m.any():
-            ece += m.mean() * abs(p[m].mean() - y[m].mean())
-    return float(ece)
-
-
-def metrics_at(p: np.ndarray, y: np.ndarray, threshold: float) -> dict:
-    from sklearn.metrics import roc_auc_score
-
-    pred = p >= threshold
-    tp = int(np.sum(pred & (y == 1)))
-    tn = int(np.sum(~pred & (y == 0)))
-    fp = int(np.sum(pred & (y == 0)))
-    fn = int(np.sum(~pred & (y == 1)))
-    sens = tp / max(tp + fn, 1)
-    spec = tn / max(tn + fp, 1)
-    return {
-        "auc": float(roc_auc_score(y, p)),
-        "accuracy": float((tp + tn) / len(y)),
-        "sensitivity": float(sens),
-        "specificity": float(spec),
-        "balanced_accuracy": float((sens + spec) / 2),
-        "ece": expected_calibration_error(p, y),
-        "n": int(len(y)),
-        "n_positive": int(y.sum()),
-        "confusion": {"tp": tp, "tn": tn, "fp": fp, "fn": fn},
-    }
-
-
-def youden_threshold(p: np.ndarray, y: np.ndarray) -> float:
-    """Threshold maximising sensitivity + specificity - 1 on (p, y) (Youden, Cancer 1950)."""
-    from sklearn.metrics import roc_curve
-
-    fpr, tpr, thr = roc_curve(y, p)
-    j = tpr - fpr
-    best = int(np.argmax(j))
-    t = float(thr[best])
-    return min(max(t, 1e-6), 1 - 1e-6)
 
 
 def predict(model, x, batch: int = 512) -> np.ndarray:  # noqa: ANN001

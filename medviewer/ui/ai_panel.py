@@ -39,9 +39,10 @@ class ScoreRequest:
     """Everything a scoring worker needs, captured on the GUI thread (the arrays are read-only slices)."""
 
     model: str
-    items: tuple  # ((slice index, SOPInstanceUID, frame, values (rows, cols), window or None, monochrome1), ...)
+    items: tuple  # ((slice index, ModelFrame), ...) from medviewer.inference.frames.frame_from_volume
     method: str
     target: str | None
+    force: bool = False  # "score anyway": a call even outside the model's intended use
 
 
 def run_scoring(request: ScoreRequest, state) -> list:  # noqa: ANN001 - TaskState; returns ScoreResult list
@@ -55,8 +56,9 @@ def run_scoring(request: ScoreRequest, state) -> list:  # noqa: ANN001 - TaskSta
     for start in range(0, len(request.items), chunk):
         state.check()
         part = tuple(request.items[start:start + chunk])
-        out.extend(MODEL_PROCESS.call(state, score_items, request.model, part, request.method, request.target))
-        state.progress(len(out), len(request.items), part[-1][1])
+        out.extend(MODEL_PROCESS.call(state, score_items, request.model, part, request.method, request.target,
+                                      request.force))
+        state.progress(len(out), len(request.items), part[-1][1].sop_instance_uid)
     return out
 
 
@@ -100,6 +102,17 @@ class ModelCardDialog(QDialog):
             f"Threshold {card.get('threshold', float('nan')):.3f} ({card.get('threshold_rule', '')})",
             f"Weights SHA-256 {card.get('weights_sha256', '')}",
         ]
+        scope = card.get("scope") or {}
+        if scope or card.get("ood"):
+            gate = "Intended-use gate: " + ", ".join(
+                [f"modality {'/'.join(scope.get('modalities', []))}" if scope.get("modalities") else "",
+                 f"view {'/'.join(scope.get('view_positions', []))}" if scope.get("view_positions") else "",
+                 f"image OOD score <= {card['ood']['threshold']:.1f}" if card.get("ood") else ""]).strip(", ")
+            lines.append(gate)
+        pop = card.get("population") or {}
+        if pop.get("age_years"):
+            lines.append(f"Training population: age {pop['age_years'][0]}-{pop['age_years'][1]} years, "
+                         f"{pop.get('site', '')} (others get a warning)")
         summary = QLabel("\n".join(lines))
         summary.setWordWrap(True)
         summary.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -120,6 +133,7 @@ class AIPanel(QWidget):
     """
 
     run_requested = Signal(bool)
+    force_requested = Signal()  # "score anyway" on an image outside the model's intended use
     cancel_requested = Signal()
     overlay_changed = Signal()
 
@@ -146,6 +160,15 @@ class AIPanel(QWidget):
         self.table.setMaximumHeight(110)
         self.verdict = QLabel("No result yet")
         self.verdict.setWordWrap(True)
+        self.warning = QLabel("")
+        self.warning.setWordWrap(True)
+        self.warning.setStyleSheet("color: #e0a040;")
+        self.warning.setVisible(False)
+        self.force_button = QPushButton("Score anyway")
+        self.force_button.setToolTip("Give a call although the image is outside the model's intended use; the "
+                                     "result is recorded as scored anyway")
+        self.force_button.setVisible(False)
+        self.force_button.clicked.connect(self.force_requested)
         self.model_label = QLabel("")
         self.model_label.setWordWrap(True)
         self.show_overlay = QCheckBox("Show heat map (H)")
@@ -184,6 +207,8 @@ class AIPanel(QWidget):
         layout.addWidget(self.cancel_button)
         layout.addWidget(self.table)
         layout.addWidget(self.verdict)
+        layout.addWidget(self.warning)
+        layout.addWidget(self.force_button)
         layout.addWidget(self.model_label)
         layout.addWidget(self.show_overlay)
         layout.addLayout(form)
@@ -221,7 +246,19 @@ class AIPanel(QWidget):
         self.progress.setValue(done)
 
     def show_result(self, result) -> None:  # noqa: ANN001 - ScoreResult
-        """Fill the table and verdict from a ScoreResult."""
+        """Fill the table and verdict from a ScoreResult (out of scope: no probability, the reason, and "Score
+        anyway")."""
+        notes = ([result.scope_text()] if result.scope_text() else []) + list(result.warnings)
+        self.warning.setText("\n".join(notes))
+        self.warning.setVisible(bool(notes))
+        if not result.has_call:
+            self.table.setRowCount(0)
+            self.verdict.setText("No call: outside the model's intended use")
+            self.warning.setText(result.scope_reason + ("\n" + "\n".join(result.warnings) if result.warnings else ""))
+            self.force_button.setVisible(True)
+            self.model_label.setText(f"{result.model} {result.version}  (weights {result.weights_sha256[:12]})")
+            return
+        self.force_button.setVisible(False)
         labels = list(result.probabilities)
         if [self.class_combo.itemText(i) for i in range(self.class_combo.count())] != labels:
             self.class_combo.blockSignals(True)
@@ -244,6 +281,9 @@ class AIPanel(QWidget):
         self.table.setRowCount(0)
         self.verdict.setText(message)
         self.model_label.setText("")
+        self.warning.setText("")
+        self.warning.setVisible(False)
+        self.force_button.setVisible(False)
 
     def _show_card(self) -> None:
         if self.model_name:

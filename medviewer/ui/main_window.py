@@ -12,6 +12,7 @@ from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox, QSpinBox
 
+from medviewer.inference.scorer import DEFAULT_MODEL
 from medviewer.imaging.stacks import build_stacks
 from medviewer.imaging.voi import CT_PRESETS
 from medviewer.imaging.volume import Volume, load_volume
@@ -111,6 +112,7 @@ class MainWindow(QMainWindow):
         self.resizeDocks([dock], [340], Qt.Orientation.Horizontal)
         self.ai_panel = AIPanel()
         self.ai_panel.run_requested.connect(self.run_ai)
+        self.ai_panel.force_requested.connect(lambda: self.run_ai(False, force=True))
         self.ai_panel.cancel_requested.connect(self.cancel_ai)
         self.ai_panel.overlay_changed.connect(self._apply_overlay_settings)
         ai_dock = QDockWidget("AI", self)
@@ -543,7 +545,7 @@ class MainWindow(QMainWindow):
         """Reload the worklist and the model/radiologist agreement from the store in a worker."""
         if self.closed:
             return
-        store, model = self.store, self.ai_panel.model_name or "pneumonia-cnn"
+        store, model = self.store, self.ai_panel.model_name or DEFAULT_MODEL
         label = str(self._card_json(model).get("positive_label", "pneumonia"))
 
         def work(state: TaskState):  # noqa: ANN202
@@ -581,7 +583,7 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage("The case was edited after sign-off: the sign-off is withdrawn - sign off "
                                          "again when the report is final")
         row = getattr(self, "worklist_rows", {}).get(uid)
-        card = self._card_json(self.ai_panel.model_name or "pneumonia-cnn")
+        card = self._card_json(self.ai_panel.model_name or DEFAULT_MODEL)
         labels = [str(x) for x in card.get("labels", [])]
         self.case_panel.set_labels([x for x in labels if x != "normal"] or labels,
                                    str(card.get("positive_label", labels[-1] if labels else "")))
@@ -670,7 +672,7 @@ class MainWindow(QMainWindow):
         if uid is None:
             self.statusBar().showMessage("History: select a case first")
             return
-        model = self.ai_panel.model_name or "pneumonia-cnn"
+        model = self.ai_panel.model_name or DEFAULT_MODEL
         case = self.store.get_case(uid)
         title = f"History: {case.patient_name.replace('^', ' ')} {case.study_description}" if case else "History"
         dialog = CaseHistoryDialog(case_history(self.store, uid, model), title=title, parent=self)
@@ -710,7 +712,7 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage("A re-score is already running")
             return
         store, url = self.store, self.store.url
-        model = self.ai_panel.model_name or "pneumonia-cnn"
+        model = self.ai_panel.model_name or DEFAULT_MODEL
         uids = list(study_uids) if study_uids else [c.study_instance_uid for c in store.cases()]
         if not uids:
             self.statusBar().showMessage("No cases to re-score")
@@ -852,10 +854,13 @@ class MainWindow(QMainWindow):
         return (ref.instance.sop_instance_uid, ref.frame.index, panel.model_name,
                 self._card_sha(panel.model_name), panel.method, self._target())
 
-    def run_ai(self, series: bool = False) -> None:
-        """Score the active viewport's image (or every slice of its series) in a worker, with a heat map.
+    def run_ai(self, series: bool = False, force: bool = False) -> None:
+        """Score the active viewport's image (or every slice of its series) in a worker, with a heat map, through
+        the intended-use gate (``force``: "score anyway", recorded as such).
 
         Results are cached per (SOPInstanceUID, frame, model, weights SHA-256, method, class)."""
+        from medviewer.inference.frames import frame_from_volume
+
         viewer = self.grid.active
         vol = viewer.volume
         panel = self.ai_panel
@@ -863,22 +868,16 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage("Run AI: open an image first" if vol is None else "Run AI: no model")
             return
         indices = range(vol.array.shape[0]) if series else [viewer.state.index]
-        window = None
-        if vol.window_presets:
-            c, w, _ = vol.window_presets[0]
-            window = (c, w, vol.voi_lut_function)
-        mono1 = vol.photometric_interpretation == "MONOCHROME1"
         items = []
         for k in indices:
             if vol.ready is not None and not vol.ready[k]:
                 continue
             key = self._cache_key(viewer, k)
-            cached = self.ai_cache.get(key)
+            cached = None if force else self.ai_cache.get(key)
             if cached is not None:
                 self._apply_result(viewer, k, cached)
                 continue
-            ref = vol.stack.slices[k]
-            items.append((k, ref.instance.sop_instance_uid, ref.frame.index, vol.array[k], window, mono1))
+            items.append((k, frame_from_volume(vol, k)))
         if not items:
             self.ai_finished.emit()
             return
@@ -886,7 +885,7 @@ class MainWindow(QMainWindow):
             self.ai_job.cancel()
         from medviewer.ui.ai_panel import ScoreRequest, run_scoring
 
-        request = ScoreRequest(panel.model_name, tuple(items), panel.method, self._target())
+        request = ScoreRequest(panel.model_name, tuple(items), panel.method, self._target(), force)
         job = Job(lambda state: run_scoring(request, state))
         job.signals.progress.connect(lambda d, t, _m: panel.set_progress(d, t))
         job.signals.finished.connect(lambda results: self._on_scored(job, viewer, request, results))

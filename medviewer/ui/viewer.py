@@ -6,6 +6,8 @@ re-renders the current slice on the GUI thread (a 512x512 slice maps to 8-bit in
 
 from __future__ import annotations
 
+import logging
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,12 +17,14 @@ from PySide6.QtGui import QColor, QFont, QFontMetrics
 from PySide6.QtWidgets import QGraphicsDropShadowEffect, QLabel, QVBoxLayout, QWidget
 
 from medviewer.imaging.geometry import patient_orientation_labels, screen_orientation_labels
-from medviewer.imaging.voi import CT_PRESETS, Window, auto_window, to_display
+from medviewer.imaging.voi import CT_PRESETS, Window, auto_window, display_safe
 from medviewer.imaging.volume import Volume
 from medviewer.ui.ai_panel import heat_lut
 from medviewer.ui.annotations import AnnotationLayer
 
 pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -94,6 +98,7 @@ class ImageViewer(QWidget):
         self.heat_item.setOpacity(0.45)
         self.view.addItem(self.heat_item)
         self.heatmaps: dict[int, np.ndarray] = {}
+        self.window_note = ""  # why the requested window could not be used (then an automatic one is shown)
         self.heat_caption = ""
         self.overlay_visible = True
         cmap = pg.ColorMap(np.linspace(0, 1, 256), heat_lut())
@@ -290,8 +295,10 @@ class ImageViewer(QWidget):
         else:
             invert = self.monochrome1 != self.state.invert
             lut = (self.state.lut[0], self.state.lut[1]) if self.state.lut is not None else None
-            self.image.setImage(to_display(vol.array[k], self.state.window, invert=invert, lut=lut),
-                                autoLevels=False, levels=(0, 255))
+            shown, self.window_note = display_safe(vol.array[k], self.state.window, invert=invert, lut=lut)
+            if self.window_note:
+                log.warning("%s", self.window_note)
+            self.image.setImage(shown, autoLevels=False, levels=(0, 255))
         self._render_heat(k)
         if not getattr(self, "_fitted", True):
             self._fitted = True
@@ -355,7 +362,9 @@ class ImageViewer(QWidget):
         self._set_corner("bl", "\n".join(bottom_left))
         bottom_right = []
         w = self.state.window
-        if self.state.lut is not None:
+        if getattr(self, "window_note", ""):
+            bottom_right.append(f"Window not usable ({self.window_note})")
+        elif self.state.lut is not None:
             bottom_right.append(f"VOI LUT: {self.state.lut[2]}")
         elif w is not None:
             bottom_right.append(f"W {w.width:.0f}  L {w.center:.0f}{'  ' + w.name if w.name else ''}")

@@ -171,7 +171,8 @@ class WorklistModel(QAbstractTableModel):
                 rad += f" ({r.radiologist_confidence}/5)"
         return (format_patient_name(c.patient_name), c.patient_id, format_date(c.study_date),
                 str(c.modalities or "").replace("\\", "/"), c.study_description, c.status,
-                format_score(r.ai_score, r.ai_positive), ", ".join(r.note_findings), rad,
+                format_score(r.ai_score, r.ai_positive) if r.ai_status != "out_of_scope" else "out of scope",
+                ", ".join(r.note_findings), rad,
                 str(r.n_annotations) if r.n_annotations else "")
 
     def _sort_key(self, row: int, col: int) -> Any:
@@ -197,10 +198,15 @@ class WorklistModel(QAbstractTableModel):
     def _tooltip(self, row: int, col: int) -> str | None:
         r = self._rows[row]
         if col == COL_AI:
+            if r.ai_status == "out_of_scope":
+                return (f"{r.ai_model}: no call, outside the model's intended use ({r.ai_scope_reason})\n"
+                        f"weights {r.ai_weights_sha256[:12]}  checked {_local_time(r.ai_at)}")
             if r.ai_score is None:
                 return "not scored"
             call = "positive" if r.ai_positive else "negative"
-            return (f"{r.ai_model}: max P(positive) over the images = {r.ai_score:.3f} ({call})\n"
+            extra = (f"\noutside the model's intended use ({r.ai_scope_reason}), scored anyway"
+                     if r.ai_status == "scored_anyway" else "")
+            return (f"{r.ai_model}: max P(positive) over the images = {r.ai_score:.3f} ({call}){extra}\n"
                     f"weights {r.ai_weights_sha256[:12]}  scored {_local_time(r.ai_at)}")
         if col == COL_RADIOLOGIST and r.radiologist_positive is not None:
             tip = f"radiologist: {r.radiologist_label} {'present' if r.radiologist_positive else 'absent'}"

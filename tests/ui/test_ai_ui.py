@@ -18,33 +18,45 @@ def _centre(img: np.ndarray) -> np.ndarray:
     return img[int(0.2 * h):int(0.8 * h), int(0.15 * w):int(0.75 * w)]
 
 
-def _run_ai(qtbot, win):  # noqa: ANN001
+def _run_ai(qtbot, win, force: bool = True):  # noqa: ANN001
+    """Run the AI on the current image; ``force`` scores it even if the intended-use gate refuses it (the adult
+    CR of pydicom-data is outside the default model's training population)."""
     with qtbot.waitSignal(win.ai_finished, timeout=120000):
-        win.run_ai(False)
+        win.run_ai(False, force=force)
 
 
 def test_run_ai_shows_scores_and_heat_map_and_opacity_changes_the_image(open_window, pydicom_data, qtbot):
     import pydicom
 
-    from medviewer.inference.scorer import ImageModel, dicom_image_for_scoring
+    from medviewer.inference.frames import read_frame
+    from medviewer.inference.scorer import DEFAULT_MODEL, ImageModel
 
     path = pydicom_data("RG1_UNCI.dcm")
     win = open_window(path)
-    # Only image models are offered (the notes model's card lives beside it in models/).
+    # Only image models are offered (the notes model's card lives beside it in models/), the default first.
     names = [win.ai_panel.model_combo.itemText(i) for i in range(win.ai_panel.model_combo.count())]
-    assert names[0] == "pneumonia-cnn" and "notes-minilm" not in names
+    assert names[0] == DEFAULT_MODEL and "pneumonia-cnn" in names and "notes-minilm" not in names
     v = win.viewer
-    before = grab_viewport(v).astype(np.int32)
-    _run_ai(qtbot, win)
-    # The score panel shows the probabilities an independent scoring of the same file gives.
-    model = ImageModel.load("pneumonia-cnn", device="cpu")
-    values, window, mono1, uid = dicom_image_for_scoring(str(path))
-    expected = model.score_image(values, sop_instance_uid=uid, window=window, monochrome1=mono1, explain=None)
     panel = win.ai_panel
+    before = grab_viewport(v).astype(np.int32)
+    model = ImageModel.load(DEFAULT_MODEL, device="cpu")
+    gated = model.score_frame(read_frame(path), explain=None)
+    _run_ai(qtbot, win, force=False)
+    if not gated.has_call:  # the gate's answer is shown in words, with "Score anyway"
+        assert "No call" in panel.verdict.text() and panel.force_button.isVisible()
+        assert gated.scope_reason in panel.warning.text() and panel.table.rowCount() == 0
+        assert v.heatmaps.get(v.state.index) is None
+        with qtbot.waitSignal(win.ai_finished, timeout=120000):
+            panel.force_button.click()
+    else:
+        assert not panel.force_button.isVisible()
+    # The score panel shows the probabilities an independent scoring of the same file gives.
+    expected = model.score_frame(read_frame(path), explain=None, force=True)
     shown = {panel.table.item(r, 0).text(): float(panel.table.item(r, 1).text()) for r in range(panel.table.rowCount())}
     for label, p in expected.probabilities.items():
         assert shown[label] == pytest.approx(p, abs=5e-4)
-    assert "pneumonia-cnn" in panel.model_label.text() and "threshold" in panel.verdict.text()
+    assert DEFAULT_MODEL in panel.model_label.text() and "threshold" in panel.verdict.text()
+    assert not panel.force_button.isVisible()
     # A heat map on the image's own pixel grid is drawn over it, with its colour bar.
     ds = pydicom.dcmread(path, stop_before_pixels=True)
     heat = v.heatmaps[v.state.index]
