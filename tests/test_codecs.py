@@ -435,3 +435,28 @@ def test_series_with_one_j2k_slice_without_codec(series_with_one_j2k_slice, tmp_
     good_min = min(expected[n].min() for n in names if n != j2k)
     assert out["fill"] == good_min
     assert np.all(array[k_bad] == good_min)
+
+
+# ---------------------------------------------------------------------------------------------- codec isolation
+def test_a_crashing_or_hanging_decoder_loses_that_file_only(tmp_path):
+    """Compressed pixel data are decoded in separate processes: an abort (as a native codec does on some damaged
+    JPEG 2000 / JPEG-LS data) or an endless loop in one costs that file, and the next file decodes normally."""
+    import os
+    import time
+
+    from medviewer.io.pixels import _DecoderPool, decode_instance
+
+    pool = _DecoderPool(workers=1, timeout_s=3)
+    try:
+        with pytest.raises(PixelDecodeError, match="JPEG 2000 .* decoder crashed"):
+            pool.call("x.dcm", "JPEG 2000 (1.2.840.10008.1.2.4.90)", os.abort)
+        with pytest.raises(PixelDecodeError, match="did not finish within 3 s"):
+            pool.call("y.dcm", "JPEG-LS", time.sleep, 30)
+        path = get_testdata_file("MR_small_jp2klossless.dcm")
+        arr = pool.decode(path, "1.2.840.10008.1.2.4.90")
+        np.testing.assert_array_equal(arr[0], pydicom.dcmread(get_testdata_file("MR_small.dcm")).pixel_array)
+    finally:
+        pool.shutdown()
+    # decode_instance goes through the process-wide pool and gives the same pixels as pydicom in-process
+    ds, arr = decode_instance(get_testdata_file("MR_small_jp2klossless.dcm"))
+    np.testing.assert_array_equal(arr[0], ds.pixel_array)

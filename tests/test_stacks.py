@@ -499,3 +499,16 @@ def test_non_finite_rescale_is_set_apart_with_its_reason(ge_dir, tmp_path):
                                                  "be computed"]
     [(_, _, series)] = list(index.iter_series())
     assert max(s.n_slices for s in build_stacks(series)) == len(files) - 1
+
+
+def test_primary_first_puts_the_largest_volume_of_each_series_in_front():
+    from types import SimpleNamespace
+
+    from medviewer.imaging.stacks import primary_first
+
+    def st(series: str, kind: str, n: int):  # noqa: ANN202
+        return SimpleNamespace(series_instance_uid=series, kind=kind, n_slices=n)
+
+    loc, vol, other, cr = st("a", "single", 1), st("a", "volume", 140), st("a", "volume", 3), st("b", "frames", 1)
+    assert primary_first([loc, other, vol, cr]) == [vol, loc, other, cr]
+    assert primary_first([cr]) == [cr]

@@ -537,3 +537,19 @@ def test_files_without_preamble_load(tmp_path, variant):
     vol = load_volume(_one_stack(tmp_path))
     assert vol.slice_errors == []
     assert np.array_equal(vol.array, np.stack(stored[::-1]).astype(np.int32) - 1024)
+
+
+def test_every_dicom_window_is_offered_with_its_explanation(tmp_path):
+    from pydicom.data import get_testdata_file
+
+    from medviewer.imaging import build_stacks
+    from medviewer.io.scan import scan
+
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ds.WindowCenter = ["40", "-600", "nan"]
+    ds.WindowWidth = ["400", "1500", "100"]
+    ds.WindowCenterWidthExplanation = ["SOFT TISSUE", "LUNG", "BROKEN"]
+    ds.save_as(tmp_path / "ct.dcm")
+    [(_, _, series)] = list(scan(str(tmp_path)).iter_series())
+    vol = load_volume(build_stacks(series)[0])
+    assert vol.window_presets == [(40.0, 400.0, "SOFT TISSUE"), (-600.0, 1500.0, "LUNG")]

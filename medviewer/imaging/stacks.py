@@ -196,6 +196,20 @@ def build_stacks(series: Series) -> list[Stack]:
     return stacks
 
 
+def primary_first(stacks: list[Stack]) -> list[Stack]:
+    """``stacks`` of one or more series with, per series, the stack a viewer should open first in front of its
+    siblings: the largest spatial ("volume") stack, else the largest stack (a stray localiser or a single image
+    that sorts first by InstanceNumber is not what a reader wants to see). The other stacks keep their order."""
+    by_series: dict[str, list[Stack]] = {}
+    for st in stacks:
+        by_series.setdefault(st.series_instance_uid, []).append(st)
+    out: list[Stack] = []
+    for group in by_series.values():
+        best = max(group, key=lambda st: (st.kind == "volume", st.n_slices))
+        out += [best] + [st for st in group if st is not best]
+    return out
+
+
 def _group_label(key: tuple, members: list[SliceRef]) -> str:
     rows, cols, color, orient, spacing, stack_id, cine_uid = key
     parts = []

@@ -12,6 +12,7 @@ is ever made: the output is allocated once and each decoded slice is written int
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from collections import defaultdict
@@ -243,10 +244,11 @@ def load_volume(
 
     first = stack.slices[0]
     inst = first.instance
+    names = first.frame.window_explanation
     presets = [
-        (float(c), float(w), f"DICOM window {i + 1}")
+        (float(c), float(w), names[i] if i < len(names) and names[i] else f"DICOM window {i + 1}")
         for i, (c, w) in enumerate(zip(first.frame.window_center, first.frame.window_width))
-        if float(w) > 0
+        if math.isfinite(float(c)) and math.isfinite(float(w)) and float(w) > 0
     ]
     voi_luts = _read_voi_luts(inst.path) if inst.has_voi_lut_sequence else []
     vol = Volume(

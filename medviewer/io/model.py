@@ -32,6 +32,7 @@ class FrameInfo:
     rescale_slope, rescale_intercept: the linear Modality LUT (PS3.3 C.11.1.1.2): value = stored * slope +
         intercept; 1 and 0 when absent.
     window_center, window_width: VOI windows offered by the object (PS3.3 C.11.2.1.2), possibly several.
+    window_explanation: WindowCenterWidthExplanation (0028,1055), one per window when present ("" otherwise).
     stack_id, in_stack_position, temporal_position: from the Frame Content Sequence (enhanced objects).
     """
 
@@ -44,6 +45,7 @@ class FrameInfo:
     rescale_intercept: float = 0.0
     window_center: tuple[float, ...] = ()
     window_width: tuple[float, ...] = ()
+    window_explanation: tuple[str, ...] = ()
     stack_id: str | None = None
     in_stack_position: int | None = None
     temporal_position: int | None = None

@@ -26,6 +26,9 @@ class PixelDecodeError(Exception):
         self.path = path
         self.reason = message
 
+    def __reduce__(self):  # noqa: ANN204 - crosses the decoder-process boundary intact
+        return (type(self), (self.path, self.reason))
+
 
 class CodecUnavailableError(PixelDecodeError):
     """No installed plugin can decode this transfer syntax. ``packages`` lists what to ``pip install``."""
@@ -40,6 +43,10 @@ class CodecUnavailableError(PixelDecodeError):
         super().__init__(path, msg)
         self.transfer_syntax_uid = transfer_syntax_uid
         self.packages = packages
+        self.detail = detail
+
+    def __reduce__(self):  # noqa: ANN204
+        return (type(self), (self.path, self.transfer_syntax_uid, self.packages, self.detail))
 
 
 # The PyPI packages that give pydicom a decoder for each compressed transfer syntax, permissive licences first.
@@ -150,20 +157,114 @@ def decode_dataset(ds: Dataset, path: str = "") -> np.ndarray:
     return arr
 
 
-def decode_instance(path: str | os.PathLike) -> tuple[Dataset, np.ndarray]:
-    """Read a file and decode all its frames; see :func:`decode_dataset` for the array layout.
-
-    Raises
-    ------
-    CodecUnavailableError, PixelDecodeError: as :func:`decode_dataset`; also for files pydicom cannot read.
-    """
-    path = os.fspath(path)
+def _read(path: str) -> Dataset:
     try:
         ds = pydicom.dcmread(path, force=True)
     except Exception as exc:  # noqa: BLE001 - any read failure is a decode failure for this file
         raise PixelDecodeError(path, f"cannot read file: {exc}") from exc
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
         raise PixelDecodeError(path, "no Pixel Data in this object")
+    return ds
+
+
+def _decode_in_worker(path: str) -> np.ndarray:
+    """Runs in a decoder process: read ``path`` and decode every frame (see :func:`decode_dataset`)."""
+    return decode_dataset(_read(path), path)
+
+
+class _DecoderPool:
+    """Native codecs (OpenJPEG, CharLS, libjpeg, GDCM) run in a small pool of separate processes, so that an
+    abort, segmentation fault or endless loop inside one of them on damaged data costs that file only, never the
+    app (issue #12). A crashed or hung pool is replaced by a fresh one for the next file. The pool starts on the
+    first compressed file (spawned processes: safe beside Qt and threads)."""
+
+    def __init__(self, workers: int = 2, timeout_s: float = 60.0):
+        import threading
+
+        self.workers = workers
+        self.timeout_s = timeout_s
+        self._lock = threading.Lock()
+        self._pool = None
+
+    def _get(self):  # noqa: ANN202 - ProcessPoolExecutor
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with self._lock:
+            if self._pool is None:
+                self._pool = ProcessPoolExecutor(max_workers=self.workers,
+                                                 mp_context=multiprocessing.get_context("spawn"))
+            return self._pool
+
+    def _discard(self, pool) -> None:  # noqa: ANN001
+        with self._lock:
+            if self._pool is pool:
+                self._pool = None
+        for proc in list(getattr(pool, "_processes", {}).values()):  # a hung worker must not outlive its pool
+            if proc.is_alive():
+                proc.kill()
+        pool.shutdown(wait=False, cancel_futures=True)
+
+    def decode(self, path: str, transfer_syntax_uid: str) -> np.ndarray:
+        """Decode ``path`` in a decoder process.
+
+        Raises
+        ------
+        PixelDecodeError: the decoder failed, crashed (naming the transfer syntax) or ran past ``timeout_s``.
+        """
+        return self.call(path, f"{UID(transfer_syntax_uid).name or 'compressed'} ({transfer_syntax_uid})",
+                         _decode_in_worker, path)
+
+    def call(self, path: str, name: str, fn, *args):  # noqa: ANN001, ANN201 - a picklable function and its result
+        """Run ``fn(*args)`` in a decoder process on behalf of ``path``, whose codec is called ``name`` in the
+        errors (see :meth:`decode`)."""
+        from concurrent.futures import TimeoutError as FutureTimeout
+        from concurrent.futures.process import BrokenProcessPool
+
+        for attempt in (1, 2):
+            pool = self._get()
+            try:
+                return pool.submit(fn, *args).result(timeout=self.timeout_s)
+            except BrokenProcessPool:
+                self._discard(pool)
+                if attempt == 1:  # another file decoded at the same time may have broken the pool: try once more
+                    continue
+                raise PixelDecodeError(path, f"the {name} decoder crashed on this file's pixel data (damaged data "
+                                             "aborted the native codec); the image is left out") from None
+            except FutureTimeout:
+                self._discard(pool)
+                raise PixelDecodeError(path, f"the {name} decoder did not finish within {self.timeout_s:.0f} s; "
+                                             "the image is left out") from None
+        raise AssertionError("unreachable")
+
+    def shutdown(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+#: The process-wide decoder pool (``MEDVIEWER_DECODE_IN_PROCESS=1`` decodes in the calling process instead, for
+#: debugging a codec).
+DECODER_POOL = _DecoderPool()
+
+
+def decode_instance(path: str | os.PathLike) -> tuple[Dataset, np.ndarray]:
+    """Read a file and decode all its frames; see :func:`decode_dataset` for the array layout. Compressed pixel
+    data are decoded in :data:`DECODER_POOL` (a native codec crash loses this file only).
+
+    Raises
+    ------
+    CodecUnavailableError, PixelDecodeError: as :func:`decode_dataset`; also for files pydicom cannot read and for
+    a decoder that crashed or hung (the message names the transfer syntax).
+    """
+    path = os.fspath(path)
+    ds = _read(path)
+    meta = getattr(ds, "file_meta", None)
+    ts = str(meta.get("TransferSyntaxUID", "") or "") if meta is not None else ""
+    if ts and UID(ts).is_compressed and os.environ.get("MEDVIEWER_DECODE_IN_PROCESS") != "1":
+        _check_decoder(path, ts)  # a missing codec is named here, without a round trip
+        return ds, DECODER_POOL.decode(path, ts)
     return ds, decode_dataset(ds, path)
 
 

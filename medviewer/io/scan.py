@@ -92,6 +92,7 @@ T_BITS_STORED = 0x00280101
 T_PIXEL_REPRESENTATION = 0x00280103
 T_WINDOW_CENTER = 0x00281050
 T_WINDOW_WIDTH = 0x00281051
+T_WINDOW_EXPLANATION = 0x00281055
 T_RESCALE_INTERCEPT = 0x00281052
 T_RESCALE_SLOPE = 0x00281053
 T_VOI_LUT_FUNCTION = 0x00281056
@@ -324,6 +325,7 @@ def _frame_infos_enhanced(ds: Dataset, n_frames: int) -> list[FrameInfo]:
         voi = lookup(item, "FrameVOILUTSequence")
         wc = fl(voi, "WindowCenter") or ()
         ww = fl(voi, "WindowWidth") or ()
+        wx = _explanations(voi.get("WindowCenterWidthExplanation") if voi is not None else None)
         content = first(item, "FrameContentSequence")
         stack_id = str(content.get("StackID")) if content is not None and content.get("StackID") else None
         in_stack = content.get("InStackPositionNumber") if content is not None else None
@@ -339,6 +341,7 @@ def _frame_infos_enhanced(ds: Dataset, n_frames: int) -> list[FrameInfo]:
                 rescale_intercept=intercept[0] if intercept else 0.0,
                 window_center=wc,
                 window_width=ww,
+                window_explanation=wx,
                 stack_id=stack_id,
                 in_stack_position=int(in_stack) if in_stack is not None else None,
                 temporal_position=int(temporal) if temporal is not None else None,
@@ -472,6 +475,7 @@ def _instance_from_header(path: str, ds: Dataset, pixel_length: int | None, has_
         rescale_slope=slope if slope is not None and slope != 0 else 1.0,
         rescale_intercept=intercept if intercept is not None else 0.0,
         window_center=_floats(ds, T_WINDOW_CENTER) or (),
+        window_explanation=_explanations(_raw_values(ds, T_WINDOW_EXPLANATION)),
         window_width=_floats(ds, T_WINDOW_WIDTH) or (),
     )
     if inst.number_of_frames == 1:
@@ -483,10 +487,24 @@ def _instance_from_header(path: str, ds: Dataset, pixel_length: int | None, has_
                       image_orientation_patient=base.image_orientation_patient, pixel_spacing=spacing,
                       slice_thickness=base.slice_thickness, rescale_slope=base.rescale_slope,
                       rescale_intercept=base.rescale_intercept, window_center=base.window_center,
+                      window_explanation=base.window_explanation,
                       window_width=base.window_width)
             for i in range(inst.number_of_frames)
         ]
     return inst
+
+
+def _explanations(value) -> tuple[str, ...]:  # noqa: ANN001 - str, bytes, MultiValue or None
+    """WindowCenterWidthExplanation values (LO, VM 1-n) as stripped strings."""
+    if value is None or value == "":
+        return ()
+    values = value if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue" else [value]
+    out = []
+    for v in values:
+        if isinstance(v, bytes):
+            v = v.decode("latin-1", "replace")
+        out.append(" ".join(str(v).split()))
+    return tuple(out)
 
 
 def _valid_position(ipp: tuple[float, ...] | None) -> tuple[float, ...] | None:

@@ -648,6 +648,10 @@ class MainWindow(QMainWindow):
         the Case dock, notes and sign-off act on) is the one just opened."""
         if not keys:
             return
+        from medviewer.imaging.stacks import primary_first
+
+        by_stack = {id(self.browser.entries[k].stack): k for k in keys}
+        keys = [by_stack[id(st)] for st in primary_first([self.browser.entries[k].stack for k in keys])]
         active = self.grid.active
         viewers = [active] + [v for v in self.grid.visible_viewers() if v is not active]
         for viewer, key in zip(viewers, keys):
