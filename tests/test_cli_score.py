@@ -33,13 +33,18 @@ def test_score_folder_json_and_cam_dir(tmp_path):
         files[pydicom.dcmread(src, stop_before_pixels=True).SOPInstanceUID] = src
     (folder / "notes.txt").write_text("not dicom")
     cams = tmp_path / "cams"
-    res = _run("score", str(folder), "--json", "--cam-dir", str(cams))
+    # The default model would refuse the MR (and perhaps the adult CR): --score-anyway gives both a call.
+    res = _run("score", str(folder), "--json", "--cam-dir", str(cams), "--score-anyway")
     assert res.returncode == 0, res.stderr
     entries = json.loads(res.stdout)
     assert {e["SOPInstanceUID"] for e in entries} == set(files)
-    card = json.loads((ROOT / "models" / "pneumonia-cnn" / "card.json").read_text())
+    from medviewer.inference.scorer import DEFAULT_MODEL
+
+    card = json.loads((ROOT / "models" / DEFAULT_MODEL / "card.json").read_text())
+    by_modality = {pydicom.dcmread(files[e["SOPInstanceUID"]], stop_before_pixels=True).Modality: e for e in entries}
+    assert by_modality["MR"]["status"] == "scored_anyway" and "modality MR" in by_modality["MR"]["reason"]
     for e in entries:
-        assert e["model"] == "pneumonia-cnn" and e["weights_sha256"] == card["weights_sha256"]
+        assert e["model"] == DEFAULT_MODEL and e["weights_sha256"] == card["weights_sha256"]
         probs = e["probability"]
         assert set(probs) == set(card["labels"]) and abs(sum(probs.values()) - 1) < 1e-5
         assert all(np.isfinite(v) for v in probs.values())

@@ -93,7 +93,9 @@ def image_model():
     pytest.importorskip("torch")
     from medviewer.inference.scorer import ImageModel
 
-    return ImageModel.load(device="cpu")
+    # The 28 x 28 model has no image-based gate, so the adult CR gets a call and a heat map to report; the gate's
+    # "no call" in the report is tested in test_scope.py.
+    return ImageModel.load("pneumonia-cnn", device="cpu")
 
 
 @pytest.fixture
@@ -502,8 +504,11 @@ def test_cli_export_folder_end_to_end_then_by_uid(tmp_path, data_dir):
     c = json.loads((out / "r.json").read_text(encoding="utf-8"))
     uid = pydicom.dcmread(folder / "chest.dcm", stop_before_pixels=True).StudyInstanceUID
     assert c["header"]["StudyInstanceUID"] == uid
-    [ai] = c["ai"]["results"]  # scored on the fly with the bundled model
-    assert ai["model"] == "pneumonia-cnn" and ai["has_heatmap"]
+    [ai] = c["ai"]["results"]  # scored on the fly with the bundled default model, through its gate
+    from medviewer.inference.scorer import DEFAULT_MODEL
+
+    assert ai["model"] == DEFAULT_MODEL and ai["status"] in ("scored", "out_of_scope")
+    assert ai["has_heatmap"] == (ai["status"] == "scored")
     pages, text = _pdf_text(out / "r.pdf")
     assert pages >= 1 and "CompressedSamples, RG1" in _ascii_text(text)
     from medviewer.store.cases import CaseStore

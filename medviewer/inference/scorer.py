@@ -173,16 +173,17 @@ class ImageModel:
 
     def predict_with_ood(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """(class probabilities (N, n_labels) float64, out-of-distribution scores (N,) float64 or None when the
-        model has no OOD statistics (its card has no ``ood``)) for model inputs (N, C, H, W), in one pass."""
+        model has no OOD statistics (its card has no ``ood``)) for model inputs (N, C, H, W), in one pass;
+        bf16 autocast on CUDA, as :meth:`predict`."""
         import torch
 
-        if "ood" not in self.card.extra or not hasattr(self.network, "forward_with_ood"):
-            return self.predict(batch), None
+        with_ood = "ood" in self.card.extra and hasattr(self.network, "forward_with_ood")
         x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
-        with torch.inference_mode():
-            logits, ood = self.network.forward_with_ood(x)
+        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16,
+                                                    enabled=self.device.startswith("cuda")):
+            logits, ood = self.network.forward_with_ood(x) if with_ood else (self.network(x), None)
             probs = torch.softmax(logits.float(), 1).cpu().numpy().astype(np.float64)
-            return probs, ood.float().cpu().numpy().astype(np.float64)
+            return probs, None if ood is None else ood.float().cpu().numpy().astype(np.float64)
 
     def check_scope(self, frame: ModelFrame, prepared: Prepared, facts: HeaderFacts | None = None,
                     ood_score: float | None = None) -> ScopeDecision:
@@ -221,16 +222,7 @@ class ImageModel:
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         """Class probabilities (N, n_labels) float64 for model inputs (N, C, H, W); autocast on GPU."""
-        import torch
-
-        x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
-        with torch.inference_mode():
-            if self.device.startswith("cuda"):
-                with torch.autocast("cuda", dtype=torch.bfloat16):
-                    logits = self.network(x)
-            else:
-                logits = self.network(x)
-            return torch.softmax(logits.float(), 1).cpu().numpy().astype(np.float64)
+        return self.predict_with_ood(batch)[0]
 
     def explain(self, batch: np.ndarray, target: int, method: str = "gradcam") -> np.ndarray:
         """Attribution maps (N, H, W) in [0, 1] on the input grid for class ``target``."""

@@ -100,13 +100,15 @@ def test_export_report_from_the_window(open_window, philips_path, qtbot, tmp_pat
 
 def test_ai_results_are_stored_and_rescoring_keeps_the_history(open_window, pydicom_data, qtbot):
     """Run AI in the viewer (stored with its heat map), then re-score the case from the worklist in the model
-    process: both results are kept, the run is recorded, and the history lists both."""
+    process: both results are kept, the run is recorded, and the history lists both. The adult CR may be outside
+    the default model's intended use: the reader's "score anyway" is recorded and carried into the re-score."""
+    from medviewer.inference.scorer import DEFAULT_MODEL
     from medviewer.store.rescore import case_history
 
     win = open_window(pydicom_data("RG1_UNCI.dcm"))
     uid = win.case_uid
     with qtbot.waitSignal(win.ai_finished, timeout=120000):
-        win.run_ai(False)
+        win.run_ai(False, force=True)
     win.writer.flush()
     first = win.store.ai_results(uid)
     assert len(first) == 1 and first[0].heatmap() is not None and first[0].run_id is None
@@ -117,9 +119,10 @@ def test_ai_results_are_stored_and_rescoring_keeps_the_history(open_window, pydi
     results = win.store.ai_results(uid)
     assert len(results) == 2 and results[1].run_id == summary["run_id"]
     assert results[1].score == pytest.approx(results[0].score, abs=1e-4)  # same weights, same call
+    assert results[1].status == results[0].status and results[0].status in ("scored", "scored_anyway")
     run = win.store.runs()[-1]
-    assert run["state"] == "finished" and run["n_done"] == 1 and "pneumonia-cnn" in run["models"]
-    history = case_history(win.store, uid, "pneumonia-cnn")
+    assert run["state"] == "finished" and run["n_done"] == 1 and DEFAULT_MODEL in run["models"]
+    history = case_history(win.store, uid, DEFAULT_MODEL)
     assert len(history) == 2 and not any(h["flipped"] for h in history)
     with qtbot.waitSignal(win.worklist_refreshed, timeout=20000):
         win.refresh_worklist()
