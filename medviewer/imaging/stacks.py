@@ -172,11 +172,16 @@ def build_stacks(series: Series) -> list[Stack]:
     stacks: list[Stack] = []
     multiple_groups = len(groups) > 1
     for key, members in groups.items():
-        label = _group_label(key, members) if multiple_groups else ""
-        if key[3] is None:
-            stacks.append(_frames_stack(series, label, members))
-        else:
-            stacks.extend(_spatial_stacks(series, label, members))
+        try:
+            label = _group_label(key, members) if multiple_groups else ""
+            if key[3] is None:
+                stacks.append(_frames_stack(series, label, members))
+            else:
+                stacks.extend(_spatial_stacks(series, label, members))
+        except (ValueError, ArithmeticError) as exc:  # geometry the scan let through but maths cannot use
+            st = _frames_stack(series, "", members)
+            st.warnings.append(f"geometry unusable ({exc}): shown in file order")
+            stacks.append(st)
     stacks.sort(key=lambda s: _instance_order(min(s.slices, key=_instance_order)))
     # Labels must tell sibling stacks apart: number the ones that would otherwise read the same.
     counts: dict[str, int] = defaultdict(int)

@@ -239,7 +239,11 @@ def load_volume(
     is_color = stack.is_color
     dtype = _output_dtype(stack)
     shape: tuple[int, ...] = (n, stack.rows, stack.columns) + ((3,) if is_color else ())
-    array = np.empty(shape, dtype=dtype)
+    try:
+        array = np.empty(shape, dtype=dtype)
+    except MemoryError:
+        raise PixelDecodeError(stack.slices[0].instance.path, f"not enough memory for a {' x '.join(map(str, shape))}"
+                                                              f" {dtype} volume") from None
     positions, origin, spacing, direction, affine = _geometry(stack)
 
     first = stack.slices[0]

@@ -116,6 +116,10 @@ def decode_dataset(ds: Dataset, path: str = "") -> np.ndarray:
         _check_decoder(path, ts)
     try:
         arr = ds.pixel_array
+    except MemoryError:
+        raise PixelDecodeError(path, f"not enough memory to decode {ds.get('Rows', '?')}x{ds.get('Columns', '?')} "
+                                     f"x {ds.get('NumberOfFrames', 1)} frames at {ds.get('BitsAllocated', '?')} "
+                                     "bits") from None
     except (RuntimeError, ValueError, NotImplementedError, AttributeError, TypeError, EOFError, OSError) as exc:
         text = str(exc)
         if "less than expected" in text or "truncated" in text.lower() or "buffer" in text.lower():

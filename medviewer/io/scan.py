@@ -519,8 +519,8 @@ def _valid_orientation(iop: tuple[float, ...] | None) -> tuple[float, ...] | Non
     """ImageOrientationPatient as unit row and column cosines, or None (treated as absent) when a value is not
     finite, a vector is (nearly) zero, or the two are (nearly) parallel (PS3.3 C.7.6.2.1.1: two orthogonal unit
     vectors). Slightly unnormalised vectors, which real scanners write, are normalised."""
-    if iop is None or len(iop) != 6 or not all(math.isfinite(v) for v in iop):
-        return None
+    if iop is None or len(iop) != 6 or not all(math.isfinite(v) and abs(v) <= 2.0 for v in iop):
+        return None  # direction cosines lie in [-1, 1]; a little slack for unnormalised writers
     r, c = iop[:3], iop[3:]
     nr, nc = math.sqrt(sum(v * v for v in r)), math.sqrt(sum(v * v for v in c))
     if nr < 0.5 or nc < 0.5:
