@@ -17,8 +17,8 @@ target:
    central region without a 6 % margin on each side, where padding, rulers and burned-in labels sit).
 4. **The 28 x 28 model** (``models/pneumonia-cnn``) on the same 624 films, beside the new one.
 
-    .venv/bin/python benchmarks/eval_chest224.py [--model models/pneumonia-chest224] [--sections dicom,gate,maps,compare]
-                                                [--limit N] [--write-card]
+    .venv/bin/python benchmarks/eval_chest224.py [--model models/pneumonia-chest224]
+        [--sections dicom,gate,maps,compare] [--limit N] [--write-card]
 
 ``--write-card`` records the figures under ``evaluation`` in the model's card (the weights and their SHA-256 are
 not touched). Figures, not tests: PASS/MISS is printed, nothing asserts.

@@ -63,10 +63,11 @@ def test_shipped_card_reproduces_on_the_test_films(data):
     # the map layer has at least 14 x 14 cells
     from medviewer.inference.attribution import _layer
 
-    for name in model.card.attribution_layer.split(","):
-        with torch.inference_mode():
-            acts = []
-            h = _layer(model.network, name).register_forward_hook(lambda m, i, o: acts.append(o.shape))
-            model.network(torch.from_numpy(x[:1]))
-            h.remove()
-        assert acts[0][-2:] == (14, 14)
+    shapes: list = []
+    hooks = [_layer(model.network, name).register_forward_hook(lambda m, i, o: shapes.append(tuple(o.shape)))
+             for name in model.card.attribution_layer.split(",")]
+    with torch.inference_mode():
+        model.network(torch.from_numpy(x[:1]))
+    for h in hooks:
+        h.remove()
+    assert len(shapes) == 3 and all(s[-2:] == (14, 14) for s in shapes)

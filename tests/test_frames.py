@@ -4,7 +4,6 @@ into the same model input, so one image gets one probability everywhere."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path

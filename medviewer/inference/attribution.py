@@ -88,7 +88,7 @@ def attribution_maps(model: nn.Module, inputs: torch.Tensor, target: int, *, met
     ------
     ValueError: unknown method.
     """
-    from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam, Occlusion
+    from captum.attr import IntegratedGradients, Occlusion
 
     was_training = model.training
     model.eval()

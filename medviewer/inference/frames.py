@@ -38,7 +38,8 @@ class ModelFrame:
 
     Attributes
     ----------
-    values: (rows, cols) float32 modality values (after the Modality LUT), or (rows, cols, 3) RGB.
+    values: (rows, cols) modality values (after the Modality LUT; the volume's dtype, int16/int32/float32), or
+        (rows, cols, 3) RGB.
     window: (center, width, VOILUTFunction) of the object's first window, or None.
     voi_lut: (LUTDescriptor, LUTData) of the first VOI LUT Sequence item when the object has no window, or None.
     monochrome1: PhotometricInterpretation is MONOCHROME1 (invert after VOI).
@@ -83,9 +84,7 @@ def frame_from_volume(volume, k: int) -> ModelFrame:  # noqa: ANN001 - medviewer
     elif volume.voi_luts:
         desc, data, _ = volume.voi_luts[0]
         voi_lut = (tuple(int(v) for v in desc), np.asarray(data))
-    values = np.asarray(volume.array[k])
-    if values.ndim == 2:
-        values = values.astype(np.float32, copy=False)
+    values = np.asarray(volume.array[k])  # a view: the GUI thread copies nothing (preprocessing casts)
     photometric = (inst.photometric_interpretation or volume.photometric_interpretation or "").upper()
     return ModelFrame(values=values, window=window, voi_lut=voi_lut, monochrome1=photometric == "MONOCHROME1",
                       sop_instance_uid=inst.sop_instance_uid, path=inst.path, frame=int(ref.frame.index),

@@ -1,5 +1,7 @@
-"""The image classifier network: a small ResNet (He et al., "Deep Residual Learning", CVPR 2016) for 1-channel
-28x28 radiographs, about 0.7 M parameters. torch is imported here, so import this module lazily."""
+"""The image classifier networks (small ResNets, He et al., "Deep Residual Learning", CVPR 2016):
+:class:`SmallResNet` for 1-channel 28 x 28 radiographs (``pneumonia-cnn``) and :class:`ChestEnsemble` of
+multi-scale :class:`ChestNet` members for 224 x 224 films (``pneumonia-chest224``). torch is imported here, so
+import this module lazily."""
 
 from __future__ import annotations
 
@@ -56,7 +58,8 @@ class ChestNet(nn.Module):
     The film is first standardised per image (zero mean, unit variance: exposure and contrast differ between
     sites and between Kermany's train and test splits), area-pooled by ``input_pool`` (8: the network sees a
     28 x 28 film, 4: 56 x 56, 2: 112 x 112), brought to at most 56 x 56 by stride-2 stem convolutions, then three
-    residual stages (``width``, 2x, 4x channels) that end at 14 x 14 cells (stride 2 while the grid is larger). ``layer3`` (14 x 14 for a 224 input) is the Grad-CAM layer;
+    residual stages (``width``, 2x, 4x channels) that end at 14 x 14 cells (stride 2 while the grid is larger).
+    ``layer3`` (14 x 14 for a 224 input) is the Grad-CAM layer;
     :meth:`features` is the global-average-pooled ``layer3`` output (N, 4 * width), used by the
     out-of-distribution score.
     """

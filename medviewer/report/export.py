@@ -17,7 +17,8 @@ from medviewer.report.content import build_report
 from medviewer.report.deid import deidentify_report, installation_salt, new_uid, pseudonym, safe_basename
 
 __all__ = ["export_case", "export_worklist_csv", "render_key_images", "resolve_output", "resolve_worklist_output",
-           "score_case_radiographs", "WORKLIST_COLUMNS", "check_output_target", "RADIOGRAPH_MODALITIES", "WORKLIST_FILENAME"]
+           "score_case_radiographs", "WORKLIST_COLUMNS", "check_output_target", "RADIOGRAPH_MODALITIES",
+           "WORKLIST_FILENAME"]
 
 #: The worklist's file name when the output given is a folder.
 WORKLIST_FILENAME = "worklist.csv"

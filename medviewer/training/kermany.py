@@ -68,7 +68,8 @@ def _split(rows: list[dict[str, str]], root: Path) -> Split:
 def load(root: str | Path = DEFAULT_ROOT, *, val_fraction: float = 0.15, seed: int = 0,
          verify_md5: bool = True) -> KermanyData:
     """Load every film, drop byte-identical duplicates from train (first file of each md5 group kept; the test
-    split keeps all 624 films, the published benchmark, and its 6 in-split duplicates are reported), and carve a validation
+    split keeps all 624 films, the published benchmark, and its 6 in-split duplicates are reported), and carve a
+    validation
     split out of train by patient_key: within each label, ``val_fraction`` of the children (seeded shuffle of the
     sorted keys) go to validation with all their films.
 
