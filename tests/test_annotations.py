@@ -227,3 +227,38 @@ def test_roi_in_air_of_a_real_ct_is_near_minus_1000_hu(which, request, image_ser
     ps = [float(x) for x in ds.PixelSpacing]
     assert m.area == pytest.approx(math.pi * 12 * ps[1] * 12 * ps[0])
     assert m.units == "HU" and "HU" in m.label()
+
+
+# ---------------------------------------------------------------------------------------------- projection spacing
+@pytest.mark.parametrize("attrs, spacing, note", [
+    ({"PixelSpacing": ["0.2", "0.2"]}, (0.2, 0.2), ""),
+    ({"ImagerPixelSpacing": ["0.2", "0.2"]}, (0.2, 0.2), "at the detector"),
+    ({"ImagerPixelSpacing": ["0.2", "0.2"], "EstimatedRadiographicMagnificationFactor": "1.25"}, (0.16, 0.16),
+     "estimated at the patient (ERMF 1.25)"),
+    ({"PixelSpacing": ["0.2", "0.2"], "ImagerPixelSpacing": ["0.2", "0.2"]}, (0.2, 0.2), "at the detector"),
+    ({"PixelSpacing": ["0.15", "0.15"], "ImagerPixelSpacing": ["0.2", "0.2"],
+      "PixelSpacingCalibrationType": "GEOMETRY"}, (0.15, 0.15), "calibrated (GEOMETRY)"),
+])
+def test_projection_radiograph_spacing_says_where_the_mm_are(tmp_path, attrs, spacing, note):
+    """PS3.3 10.7.1.3 and C.8.11.7: measure in the calibrated plane when there is one, else at the detector, or
+    at the patient through the estimated magnification factor, and label what the mm mean."""
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    from medviewer.imaging import build_stacks
+    from medviewer.imaging.annotations import Annotation, measure
+    from medviewer.io.scan import scan
+
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    del ds.PixelSpacing
+    for k, v in attrs.items():
+        setattr(ds, k, v)
+    ds.Modality = "DX"
+    ds.save_as(tmp_path / "dx.dcm")
+    [(_, _, series)] = list(scan(str(tmp_path)).iter_series())
+    stack = build_stacks(series)[0]
+    assert stack.pixel_spacing == pytest.approx(spacing) and stack.spacing_note == note
+    m = measure(Annotation("length", [(0.0, 0.0), (100.0, 0.0)], "1.2.3", 0), None, stack.pixel_spacing, "",
+                stack.spacing_note)
+    assert m.length == pytest.approx(100 * spacing[1])
+    assert m.label() == f"{m.length:.1f} mm" + (f" ({note})" if note else "")

@@ -100,20 +100,22 @@ class Measurement:
     n_pixels: int | None = None
     area: float | None = None
     warning: str = ""
+    plane: str = ""  # where the mm are measured on a projection radiograph ("at the detector", ...), "" otherwise
 
     def label(self) -> str:
         """Short text shown next to the annotation, e.g. ``"42.1 mm"`` or ``"mean 40.2 HU  SD 3.1 ..."``."""
         lu = "mm" if self.calibrated else "px"
+        where = f" ({self.plane})" if self.calibrated and self.plane else ""
         u = f" {self.units}" if self.units else ""
         if self.length is not None:
-            text = f"{self.length:.1f} {lu}"
+            text = f"{self.length:.1f} {lu}{where}"
         elif self.angle_deg is not None:
             text = f"{self.angle_deg:.1f}\N{DEGREE SIGN}"
         elif self.mean is not None:
             text = (f"mean {self.mean:.1f}{u}  SD {self.sd:.1f}\nmin {self.minimum:.0f}  max {self.maximum:.0f}\n"
-                    f"area {self.area:.1f} {lu}\N{SUPERSCRIPT TWO}")
+                    f"area {self.area:.1f} {lu}\N{SUPERSCRIPT TWO}{where}")
         elif self.area is not None:
-            text = f"area {self.area:.1f} {lu}\N{SUPERSCRIPT TWO} (no pixels inside)"
+            text = f"area {self.area:.1f} {lu}\N{SUPERSCRIPT TWO}{where} (no pixels inside)"
         else:
             text = ""
         if self.warning and text:
@@ -166,20 +168,22 @@ def roi_mask(kind: str, points: list[tuple[float, float]], shape: tuple[int, int
 
 
 def measure(annotation: Annotation, image: np.ndarray | None = None,
-            pixel_spacing: tuple[float, float] | None = None, units: str = "") -> Measurement:
+            pixel_spacing: tuple[float, float] | None = None, units: str = "", plane: str = "") -> Measurement:
     """Measure ``annotation`` on ``image``.
 
     image: (rows, cols) array of modality values (any real dtype; HU for CT), needed for ROI statistics only.
     pixel_spacing: (row, column) mm from PixelSpacing; None when the image has none (results in pixels, with
     :data:`NO_SPACING_WARNING`).
     units: the modality units of ``image`` ("HU" for CT, "" otherwise).
+    plane: what the spacing measures on a projection radiograph (``Stack.spacing_note``), shown with the mm.
 
     Length is Euclidean in mm, each axis scaled by its own spacing; the angle is measured in mm space too, so
     anisotropic pixels do not skew it. Raises ValueError when a ROI's image is not 2-D.
     """
     sr, sc, calibrated = _spacing(pixel_spacing)
     warning = "" if calibrated else NO_SPACING_WARNING
-    m = Measurement(annotation.kind, calibrated=calibrated, units=units, warning=warning)
+    m = Measurement(annotation.kind, calibrated=calibrated, units=units, warning=warning,
+                    plane=plane if calibrated else "")
     p = annotation.points
     if annotation.kind == "length":
         (x0, y0), (x1, y1) = p

@@ -97,6 +97,12 @@ class Stack:
         return self.slices[0].frame.pixel_spacing
 
     @property
+    def spacing_note(self) -> str:
+        """What :attr:`pixel_spacing` measures on a projection radiograph ("" as written, "at the detector",
+        "estimated at the patient (ERMF ...)", "calibrated (...)"); see :func:`medviewer.io.scan.projection_spacing`."""
+        return self.slices[0].frame.spacing_note
+
+    @property
     def orientation(self) -> tuple[float, ...] | None:
         return self.slices[0].orientation
 

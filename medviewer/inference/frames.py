@@ -46,6 +46,8 @@ class ModelFrame:
     sop_instance_uid, path, frame: where the pixels came from (frame 0-based).
     number_of_frames, samples_per_pixel, modality, photometric_interpretation: header facts the intended-use gate
         checks.
+    pixel_spacing, spacing_note: (row, column) mm of this frame and what they measure (see
+        :func:`medviewer.io.scan.projection_spacing`); units: of ``values`` ("HU" for CT, else "").
     """
 
     values: np.ndarray
@@ -59,6 +61,9 @@ class ModelFrame:
     samples_per_pixel: int = 1
     modality: str = ""
     photometric_interpretation: str = ""
+    pixel_spacing: tuple[float, float] | None = None
+    spacing_note: str = ""
+    units: str = ""
 
 
 def frame_from_volume(volume, k: int) -> ModelFrame:  # noqa: ANN001 - medviewer.imaging.volume.Volume
@@ -90,7 +95,9 @@ def frame_from_volume(volume, k: int) -> ModelFrame:  # noqa: ANN001 - medviewer
                       sop_instance_uid=inst.sop_instance_uid, path=inst.path, frame=int(ref.frame.index),
                       number_of_frames=int(inst.number_of_frames or 1),
                       samples_per_pixel=int(inst.samples_per_pixel or 1), modality=inst.modality or "",
-                      photometric_interpretation=photometric)
+                      photometric_interpretation=photometric,
+                      pixel_spacing=tuple(frame_info.pixel_spacing) if frame_info.pixel_spacing else None,
+                      spacing_note=frame_info.spacing_note, units=volume.units)
 
 
 def read_frame(path: str | os.PathLike, frame: int = 0) -> ModelFrame:

@@ -33,6 +33,9 @@ class FrameInfo:
         intercept; 1 and 0 when absent.
     window_center, window_width: VOI windows offered by the object (PS3.3 C.11.2.1.2), possibly several.
     window_explanation: WindowCenterWidthExplanation (0028,1055), one per window when present ("" otherwise).
+    spacing_note: what ``pixel_spacing`` measures for a projection radiograph, for labels: "" (PixelSpacing as
+        written), "at the detector" (ImagerPixelSpacing only), "estimated at the patient (ERMF 1.10)" or
+        "calibrated (GEOMETRY)"; see :func:`medviewer.io.scan.projection_spacing`.
     stack_id, in_stack_position, temporal_position: from the Frame Content Sequence (enhanced objects).
     """
 
@@ -46,6 +49,7 @@ class FrameInfo:
     window_center: tuple[float, ...] = ()
     window_width: tuple[float, ...] = ()
     window_explanation: tuple[str, ...] = ()
+    spacing_note: str = ""
     stack_id: str | None = None
     in_stack_position: int | None = None
     temporal_position: int | None = None

@@ -87,6 +87,9 @@ T_ROWS = 0x00280010
 T_COLUMNS = 0x00280011
 T_PIXEL_SPACING = 0x00280030
 T_IMAGER_PIXEL_SPACING = 0x00181164
+T_ERMF = 0x00181114  # EstimatedRadiographicMagnificationFactor
+T_SPACING_CALIBRATION_TYPE = 0x00280A02  # PixelSpacingCalibrationType
+T_SPACING_CALIBRATION_DESC = 0x00280A04  # PixelSpacingCalibrationDescription
 T_BITS_ALLOCATED = 0x00280100
 T_BITS_STORED = 0x00280101
 T_PIXEL_REPRESENTATION = 0x00280103
@@ -452,7 +455,7 @@ def _instance_from_header(path: str, ds: Dataset, pixel_length: int | None, has_
         # Enhanced objects may still carry top-level VOI values; fill frames that have none.
         return inst
 
-    spacing = _valid_spacing(_floats(ds, T_PIXEL_SPACING, 2)) or _valid_spacing(_floats(ds, T_IMAGER_PIXEL_SPACING, 2))
+    spacing, spacing_note = projection_spacing(ds)
     slope = _float(ds, T_RESCALE_SLOPE)
     intercept = _float(ds, T_RESCALE_INTERCEPT)
     raw_iop, raw_ipp = _floats(ds, T_IOP, 6), _floats(ds, T_IPP, 3)
@@ -476,6 +479,7 @@ def _instance_from_header(path: str, ds: Dataset, pixel_length: int | None, has_
         rescale_intercept=intercept if intercept is not None else 0.0,
         window_center=_floats(ds, T_WINDOW_CENTER) or (),
         window_explanation=_explanations(_raw_values(ds, T_WINDOW_EXPLANATION)),
+        spacing_note=spacing_note,
         window_width=_floats(ds, T_WINDOW_WIDTH) or (),
     )
     if inst.number_of_frames == 1:
@@ -487,11 +491,40 @@ def _instance_from_header(path: str, ds: Dataset, pixel_length: int | None, has_
                       image_orientation_patient=base.image_orientation_patient, pixel_spacing=spacing,
                       slice_thickness=base.slice_thickness, rescale_slope=base.rescale_slope,
                       rescale_intercept=base.rescale_intercept, window_center=base.window_center,
-                      window_explanation=base.window_explanation,
+                      window_explanation=base.window_explanation, spacing_note=spacing_note,
                       window_width=base.window_width)
             for i in range(inst.number_of_frames)
         ]
     return inst
+
+
+def projection_spacing(ds: Dataset) -> tuple[tuple[float, ...] | None, str]:
+    """(row, column) spacing in mm for measuring, and what plane it refers to.
+
+    Rules (PS3.3 10.7.1.3 Pixel Spacing Calibration Macro, C.8.11.7 DX Positioning, C.16.2.1 Imager Pixel Spacing):
+
+    * PixelSpacing with a PixelSpacingCalibrationType: calibrated, say so ("calibrated (GEOMETRY)");
+    * PixelSpacing equal to ImagerPixelSpacing: the detector plane ("at the detector");
+    * PixelSpacing alone: as written (for CT/MR, in the patient);
+    * ImagerPixelSpacing with EstimatedRadiographicMagnificationFactor and no PixelSpacing: divided by the factor,
+      "estimated at the patient (ERMF 1.10)";
+    * ImagerPixelSpacing alone: the detector plane, magnified ("at the detector").
+    """
+    ps = _valid_spacing(_floats(ds, T_PIXEL_SPACING, 2))
+    ips = _valid_spacing(_floats(ds, T_IMAGER_PIXEL_SPACING, 2))
+    if ps is not None:
+        cal = _str(ds, T_SPACING_CALIBRATION_TYPE).upper()
+        if cal:
+            return ps, f"calibrated ({cal})"
+        if ips is not None and all(abs(a - b) < 1e-6 for a, b in zip(ps, ips)):
+            return ps, "at the detector"
+        return ps, ""
+    if ips is None:
+        return None, ""
+    ermf = _float(ds, T_ERMF)
+    if ermf is not None and math.isfinite(ermf) and 0.5 <= ermf <= 5.0:
+        return tuple(v / ermf for v in ips), f"estimated at the patient (ERMF {ermf:.2f})"
+    return ips, "at the detector"
 
 
 def _explanations(value) -> tuple[str, ...]:  # noqa: ANN001 - str, bytes, MultiValue or None

@@ -195,7 +195,8 @@ def _annotation_entry(ann: Annotation, stored: dict, frame_image, read_error: st
     if frame_image is not None and not (colour_roi and measurement_from_dict(stored) is not None):
         try:
             values = None if frame_image.is_color else frame_image.values
-            m = measure(ann, values, frame_image.pixel_spacing, "" if frame_image.is_color else frame_image.units)
+            m = measure(ann, values, frame_image.pixel_spacing, "" if frame_image.is_color else frame_image.units,
+                        frame_image.spacing_note)
             source = "image"
         except ValueError:
             m = None

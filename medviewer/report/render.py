@@ -47,6 +47,7 @@ class FrameImage:
     voi_lut: tuple | None = None
     monochrome1: bool = False
     pixel_spacing: tuple[float, float] | None = None
+    spacing_note: str = ""
     units: str = ""
     modality: str = ""
     photometric: str = ""
@@ -78,98 +79,50 @@ class FrameImage:
             return to_display(self.values, auto_window(self.values), invert=self.monochrome1)
 
 
-def _first(value) -> float | None:  # noqa: ANN001 - DS / MultiValue / None
-    if value is None or value == "":
-        return None
-    try:
-        if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
-            return float(value[0]) if len(value) else None
-        return float(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _pair(value) -> tuple[float, float] | None:  # noqa: ANN001
-    try:
-        if value is None or len(value) < 2:
-            return None
-        r, c = float(value[0]), float(value[1])
-    except (TypeError, ValueError):
-        return None
-    if not (0 < r < 1e6 and 0 < c < 1e6 and math.isfinite(r) and math.isfinite(c)):
-        return None  # 0\0 is seen on real CRs: treat as absent, like the scanner
-    return r, c
-
-
-def _functional_item(ds, frame: int, seq_kw: str):  # noqa: ANN001, ANN202 - pydicom Dataset
-    """The first item of ``seq_kw`` in the per-frame functional group of ``frame``, else the shared group."""
-    for groups, idx in (("PerFrameFunctionalGroupsSequence", frame), ("SharedFunctionalGroupsSequence", 0)):
-        seq = ds.get(groups)
-        if seq is not None and len(seq) > idx:
-            inner = seq[idx].get(seq_kw)
-            if inner is not None and len(inner):
-                return inner[0]
-    return None
-
-
 def load_frame(path: str, frame: int = 0) -> FrameImage:
-    """Decode one frame of a DICOM file for display and measurement.
+    """Decode one frame of a DICOM file for display and measurement, through the one frame path
+    (:func:`medviewer.inference.frames.read_frame`: the viewer's loader, so the report shows and measures the
+    pixels the viewer shows).
 
     Returns a :class:`FrameImage` (modality values, window, MONOCHROME1 flag, pixel spacing in mm, units).
 
     Raises
     ------
-    medviewer.io.pixels.PixelDecodeError: the file cannot be read or its pixels cannot be decoded (also
-        :class:`~medviewer.io.pixels.CodecUnavailableError` when a codec is missing).
+    medviewer.io.pixels.PixelDecodeError: the file cannot be read or its pixels cannot be decoded.
     """
-    from medviewer.imaging.lut import apply_modality_lut_sequence, apply_rescale
-    from medviewer.imaging.voi import Window
-    from medviewer.io.pixels import decode_instance
+    import pydicom
 
-    ds, pixels = decode_instance(path)
-    n_frames = int(pixels.shape[0])
-    k = min(max(int(frame), 0), n_frames - 1)
-    arr = pixels[k]
-    photometric = str(ds.get("PhotometricInterpretation", "") or "").upper()
-    modality = str(ds.get("Modality", "") or "")
-    out = FrameImage(values=arr, modality=modality, photometric=photometric,
-                     burned_in_annotation=str(ds.get("BurnedInAnnotation", "") or "").upper(),
-                     sop_instance_uid=str(ds.get("SOPInstanceUID", "") or ""), number_of_frames=n_frames)
-    measures = _functional_item(ds, k, "PixelMeasuresSequence")
-    out.pixel_spacing = (_pair(measures.get("PixelSpacing")) if measures is not None else None) or \
-        _pair(ds.get("PixelSpacing")) or _pair(ds.get("ImagerPixelSpacing"))
-    if arr.ndim == 3:  # colour, already RGB
-        out.values = arr.astype(np.uint8, copy=False) if arr.dtype != np.uint8 else arr
+    from medviewer.imaging.voi import Window
+    from medviewer.inference.frames import FrameReadError, read_frame
+    from medviewer.io.pixels import PixelDecodeError
+
+    try:
+        mf = read_frame(path, frame)
+    except FrameReadError as exc:
+        raise PixelDecodeError(path, str(exc).split(": ", 1)[-1]) from exc
+    try:
+        burned = str(pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["BurnedInAnnotation"])
+                     .get("BurnedInAnnotation", "") or "").upper()
+    except Exception:  # noqa: BLE001 - the frame was read; an unreadable flag is reported as absent
+        burned = ""
+    out = FrameImage(values=mf.values, modality=mf.modality, photometric=mf.photometric_interpretation,
+                     burned_in_annotation=burned, sop_instance_uid=mf.sop_instance_uid,
+                     number_of_frames=mf.number_of_frames, pixel_spacing=mf.pixel_spacing,
+                     spacing_note=mf.spacing_note)
+    if mf.values.ndim == 3:  # colour, already RGB
+        out.values = mf.values if mf.values.dtype == np.uint8 else (mf.values >> 8).astype(np.uint8) \
+            if mf.values.dtype == np.uint16 else mf.values.astype(np.uint8)
         return out
-    # Modality LUT (PS3.3 C.11.1).
-    mlut = ds.get("ModalityLUTSequence")
-    if mlut is not None and len(mlut):
-        try:
-            values = apply_modality_lut_sequence(arr, mlut[0])
-        except ValueError as exc:
-            out.warnings.append(f"Modality LUT Sequence ignored: {exc}")
-            values = arr.astype(np.float32)
-    else:
-        pvt = _functional_item(ds, k, "PixelValueTransformationSequence")
-        src = pvt if pvt is not None and "RescaleSlope" in pvt else ds
-        slope = _first(src.get("RescaleSlope")) or 1.0
-        intercept = _first(src.get("RescaleIntercept")) or 0.0
-        values = apply_rescale(arr, slope, intercept)
-    out.values = np.asarray(values, dtype=np.float32)
-    out.units = "HU" if modality == "CT" else ""
-    out.monochrome1 = photometric == "MONOCHROME1"
-    # VOI (PS3.3 C.11.2): the first window of the frame (functional groups) or of the object.
-    voi = _functional_item(ds, k, "FrameVOILUTSequence")
-    src = voi if voi is not None and "WindowCenter" in voi else ds
-    c, w = _first(src.get("WindowCenter")), _first(src.get("WindowWidth"))
-    function = str(src.get("VOILUTFunction", "") or ds.get("VOILUTFunction", "") or "LINEAR").upper()
-    if c is not None and w is not None and w > 0:
+    out.values = np.asarray(mf.values, dtype=np.float32)
+    out.units = mf.units
+    out.monochrome1 = mf.monochrome1
+    if mf.window is not None:
+        c, w, function = mf.window
+        function = (function or "LINEAR").upper()
         out.window = Window(c, w, function if function in ("LINEAR", "LINEAR_EXACT", "SIGMOID") else "LINEAR",
                             "DICOM 1")
-    else:
-        seq = ds.get("VOILUTSequence")
-        if seq is not None and len(seq) and "LUTDescriptor" in seq[0] and "LUTData" in seq[0]:
-            out.voi_lut = (list(seq[0].LUTDescriptor), seq[0].LUTData)
+    elif mf.voi_lut is not None:
+        out.voi_lut = (list(mf.voi_lut[0]), mf.voi_lut[1])
     return out
 
 

@@ -1369,8 +1369,9 @@ class AnnotationLayer(QObject):
             if image.ndim == 3:  # colour: mean of the channels
                 image = image.astype(np.float32).mean(axis=-1)
         spacing = vol.stack.pixel_spacing if vol.stack is not None else None
+        plane = vol.stack.spacing_note if vol.stack is not None else ""
         units = "" if vol.is_color else vol.units
-        m = measure(ann, image, spacing, units)
+        m = measure(ann, image, spacing, units, plane)
         self._mcache[ann.uid] = (ck, m)
         return m
 

@@ -287,7 +287,9 @@ class ImageViewer(QWidget):
             self.show_message(f"Loading slice {k + 1}...")
             self._update_overlay()
             return
-        self.show_message("")
+        gap = next((e for e in vol.slice_errors if e.index == k), None)
+        # a slice whose pixels could not be read stays in its place, blank, with the reason on it
+        self.show_message(f"Slice {k + 1} not readable:\n{gap.reason[:160]}" if gap is not None else "")
         if self.state.window is None and self.state.lut is None and not vol.is_color:
             self.state.window = auto_window(vol.array[k])
         if vol.is_color:

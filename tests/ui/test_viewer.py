@@ -582,3 +582,29 @@ def test_cli_open_screenshot_writes_a_nonblank_png(request, tmp_path, which):
     area = view[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
     assert (area < 100).mean() > 0.005, "no dark pixels in the image area"
     assert (area > 200).mean() > 0.05, "no bright pixels in the image area"
+
+
+def test_an_unreadable_slice_stays_as_a_gap_with_its_reason(open_window, ge_dir, tmp_path, qtbot):
+    """A slice whose compressed pixels cannot be decoded keeps its place in the series; showing it says why."""
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEG2000Lossless
+
+    files = sorted(p for p in ge_dir.iterdir() if p.suffix == ".dcm")[:5]
+    for f in files:
+        shutil.copy(f, tmp_path / f.name)
+    bad = tmp_path / files[2].name
+    ds = pydicom.dcmread(bad)
+    ds.file_meta.TransferSyntaxUID = JPEG2000Lossless
+    ds.PixelData = encapsulate([b"\xff\x4f\xff\x51" + b"\x00" * 64])  # a J2K start marker, then nothing usable
+    ds["PixelData"].VR = "OB"
+    ds.save_as(bad, enforce_file_format=True)
+    win = open_window(tmp_path)
+    v = win.viewer
+    [err] = v.volume.slice_errors
+    assert Path(err.path).name == bad.name and v.volume.array.shape[0] == 5
+    v.set_slice(err.index)
+    qtbot.wait(20)
+    assert v.message.isVisible() and f"Slice {err.index + 1} not readable" in v.message.text()
+    v.set_slice((err.index + 1) % 5)
+    qtbot.wait(20)
+    assert not v.message.isVisible()
