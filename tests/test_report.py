@@ -825,3 +825,78 @@ def test_outputs_refuse_fifos_and_devices(tmp_path, store, full_case):
     res = subprocess.run([sys.executable, "-m", "medviewer", "--sample", "--screenshot", str(fifo)],
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 2 and "FIFO" in res.stderr
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# De-identification: a planting test
+# ------------------------------------------------------------------------------------------------------------------
+def test_planted_identifiers_do_not_leak_from_a_deidentified_export(tmp_path, store):
+    """Identifiers planted in header fields of different instances (not the first one only), in nested sequences,
+    private elements, free text (with zero-width characters, phone numbers, an age over 89, dates) and file names
+    must not appear in the de-identified JSON, PDF or file names (issue #12: 0 leaks)."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+    from pydicom.uid import generate_uid
+
+    from medviewer.report.export import export_case
+
+    planted = {
+        "patient": ["Quinteros", "Maribel"], "id": ["PID-884422"], "accession": ["ACC77310"],
+        "referring": ["Okonkwo", "Chidi"], "performing": ["Lindqvist"], "operator": ["Haraldsen", "Ylva"],
+        "reading": ["Abernathy"], "nested": ["Corwin", "Thistlewood"], "private": ["Vasquez"],
+        "institution": ["Thornbury"], "address": ["Ashfordleigh"], "phone": ["555-867-5309", "8675309"],
+        "birth": ["19210704", "1921-07-04"], "other id": ["MRN99812"],
+    }
+    src = pydicom.dcmread(pydicom.data.get_testdata_file("CT_small.dcm"))
+    folder = tmp_path / "Quinteros_Maribel"
+    folder.mkdir()
+    study, series = generate_uid(), generate_uid()
+    for k in range(4):
+        ds = src.copy()
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        ds.InstanceNumber = k + 1
+        ds.ImagePositionPatient = [0, 0, float(k)]
+        ds.PatientName = "Quinteros^Maribel"
+        ds.PatientID = "PID-884422"
+        ds.PatientBirthDate = "19210704"
+        ds.AccessionNumber = "ACC77310"
+        if k == 1:
+            ds.ReferringPhysicianName = "Okonkwo^Chidi"
+            ds.InstitutionName = "Thornbury General"
+            ds.OtherPatientIDs = "MRN99812"
+        if k == 2:
+            ds.PerformingPhysicianName = "Lindqvist^Sven"
+            ds.OperatorsName = "Haraldsen^Ylva"
+            ds.InstitutionAddress = "12 Ashfordleigh Road"
+            ds.PatientTelephoneNumbers = "555-867-5309"
+        if k == 3:
+            ds.NameOfPhysiciansReadingStudy = "Abernathy^Rowan"
+            item = Dataset()
+            item.ScheduledPerformingPhysicianName = "Thistlewood^Corwin"
+            ds.RequestAttributesSequence = Sequence([item])
+            block = ds.private_block(0x0099, "MEDVIEWER TEST", create=True)
+            block.add_new(0x10, "PN", "Vasquez^Ines")
+        ds.save_as(folder / f"PID-884422_{k}.dcm", enforce_file_format=True)
+    uid = _register(store, folder)
+    ct = store.case_images(uid)[0]
+    store.save_annotation(uid, Annotation("text", [(10.0, 10.0)], ct["sop_instance_uid"],
+                                          text="per Dr Okonkwo, call 555-867-5309"), {"kind": "text"})
+    store.save_text(uid, "Maribel Quin\u200bteros, 103-year-old, MRN99812. Discussed with Dr. Thistlewood and "
+                         "Lindqvist on 2023-11-02 (tel +1 (555) 867-5309). Seen at Thornbury. Ylva Haraldsen "
+                         "positioned. Abernathy read. Vasquez consulted. Born 04/07/1921. Small effusion.")
+    # one key image whose file is gone: its error must not name the file
+    os.remove(folder / "PID-884422_0.dcm")
+    out = tmp_path / "out"
+    out.mkdir()
+    result = export_case(store, uid, pdf=out, json_path=out, deidentify=True, salt="test-salt")
+    files = result["files"]
+    raw = Path(files["json"]).read_text(encoding="utf-8")
+    _, text = _pdf_text(files["pdf"])
+    blobs = {"json": raw, "pdf": text, "file names": files["json"] + files["pdf"]}
+    leaks = [(where, what, word) for where, blob in blobs.items() for what, words in planted.items()
+             for word in words if word.lower() in blob.lower().replace("\u200b", "")]
+    assert leaks == []
+    assert "PID-884422_0" not in raw and "Quinteros_Maribel" not in raw
+    note = json.loads(raw)["note"]["text"]
+    assert "Small effusion" in note and "90+" in note and "2023-11-02" not in note

@@ -30,10 +30,12 @@ NOT_FOR_DIAGNOSTIC_USE = (
 
 #: Header attributes copied from the first image's DICOM header when present (besides the case's own).
 DICOM_HEADER_EXTRAS = (
-    "PatientAge", "OtherPatientIDs", "OtherPatientNames", "InstitutionName", "InstitutionAddress",
-    "InstitutionalDepartmentName", "ReferringPhysicianName", "PerformingPhysicianName",
-    "NameOfPhysiciansReadingStudy", "OperatorsName", "StationName", "Manufacturer", "ManufacturerModelName",
-    "BodyPartExamined",
+    "PatientAge", "OtherPatientIDs", "OtherPatientNames", "PatientBirthName", "PatientMotherBirthName",
+    "PatientAddress", "PatientTelephoneNumbers", "MedicalRecordLocator", "InstitutionName", "InstitutionAddress",
+    "InstitutionalDepartmentName", "ReferringPhysicianName", "ReferringPhysicianAddress",
+    "ReferringPhysicianTelephoneNumbers", "PerformingPhysicianName", "NameOfPhysiciansReadingStudy",
+    "OperatorsName", "PhysiciansOfRecord", "RequestingPhysician", "VerifyingObserverName", "StationName",
+    "DeviceSerialNumber", "Manufacturer", "ManufacturerModelName", "BodyPartExamined",
 )
 
 #: Modalities whose pixels often carry burned-in text (ultrasound, secondary capture, endoscopy, photos...).
@@ -76,14 +78,16 @@ def measurement_from_dict(d: dict) -> Measurement | None:
 
 
 def _without_paths(text: str, path: str) -> str:
-    """``text`` (an error message) with the image's folder removed: paths may name the patient."""
+    """``text`` (an error message) with the image's path and file name removed: both may name the patient."""
     import os
 
     if not path:
         return text
     folder = os.path.dirname(path)
-    text = text.replace(path, os.path.basename(path))
-    return text.replace(folder + os.sep, "").replace(folder, "") if folder else text
+    name = os.path.basename(path)
+    text = text.replace(path, "the image file")
+    text = text.replace(folder + os.sep, "").replace(folder, "") if folder else text
+    return text.replace(name, "the image file") if name else text
 
 
 def _image_label(img: dict | None, frame: int = 0) -> str:
@@ -136,23 +140,62 @@ def _card_summary(name: str, results: list[dict]) -> dict:
 
 
 def _dicom_extras(path: str) -> dict[str, str]:
-    """Header attributes of :data:`DICOM_HEADER_EXTRAS` present in a file, as strings ({} when unreadable)."""
+    """Header attributes of :data:`DICOM_HEADER_EXTRAS` present in a file, as strings, plus
+    ``PersonNamesElsewhere``: every other person name (VR PN) in the header, nested sequences and private
+    elements included ({} when unreadable)."""
     import pydicom
 
     try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True, force=True,
-                             specific_tags=list(DICOM_HEADER_EXTRAS) + ["SpecificCharacterSet"])
+        ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
     except Exception:  # noqa: BLE001 - a missing or damaged file only loses the extras
         return {}
     out = {}
     for kw in DICOM_HEADER_EXTRAS:
-        v = ds.get(kw)
+        try:
+            v = ds.get(kw)
+        except Exception:  # noqa: BLE001 - a value that cannot be decoded is no extra
+            continue
         if v is None or v == "":
             continue
         if type(v).__name__ == "MultiValue" or isinstance(v, (list, tuple)):
             v = "\\".join(str(x) for x in v)
         out[kw] = str(v)
+    named = set(DICOM_HEADER_EXTRAS) | {"PatientName"}
+    others: list[str] = []
+
+    def visit(dataset, elem) -> None:  # noqa: ANN001 - pydicom's walk callback
+        try:
+            if elem.VR == "PN" and elem.keyword not in named and elem.value not in (None, ""):
+                values = elem.value if type(elem.value).__name__ == "MultiValue" else [elem.value]
+                others.extend(str(v) for v in values if str(v).strip())
+        except Exception:  # noqa: BLE001 - an undecodable element names nobody we can read
+            pass
+
+    try:
+        ds.walk(visit)
+    except Exception:  # noqa: BLE001 - a damaged sequence stops the walk; what was found is kept
+        pass
+    if others:
+        out["PersonNamesElsewhere"] = "\\".join(dict.fromkeys(others))
     return out
+
+
+def _case_header_extras(images: list[dict]) -> dict[str, str]:
+    """:func:`_dicom_extras` of every image of the case, merged: each attribute lists the distinct values of all
+    instances (an identifier written in the 30th slice only is an identifier too)."""
+    merged: dict[str, list[str]] = {}
+    seen_paths: set[str] = set()
+    for img in images:
+        path = img.get("path") or ""
+        if not path or path in seen_paths:
+            continue
+        seen_paths.add(path)
+        for k, v in _dicom_extras(path).items():
+            vals = merged.setdefault(k, [])
+            for part in str(v).split("\\"):
+                if part and part not in vals:
+                    vals.append(part)
+    return {k: "\\".join(v) for k, v in merged.items()}
 
 
 def _select_key_images(images: list[dict], marked: dict[tuple[str, int], int], max_key_images: int
@@ -253,7 +296,7 @@ def build_report(store, study_instance_uid: str, *, deidentify: bool = False, ma
         "StudyID": case.study_id, "ModalitiesInStudy": case.modalities, "StudyInstanceUID": case.study_instance_uid,
     }
     if images:
-        for k, v in _dicom_extras(images[0]["path"]).items():
+        for k, v in _case_header_extras(images).items():
             header.setdefault(k, v)
 
     # ---- key images

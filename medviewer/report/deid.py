@@ -49,10 +49,19 @@ What this module does to a report (:func:`deidentify_report`):
 
    Matching is Unicode-aware: text and tokens are normalised (NFC, then compatibility forms, NFKC, per character)
    and compared case-insensitively by :meth:`str.casefold` ("MÜLLER", or "Müller" written decomposed (NFD), for
-   "Müller"; "GROSS" for "Groß"). Values that are not free text are not searched for name parts and words: the report's own vocabulary (model
-   names, labels, statuses, image labels, fixed texts: :data:`_STRUCTURAL_KEYS`) and the header values kept on
+   "Müller"; "GROSS" for "Groß"); invisible characters (zero-width space and joiners, soft hyphen) are removed
+   first. Values that are not free text are not searched for name parts and words: the report's own vocabulary
+   (model names, labels, statuses, image labels, fixed texts: :data:`_STRUCTURAL_KEYS`) and the header values kept on
    purpose (:data:`SAFE_KEEP`: Modality, Manufacturer, ManufacturerModelName, BodyPartExamined; so patient
    "Ge^Wei" keeps Manufacturer "GE MEDICAL SYSTEMS"); there only the full names and distinctive IDs are removed;
+   The identifiers come from every instance of the case, not the first image only: each attribute above holds
+   the distinct values of all instances, and ``PersonNamesElsewhere`` every other person name (VR PN) found
+   anywhere in the headers, nested sequences and private elements included;
+   * Safe-Harbor-style identifiers in free text (45 CFR 164.514(b)(2)): telephone numbers (7 digits or more in
+     a phone-like layout) become ``XXXX``, ages over 89 become "90+", and dates written in the text
+     (YYYY-MM-DD, DD/MM/YYYY, MM/DD/YYYY, DD.MM.YYYY, YYYYMMDD) are shifted like the header dates (item 5);
+   * no file path or file name is written into report content (a key image that cannot be read says "the image
+     file");
 4. the readers' names (sign-off, radiologist scores) are emptied (the table's "Name of Physician(s) Reading
    Study" (0008,1060) and "Verifying Observer Name" (0040,A075));
 5. the report's own times (case, note, AI, sign-off, generation) are shifted by a secret whole number of days per
@@ -269,13 +278,14 @@ PERSON_NAME_ATTRIBUTES = (
     "PatientName", "OtherPatientNames", "PatientBirthName", "PatientMotherBirthName", "ReferringPhysicianName",
     "PerformingPhysicianName", "NameOfPhysiciansReadingStudy", "OperatorsName", "PhysiciansOfRecord",
     "RequestingPhysician", "VerifyingObserverName",
+    "PersonNamesElsewhere",  # not a DICOM attribute: every other PN value of every instance (sequences, private)
 )
 #: Header attributes naming places and devices.
 PLACE_ATTRIBUTES = ("InstitutionName", "InstitutionAddress", "InstitutionalDepartmentName", "StationName",
                     "PatientAddress", "ReferringPhysicianAddress")
 #: Header attributes holding IDs (PatientID and OtherPatientIDs also as substrings when distinctive).
 ID_ATTRIBUTES = ("PatientID", "OtherPatientIDs", "AccessionNumber", "StudyID", "MedicalRecordLocator",
-                 "DeviceSerialNumber")
+                 "DeviceSerialNumber", "PatientTelephoneNumbers", "ReferringPhysicianTelephoneNumbers")
 #: Generic words of institution names and addresses: not tokens on their own (the whole name still is).
 _PLACE_STOPWORDS = frozenset({
     "the", "and", "for", "von", "der", "die", "das", "und", "des", "del", "los", "las", "san", "santa", "saint",
@@ -307,10 +317,66 @@ def _fold(text: str) -> tuple[str, list[int]]:
     return "".join(out), idx
 
 
+#: Invisible characters that split a name for a matcher but not for a reader (zero-width space/joiners, word
+#: joiner, byte order mark, soft hyphen): removed from free text before matching.
+_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad\u180e"), None)
+
+
 def _nfc(text: str) -> str:
+    """NFC normalised, invisible characters removed."""
     import unicodedata
 
-    return unicodedata.normalize("NFC", text)
+    return unicodedata.normalize("NFC", text).translate(_INVISIBLE)
+
+
+# Safe-Harbor-style identifiers in free text (45 CFR 164.514(b)(2): telephone numbers; ages over 89; dates).
+_PHONE = re.compile(r"(?<![\w.])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{2,5}\)[\s.-]?|\d{2,5}[\s.-])"
+                    r"\d{2,4}[\s.-]?\d{3,5}(?![\w.])")
+_AGE_OVER_89 = re.compile(r"(?i)\b(9\d|1[0-4]\d)(\s*-?\s*)(years?|yrs?|y\.?\s?o\.?|year-old|years-old|jahre?)\b")
+_AGED_OVER_89 = re.compile(r"(?i)\b(aged?|age:)\s*(9\d|1[0-4]\d)\b")
+_DATES = (
+    (re.compile(r"(?<!\d)(\d{4})-(\d{2})-(\d{2})(?!\d)"), "%Y-%m-%d", (1, 2, 3)),
+    (re.compile(r"(?<![\d/.])(\d{1,2})([/.])(\d{1,2})\2(\d{4})(?![\d/.])"), None, None),
+    (re.compile(r"(?<!\d)((?:19|20)\d{2})(\d{2})(\d{2})(?!\d)"), "%Y%m%d", (1, 2, 3)),
+)
+
+
+def clean_free_text_identifiers(text: str, shift: timedelta) -> str:
+    """Telephone numbers replaced by :data:`REDACTED`, ages over 89 written as "90+", and dates (YYYY-MM-DD,
+    DD/MM/YYYY or MM/DD/YYYY, DD.MM.YYYY, YYYYMMDD) moved back by ``shift`` like the header dates (PS3.15 E.3.6
+    Retain Longitudinal Temporal Information with Modified Dates)."""
+    if not text:
+        return text
+    text = _PHONE.sub(lambda m: REDACTED if sum(c.isdigit() for c in m.group(0)) >= 7 else m.group(0), text)
+    text = _AGE_OVER_89.sub(lambda m: f"90+{m.group(2)}{m.group(3)}", text)
+    text = _AGED_OVER_89.sub(lambda m: f"{m.group(1)} 90+", text)
+
+    def shifted(y: int, mo: int, d: int) -> str | None:
+        try:
+            return (datetime(y, mo, d) - shift).strftime("%Y-%m-%d")
+        except ValueError:
+            return None
+
+    def iso(m: re.Match) -> str:
+        out = shifted(int(m.group(1)), int(m.group(2)), int(m.group(3)))
+        return out if out else m.group(0)
+
+    def slashed(m: re.Match) -> str:
+        a, sep, b, y = int(m.group(1)), m.group(2), int(m.group(3)), int(m.group(4))
+        day, month = (a, b) if a > 12 or sep == "." else (b, a) if b > 12 else (a, b)
+        out = shifted(y, month, day)
+        if not out:
+            return REDACTED
+        y2, m2, d2 = out.split("-")
+        return f"{d2}{sep}{m2}{sep}{y2}" if (day, month) == (a, b) else f"{m2}{sep}{d2}{sep}{y2}"
+
+    def compact(m: re.Match) -> str:
+        out = shifted(int(m.group(1)), int(m.group(2)), int(m.group(3)))
+        return out.replace("-", "") if out else m.group(0)
+
+    text = _DATES[0][0].sub(iso, text)
+    text = _DATES[1][0].sub(slashed, text)
+    return _DATES[2][0].sub(compact, text)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -707,7 +773,8 @@ def deidentify_report(content: dict, salt: str | None = None, *, clean_descripto
             return s
         if key in not_free:
             return scrub_text(s, [], tokens.strong)
-        return scrub_text(s, tokens.words, tokens.subs)
+        # the header's identifiers first (a birth date goes entirely), then phones, ages and other dates
+        return clean_free_text_identifiers(scrub_text(s, tokens.words, tokens.subs), shift)
 
     def clean(key: str, s: str) -> str:
         if uid_re is not None:
