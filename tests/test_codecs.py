@@ -460,3 +460,35 @@ def test_a_crashing_or_hanging_decoder_loses_that_file_only(tmp_path):
     # decode_instance goes through the process-wide pool and gives the same pixels as pydicom in-process
     ds, arr = decode_instance(get_testdata_file("MR_small_jp2klossless.dcm"))
     np.testing.assert_array_equal(arr[0], ds.pixel_array)
+
+
+@pytest.mark.parametrize("fragments", [1, 3])
+def test_encapsulated_multiframe_with_an_empty_offset_table(tmp_path, fragments):
+    """JPEG 2000 multi-frame data with an empty Basic Offset Table and each frame in one or several fragments
+    (PS3.5 A.4: both allowed) decode to every frame, identical to the original."""
+    from pydicom.encaps import encapsulate, generate_frames
+
+    ds = pydicom.dcmread(get_testdata_file("emri_small.dcm"))
+    original = ds.pixel_array.copy()
+    ds.compress(uid.JPEG2000Lossless)
+    frames = list(generate_frames(ds.PixelData, number_of_frames=int(ds.NumberOfFrames)))
+    ds.PixelData = encapsulate(frames, fragments_per_frame=fragments, has_bot=False)
+    path = tmp_path / "mf.dcm"
+    ds.save_as(path)
+    _, arr = decode_instance(path)
+    np.testing.assert_array_equal(arr, original)
+
+
+def test_decoding_works_from_an_unguarded_script(tmp_path):
+    """The decoder processes do not re-run the caller's ``__main__`` (a script without a main guard)."""
+    script = tmp_path / "unguarded.py"
+    script.write_text("from medviewer.io.pixels import decode_instance\n"
+                      "from pydicom.data import get_testdata_file\n"
+                      "print(decode_instance(get_testdata_file('MR_small_jp2klossless.dcm'))[1].shape)\n")
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                         cwd=str(Path(__file__).resolve().parents[1]))
+    assert out.returncode == 0, out.stderr[-500:]
+    assert out.stdout.strip() == "(1, 64, 64)"

@@ -553,3 +553,37 @@ def test_every_dicom_window_is_offered_with_its_explanation(tmp_path):
     [(_, _, series)] = list(scan(str(tmp_path)).iter_series())
     vol = load_volume(build_stacks(series)[0])
     assert vol.window_presets == [(40.0, 400.0, "SOFT TISSUE"), (-600.0, 1500.0, "LUNG")]
+
+
+def test_implicit_vr_modality_lut_with_a_signed_first_value_matches_pydicom(tmp_path):
+    """A Modality LUT Sequence in an implicit-VR file: LUTDescriptor's first mapped value is SS for signed pixels
+    and LUTData comes as OW bytes; the volume (and so the viewer, ROI statistics and the model) use the table with
+    its declared bit depth (PS3.3 C.11.1.1.1), as pydicom's own modality LUT does."""
+    import warnings
+
+    from pydicom.data import get_testdata_file
+    from pydicom.dataset import Dataset
+    from pydicom.pixels import apply_modality_lut
+    from pydicom.sequence import Sequence
+    from pydicom.uid import ImplicitVRLittleEndian
+
+    from medviewer.imaging import build_stacks
+    from medviewer.io.scan import scan
+
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))  # signed 16-bit stored values
+    for kw in ("RescaleSlope", "RescaleIntercept"):
+        del ds[kw]
+    item = Dataset()
+    item.LUTDescriptor = [4096, -2048, 16]
+    item.LUTData = (np.arange(4096) * 3).astype("<u2").tobytes()
+    ds.ModalityLUTSequence = Sequence([item])
+    ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.save_as(tmp_path / "mlut.dcm", implicit_vr=True, little_endian=True)
+    back = pydicom.dcmread(tmp_path / "mlut.dcm")
+    expected = apply_modality_lut(back.pixel_array, back)
+    [(_, _, series)] = list(scan(str(tmp_path)).iter_series())
+    vol = load_volume(build_stacks(series)[0])
+    np.testing.assert_array_equal(vol.array[0], expected.astype(np.float32))
+    assert vol.array.min() > 3 * (back.pixel_array.min() + 2048) - 1  # the signed offset was honoured

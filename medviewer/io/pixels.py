@@ -8,7 +8,9 @@ and the package to install.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 
 import numpy as np
 import pydicom
@@ -176,6 +178,25 @@ def _decode_in_worker(path: str) -> np.ndarray:
     return decode_dataset(_read(path), path)
 
 
+@contextlib.contextmanager
+def _main_module_hidden():  # noqa: ANN202
+    """While worker processes start: hide the caller's ``__main__`` file and spec, so that a spawned decoder does
+    not re-run the calling script (an unguarded script, ``python - < file``, a notebook); the decoder needs
+    nothing from it (it runs :func:`_decode_in_worker` of this module)."""
+    main = sys.modules.get("__main__")
+    saved = {k: getattr(main, k) for k in ("__file__", "__spec__") if main is not None and hasattr(main, k)}
+    try:
+        for k in saved:
+            if k == "__spec__":
+                main.__spec__ = None
+            else:
+                delattr(main, k)
+        yield
+    finally:
+        for k, v in saved.items():
+            setattr(main, k, v)
+
+
 class _DecoderPool:
     """Native codecs (OpenJPEG, CharLS, libjpeg, GDCM) run in a small pool of separate processes, so that an
     abort, segmentation fault or endless loop inside one of them on damaged data costs that file only, never the
@@ -228,7 +249,9 @@ class _DecoderPool:
         for attempt in (1, 2):
             pool = self._get()
             try:
-                return pool.submit(fn, *args).result(timeout=self.timeout_s)
+                with self._lock, _main_module_hidden():
+                    future = pool.submit(fn, *args)  # may start a worker process
+                return future.result(timeout=self.timeout_s)
             except BrokenProcessPool:
                 self._discard(pool)
                 if attempt == 1:  # another file decoded at the same time may have broken the pool: try once more
