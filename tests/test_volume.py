@@ -587,3 +587,40 @@ def test_implicit_vr_modality_lut_with_a_signed_first_value_matches_pydicom(tmp_
     vol = load_volume(build_stacks(series)[0])
     np.testing.assert_array_equal(vol.array[0], expected.astype(np.float32))
     assert vol.array.min() > 3 * (back.pixel_array.min() + 2048) - 1  # the signed offset was honoured
+
+
+def test_pixel_padding_is_kept_out_of_roi_statistics_readout_windows_and_the_model_input(tmp_path):
+    """PixelPaddingValue / PixelPaddingRangeLimit (PS3.3 C.7.5.1.1.2) mark pixels that are not image."""
+    from pydicom.data import get_testdata_file
+
+    from medviewer.imaging import build_stacks
+    from medviewer.imaging.annotations import Annotation, measure
+    from medviewer.imaging.voi import auto_window
+    from medviewer.inference.frames import frame_from_volume
+    from medviewer.inference.preprocess import to_unit_range
+    from medviewer.io.scan import scan
+
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    arr = ds.pixel_array.copy()
+    arr[:, :32] = -2000  # a padded band, stored values
+    ds.PixelData = arr.tobytes()
+    ds.PixelPaddingValue = -2000
+    ds.save_as(tmp_path / "pad.dcm")
+    [(_, _, series)] = list(scan(str(tmp_path)).iter_series())
+    vol = load_volume(build_stacks(series)[0])
+    slope, intercept = float(ds.RescaleSlope), float(ds.RescaleIntercept)
+    pad_value = -2000 * slope + intercept
+    assert vol.padding == (pad_value, pad_value)
+    img = vol.array[0]
+    roi = Annotation("rect", [(0.0, 0.0), (64.0, 64.0)], ds.SOPInstanceUID)
+    with_pad = measure(roi, img, (1.0, 1.0), "HU")
+    without = measure(roi, img, (1.0, 1.0), "HU", padding=vol.padding)
+    real = img[:64, :64][img[:64, :64] != pad_value].astype(np.float64)
+    assert without.n_pixels == real.size < with_pad.n_pixels
+    assert without.mean == pytest.approx(real.mean()) and without.minimum == real.min()
+    w = auto_window(img, exclude=vol.padding)
+    assert w.center - w.width / 2 >= img[img != pad_value].min() - 1  # it starts at the image, not the padding
+    frame = frame_from_volume(vol, 0)
+    assert frame.padding == vol.padding
+    unit = to_unit_range(frame.values, None, False, exclude=frame.padding)
+    assert unit[:, 32:].std() > 0.1  # the image keeps its contrast

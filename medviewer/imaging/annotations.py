@@ -168,7 +168,8 @@ def roi_mask(kind: str, points: list[tuple[float, float]], shape: tuple[int, int
 
 
 def measure(annotation: Annotation, image: np.ndarray | None = None,
-            pixel_spacing: tuple[float, float] | None = None, units: str = "", plane: str = "") -> Measurement:
+            pixel_spacing: tuple[float, float] | None = None, units: str = "", plane: str = "",
+            padding: tuple[float, float] | None = None) -> Measurement:
     """Measure ``annotation`` on ``image``.
 
     image: (rows, cols) array of modality values (any real dtype; HU for CT), needed for ROI statistics only.
@@ -176,6 +177,8 @@ def measure(annotation: Annotation, image: np.ndarray | None = None,
     :data:`NO_SPACING_WARNING`).
     units: the modality units of ``image`` ("HU" for CT, "" otherwise).
     plane: what the spacing measures on a projection radiograph (``Stack.spacing_note``), shown with the mm.
+    padding: modality values that are pixel padding (``Volume.padding``, inclusive): left out of ROI statistics
+        (PS3.3 C.7.5.1.1.2: padding is not image).
 
     Length is Euclidean in mm, each axis scaled by its own spacing; the angle is measured in mm space too, so
     anisotropic pixels do not skew it. Raises ValueError when a ROI's image is not 2-D.
@@ -205,6 +208,8 @@ def measure(annotation: Annotation, image: np.ndarray | None = None,
                 raise ValueError(f"ROI statistics need a 2-D image, got shape {image.shape}")
             values = image[roi_mask(annotation.kind, p, image.shape)]
             values = values[np.isfinite(values)] if np.issubdtype(values.dtype, np.floating) else values
+            if padding is not None:
+                values = values[(values < padding[0]) | (values > padding[1])]
             if values.size:
                 v = values.astype(np.float64)
                 m.mean, m.minimum, m.maximum = float(v.mean()), float(v.min()), float(v.max())

@@ -162,11 +162,12 @@ def to_display(values: np.ndarray, window: Window | None = None, *, invert: bool
 
 
 def display_safe(values: np.ndarray, window: Window | None = None, *, invert: bool = False,
-                 lut: tuple[Sequence[int], Sequence[int]] | None = None) -> tuple[np.ndarray, str]:
+                 lut: tuple[Sequence[int], Sequence[int]] | None = None,
+                 exclude: tuple[float, float] | None = None) -> tuple[np.ndarray, str]:
     """:func:`to_display` that never raises for a bad window or table: an invalid window (non-finite centre or
     width, a width below the function's minimum, an unknown VOILUTFunction) or a VOI LUT that cannot be applied
     (short or inconsistent table) falls back to :func:`auto_window`, and the reason is returned for the viewer to
-    show.
+    show. ``exclude``: the pixel padding, left out of the automatic window.
 
     Returns
     -------
@@ -180,15 +181,17 @@ def display_safe(values: np.ndarray, window: Window | None = None, *, invert: bo
             return to_display(values, window, invert=invert, lut=lut), ""
         except (ValueError, IndexError, TypeError) as exc:
             note = str(exc).split("\n")[0]
-    return to_display(values, auto_window(values), invert=invert), f"{note}: automatic window shown"
+    return (to_display(values, auto_window(values, exclude=exclude), invert=invert),
+            f"{note}: automatic window shown")
 
 
 def auto_window(values: np.ndarray, lower_pct: float = 1.0, upper_pct: float = 99.0,
-                max_samples: int = 262144) -> Window:
+                max_samples: int = 262144, exclude: tuple[float, float] | None = None) -> Window:
     """A robust window for images without one: the [lower_pct, upper_pct] percentile range of the pixel values.
 
-    The most frequent value is ignored when it is the minimum (padding or air outside the field of view), so a
-    CT with -2000 padding still gets a useful window. A sample of at most ``max_samples`` pixels is used.
+    Values in ``exclude`` (the pixel padding, ``Volume.padding``, inclusive) are left out; the most frequent value
+    is ignored when it is the minimum (undeclared padding or air outside the field of view), so a CT with -2000
+    padding still gets a useful window. A sample of at most ``max_samples`` pixels is used.
 
     Returns
     -------
@@ -198,6 +201,8 @@ def auto_window(values: np.ndarray, lower_pct: float = 1.0, upper_pct: float = 9
     if v.size > max_samples:
         v = v[:: int(np.ceil(v.size / max_samples))]
     v = v[np.isfinite(v)] if v.dtype.kind == "f" else v
+    if exclude is not None:
+        v = v[(v < exclude[0]) | (v > exclude[1])]
     if v.size == 0:
         return Window(0.0, 1.0, "LINEAR_EXACT", "Auto")
     vmin = v.min()

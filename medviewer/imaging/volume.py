@@ -57,6 +57,9 @@ class Volume:
     modality, photometric_interpretation, units: copied from the series ("HU" for CT).
     window_presets: [(center, width, explanation)] from WindowCenter/WindowWidth of the first slice.
     voi_lut_function: VOILUTFunction of the first slice ("LINEAR" when absent).
+    padding: (lowest, highest) modality value of the pixel padding (PixelPaddingValue / PixelPaddingRangeLimit,
+        PS3.3 C.7.5.1.1.2, through the first slice's linear Modality LUT), or None: those pixels are not image
+        and are kept out of ROI statistics, the value readout and automatic windows.
     voi_luts: VOI LUT Sequence items of the first slice (PS3.3 C.11.2.1.1) as (LUTDescriptor, LUTData as a
         uint16/int array, LUTExplanation); used when the object offers a table instead of (or besides) windows.
     slice_errors: slices that failed to decode (filled with ``fill_value``).
@@ -76,6 +79,7 @@ class Volume:
     window_presets: list[tuple[float, float, str]] = field(default_factory=list)
     voi_lut_function: str = "LINEAR"
     voi_luts: list[tuple[tuple[int, int, int], np.ndarray, str]] = field(default_factory=list)
+    padding: tuple[float, float] | None = None  # modality values that are padding (PixelPaddingValue), inclusive
     slice_errors: list[SliceError] = field(default_factory=list)
     fill_value: float = 0.0
     warnings: list[str] = field(default_factory=list)
@@ -128,6 +132,17 @@ def _geometry(stack: Stack) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
     affine[:3, 2] = row_dir * spacing[2]
     affine[:3, 3] = origin
     return positions, origin, spacing, direction, affine
+
+
+def _padding_range(ref: SliceRef) -> tuple[float, float] | None:
+    """The instance's pixel padding (stored values) in modality values, through its linear Modality LUT (a
+    Modality LUT Sequence maps padding to arbitrary values: not converted, None)."""
+    pad = ref.instance.pixel_padding
+    if pad is None or ref.instance.has_modality_lut_sequence:
+        return None
+    f = ref.frame
+    a, b = (v * f.rescale_slope + f.rescale_intercept for v in pad)
+    return (min(a, b), max(a, b))
 
 
 def _read_voi_luts(path: str) -> list[tuple[tuple[int, int, int], np.ndarray, str]]:
@@ -261,7 +276,7 @@ def load_volume(
         units="HU" if inst.modality == "CT" and not is_color else "",
         window_presets=presets, voi_lut_function=inst.voi_lut_function or "LINEAR", voi_luts=voi_luts,
         slice_errors=[], fill_value=0.0, warnings=list(stack.warnings), stack=stack,
-        ready=np.zeros(n, dtype=bool),
+        ready=np.zeros(n, dtype=bool), padding=_padding_range(first) if not is_color else None,
     )
     if on_allocated is not None:
         on_allocated(vol)

@@ -48,6 +48,7 @@ class ModelFrame:
         checks.
     pixel_spacing, spacing_note: (row, column) mm of this frame and what they measure (see
         :func:`medviewer.io.scan.projection_spacing`); units: of ``values`` ("HU" for CT, else "").
+    padding: modality values that are pixel padding (``Volume.padding``), or None.
     """
 
     values: np.ndarray
@@ -64,6 +65,7 @@ class ModelFrame:
     pixel_spacing: tuple[float, float] | None = None
     spacing_note: str = ""
     units: str = ""
+    padding: tuple[float, float] | None = None
 
 
 def frame_from_volume(volume, k: int) -> ModelFrame:  # noqa: ANN001 - medviewer.imaging.volume.Volume
@@ -97,7 +99,7 @@ def frame_from_volume(volume, k: int) -> ModelFrame:  # noqa: ANN001 - medviewer
                       samples_per_pixel=int(inst.samples_per_pixel or 1), modality=inst.modality or "",
                       photometric_interpretation=photometric,
                       pixel_spacing=tuple(frame_info.pixel_spacing) if frame_info.pixel_spacing else None,
-                      spacing_note=frame_info.spacing_note, units=volume.units)
+                      spacing_note=frame_info.spacing_note, units=volume.units, padding=volume.padding)
 
 
 def read_frame(path: str | os.PathLike, frame: int = 0) -> ModelFrame:

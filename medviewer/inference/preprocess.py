@@ -63,12 +63,14 @@ class FitTransform:
 
 def to_unit_range(values: np.ndarray, window: tuple[float, float, str] | None = None,
                   monochrome1: bool = False, percentiles: tuple[float, float] = (0.5, 99.5),
-                  voi_lut: tuple[tuple[int, int, int], np.ndarray] | None = None) -> np.ndarray:
+                  voi_lut: tuple[tuple[int, int, int], np.ndarray] | None = None,
+                  exclude: tuple[float, float] | None = None) -> np.ndarray:
     """Steps 2-3: modality values (rows, cols) -> float32 in [0, 1], bright = dense.
 
     ``window`` is (center, width, VOILUTFunction); else ``voi_lut`` (LUTDescriptor, LUTData) maps through the
-    table (PS3.3 C.11.2.1.1); without either the ``percentiles`` range maps to [0, 1]. A window or table that
-    cannot be applied (non-finite, inconsistent) falls back to the percentile scaling.
+    table (PS3.3 C.11.2.1.1); without either the ``percentiles`` range (of the pixels outside ``exclude``, the
+    pixel padding) maps to [0, 1]. A window or table that cannot be applied (non-finite, inconsistent) falls back
+    to the percentile scaling.
     """
     v = np.asarray(values, dtype=np.float32)
     y = None
@@ -83,7 +85,11 @@ def to_unit_range(values: np.ndarray, window: tuple[float, float, str] | None = 
         except ValueError:
             y = None
     if y is None:
-        lo, hi = np.percentile(v[:: max(1, v.shape[0] // 512), :: max(1, v.shape[1] // 512)], percentiles)
+        sample = v[:: max(1, v.shape[0] // 512), :: max(1, v.shape[1] // 512)].ravel()
+        if exclude is not None:
+            kept = sample[(sample < exclude[0]) | (sample > exclude[1])]
+            sample = kept if kept.size else sample
+        lo, hi = np.percentile(sample, percentiles)
         if hi <= lo:
             hi = lo + 1.0
         y = np.clip((v - np.float32(lo)) / np.float32(hi - lo), 0.0, 1.0).astype(np.float32)
@@ -153,13 +159,14 @@ class Prepared:
 
 def prepare(values: np.ndarray, *, input_shape: tuple[int, int, int], mean: float, std: float,
             window: tuple[float, float, str] | None = None, monochrome1: bool = False, fit: str = "pad",
-            voi_lut: tuple[tuple[int, int, int], np.ndarray] | None = None) -> Prepared:
+            voi_lut: tuple[tuple[int, int, int], np.ndarray] | None = None,
+            exclude: tuple[float, float] | None = None) -> Prepared:
     """Steps 2-5 for one image of modality values (rows, cols) (or an (rows, cols, 3) RGB image, made grey)."""
     v = np.asarray(values)
     if v.ndim == 3:
         v = v.astype(np.float32).mean(axis=2)
         window, monochrome1, voi_lut = None, False, None
-    unit = to_unit_range(v, window, monochrome1, voi_lut=voi_lut)
+    unit = to_unit_range(v, window, monochrome1, voi_lut=voi_lut, exclude=exclude)
     c, h, w = input_shape
     fitted, transform = fit_to_input(unit, h, w, fit)
     arr = np.repeat(normalise(fitted, mean, std)[None], c, axis=0)

@@ -161,15 +161,16 @@ class ImageModel:
 
     # ------------------------------------------------------------------------------------------------------
     def prepare(self, values: np.ndarray, window: tuple[float, float, str] | None = None,
-                monochrome1: bool = False, voi_lut: tuple | None = None) -> Prepared:
+                monochrome1: bool = False, voi_lut: tuple | None = None,
+                exclude: tuple[float, float] | None = None) -> Prepared:
         """Preprocess modality values (rows, cols) for this model (see :mod:`medviewer.inference.preprocess`)."""
         spec = self.card.input
         return prepare(values, input_shape=(spec.channels, spec.height, spec.width), mean=spec.mean, std=spec.std,
-                       window=window, monochrome1=monochrome1, fit=spec.fit, voi_lut=voi_lut)
+                       window=window, monochrome1=monochrome1, fit=spec.fit, voi_lut=voi_lut, exclude=exclude)
 
     def prepare_frame(self, frame: ModelFrame) -> Prepared:
         """Preprocess a :class:`~medviewer.inference.frames.ModelFrame` (the one frame path)."""
-        return self.prepare(frame.values, frame.window, frame.monochrome1, frame.voi_lut)
+        return self.prepare(frame.values, frame.window, frame.monochrome1, frame.voi_lut, frame.padding)
 
     def predict_with_ood(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """(class probabilities (N, n_labels) float64, out-of-distribution scores (N,) float64 or None when the

@@ -95,6 +95,7 @@ class Instance:
     read_warnings: tuple[str, ...] = ()  # what pydicom warned about while reading the header
     pixel_data_length: int | None = None  # declared byte length; None when encapsulated (undefined length)
     pixel_data_offset: int | None = None  # file offset of the Pixel Data value, from the header scan
+    pixel_padding: tuple[float, float] | None = None  # PixelPaddingValue..PixelPaddingRangeLimit, stored values
 
     @property
     def is_image(self) -> bool:

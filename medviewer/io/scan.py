@@ -96,6 +96,8 @@ T_PIXEL_REPRESENTATION = 0x00280103
 T_WINDOW_CENTER = 0x00281050
 T_WINDOW_WIDTH = 0x00281051
 T_WINDOW_EXPLANATION = 0x00281055
+T_PIXEL_PADDING_VALUE = 0x00280120
+T_PIXEL_PADDING_RANGE_LIMIT = 0x00280121
 T_RESCALE_INTERCEPT = 0x00281052
 T_RESCALE_SLOPE = 0x00281053
 T_VOI_LUT_FUNCTION = 0x00281056
@@ -442,6 +444,7 @@ def _instance_from_header(path: str, ds: Dataset, pixel_length: int | None, has_
     inst.has_voi_lut_sequence = ds.get_item(T_VOI_LUT_SEQ) is not None
     inst.has_modality_lut_sequence = ds.get_item(T_MODALITY_LUT_SEQ) is not None
     inst.pixel_data_length = pixel_length
+    inst.pixel_padding = _padding(ds, inst.pixel_representation == 1, inst.bits_stored or inst.bits_allocated)
     inst.is_enhanced = ds.get_item(T_PER_FRAME_FG) is not None or ds.get_item(T_SHARED_FG) is not None
     if has_pixels:
         try:
@@ -496,6 +499,25 @@ def _instance_from_header(path: str, ds: Dataset, pixel_length: int | None, has_
             for i in range(inst.number_of_frames)
         ]
     return inst
+
+
+def _padding(ds: Dataset, signed: bool, bits: int) -> tuple[float, float] | None:
+    """(lowest, highest) stored value of the padding (PS3.3 C.7.5.1.1.2: PixelPaddingValue alone, or with
+    PixelPaddingRangeLimit the range between both, either order); None without PixelPaddingValue. A value read as
+    unsigned in a file of signed pixels (US/SS is ambiguous in implicit VR) is taken in two's complement."""
+    def value(tag: int) -> float | None:
+        v = _int(ds, tag)
+        if v is None:
+            return None
+        if signed and 0 < bits <= 16 and v >= 1 << 15:
+            v -= 1 << 16
+        return float(v)
+
+    a = value(T_PIXEL_PADDING_VALUE)
+    if a is None:
+        return None
+    b = value(T_PIXEL_PADDING_RANGE_LIMIT)
+    return (min(a, b), max(a, b)) if b is not None else (a, a)
 
 
 def projection_spacing(ds: Dataset) -> tuple[tuple[float, ...] | None, str]:

@@ -48,6 +48,7 @@ class FrameImage:
     monochrome1: bool = False
     pixel_spacing: tuple[float, float] | None = None
     spacing_note: str = ""
+    padding: tuple[float, float] | None = None
     units: str = ""
     modality: str = ""
     photometric: str = ""
@@ -72,11 +73,11 @@ class FrameImage:
                 return to_display(self.values, invert=self.monochrome1, lut=self.voi_lut)
             except ValueError:
                 pass
-        window = self.window or auto_window(self.values)
+        window = self.window or auto_window(self.values, exclude=self.padding)
         try:
             return to_display(self.values, window, invert=self.monochrome1)
         except ValueError:  # a header window the standard does not allow (e.g. LINEAR width < 1)
-            return to_display(self.values, auto_window(self.values), invert=self.monochrome1)
+            return to_display(self.values, auto_window(self.values, exclude=self.padding), invert=self.monochrome1)
 
 
 def load_frame(path: str, frame: int = 0) -> FrameImage:
@@ -108,7 +109,7 @@ def load_frame(path: str, frame: int = 0) -> FrameImage:
     out = FrameImage(values=mf.values, modality=mf.modality, photometric=mf.photometric_interpretation,
                      burned_in_annotation=burned, sop_instance_uid=mf.sop_instance_uid,
                      number_of_frames=mf.number_of_frames, pixel_spacing=mf.pixel_spacing,
-                     spacing_note=mf.spacing_note)
+                     spacing_note=mf.spacing_note, padding=mf.padding)
     if mf.values.ndim == 3:  # colour, already RGB
         out.values = mf.values if mf.values.dtype == np.uint8 else (mf.values >> 8).astype(np.uint8) \
             if mf.values.dtype == np.uint16 else mf.values.astype(np.uint8)

@@ -291,13 +291,14 @@ class ImageViewer(QWidget):
         # a slice whose pixels could not be read stays in its place, blank, with the reason on it
         self.show_message(f"Slice {k + 1} not readable:\n{gap.reason[:160]}" if gap is not None else "")
         if self.state.window is None and self.state.lut is None and not vol.is_color:
-            self.state.window = auto_window(vol.array[k])
+            self.state.window = auto_window(vol.array[k], exclude=vol.padding)
         if vol.is_color:
             self.image.setImage(vol.array[k], autoLevels=False, levels=(0, 255 if vol.array.dtype == np.uint8 else 65535))
         else:
             invert = self.monochrome1 != self.state.invert
             lut = (self.state.lut[0], self.state.lut[1]) if self.state.lut is not None else None
-            shown, self.window_note = display_safe(vol.array[k], self.state.window, invert=invert, lut=lut)
+            shown, self.window_note = display_safe(vol.array[k], self.state.window, invert=invert, lut=lut,
+                                                   exclude=vol.padding)
             if self.window_note:
                 log.warning("%s", self.window_note)
             self.image.setImage(shown, autoLevels=False, levels=(0, 255))
@@ -412,7 +413,11 @@ class ImageViewer(QWidget):
         if 0 <= i < rows and 0 <= j < cols and (vol.ready is None or vol.ready[self.state.index]):
             value = vol.array[self.state.index, i, j]
             unit = f" {vol.units}" if vol.units else ""
-            text = f"row {i} col {j}: {value}{unit}"
+            pad = vol.padding
+            if pad is not None and np.ndim(value) == 0 and pad[0] <= float(value) <= pad[1]:
+                text = f"row {i} col {j}: padding (no image)"
+            else:
+                text = f"row {i} col {j}: {value}{unit}"
             if not np.isnan(vol.positions[self.state.index]).any():
                 lps = vol.index_to_lps(self.state.index, i, j)
                 text += f"  ({lps[0]:.1f}, {lps[1]:.1f}, {lps[2]:.1f}) mm"
@@ -448,7 +453,7 @@ class ImageViewer(QWidget):
         if self.state.window is not None:
             return self.state.window
         if self.volume is not None and not self.volume.is_color and self._ready(self.state.index):
-            return auto_window(self.volume.array[self.state.index])
+            return auto_window(self.volume.array[self.state.index], exclude=self.volume.padding)
         return None
 
     def _ready(self, k: int) -> bool:
@@ -457,7 +462,7 @@ class ImageViewer(QWidget):
 
     def auto_window(self) -> None:
         if self.volume is not None and not self.volume.is_color and self._ready(self.state.index):
-            w = auto_window(self.volume.array[self.state.index])
+            w = auto_window(self.volume.array[self.state.index], exclude=self.volume.padding)
             self.set_window(w.center, w.width, "Auto")
 
     def drag_window(self, start: Window, dx: float, dy: float) -> None:
