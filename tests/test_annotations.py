@@ -262,3 +262,41 @@ def test_projection_radiograph_spacing_says_where_the_mm_are(tmp_path, attrs, sp
                 stack.spacing_note)
     assert m.length == pytest.approx(100 * spacing[1])
     assert m.label() == f"{m.length:.1f} mm" + (f" ({note})" if note else "")
+
+
+def test_ultrasound_region_calibration_measures_in_mm_inside_a_region(tmp_path):
+    """SequenceOfUltrasoundRegions with PhysicalUnitsX/YDirection 3 (cm) and PhysicalDeltaX/Y (PS3.3 C.8.5.5.1):
+    inside a region the mm come from its deltas; across regions or outside, pixels with a warning."""
+    import pydicom
+    from pydicom.data import get_testdata_file
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    from medviewer.imaging.annotations import Annotation, measure
+    from medviewer.io.scan import scan
+
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ds.Modality = "US"
+    for kw in ("PixelSpacing", "ImagePositionPatient", "ImageOrientationPatient"):
+        del ds[kw]
+    regions = []
+    for (x0, x1, delta) in ((0, 63, 0.01), (64, 127, 0.02)):  # 0.1 mm and 0.2 mm per pixel
+        r = Dataset()
+        r.RegionLocationMinX0, r.RegionLocationMinY0, r.RegionLocationMaxX1, r.RegionLocationMaxY1 = x0, 0, x1, 127
+        r.PhysicalUnitsXDirection = r.PhysicalUnitsYDirection = 3
+        r.PhysicalDeltaX = r.PhysicalDeltaY = delta
+        regions.append(r)
+    speed = Dataset()  # a Doppler region in cm/s: not a length calibration
+    speed.RegionLocationMinX0, speed.RegionLocationMinY0, speed.RegionLocationMaxX1 = 0, 0, 127
+    speed.RegionLocationMaxY1, speed.PhysicalUnitsXDirection, speed.PhysicalUnitsYDirection = 127, 4, 7
+    speed.PhysicalDeltaX = speed.PhysicalDeltaY = 1.0
+    ds.SequenceOfUltrasoundRegions = Sequence(regions + [speed])
+    ds.save_as(tmp_path / "us.dcm")
+    [inst] = [i for _, _, s in scan(str(tmp_path)).iter_series() for i in s.instances]
+    assert inst.us_regions == ((0, 0, 63, 127, 0.1, 0.1), (64, 0, 127, 127, 0.2, 0.2))
+    left = measure(Annotation("length", [(10.0, 10.0), (50.0, 10.0)], "1.2", 0), us_regions=inst.us_regions)
+    right = measure(Annotation("length", [(70.0, 10.0), (110.0, 10.0)], "1.2", 0), us_regions=inst.us_regions)
+    across = measure(Annotation("length", [(10.0, 10.0), (110.0, 10.0)], "1.2", 0), us_regions=inst.us_regions)
+    assert left.calibrated and left.length == pytest.approx(4.0) and "ultrasound region" in left.label()
+    assert right.length == pytest.approx(8.0)
+    assert not across.calibrated and across.length == pytest.approx(100.0) and "regions" in across.warning

@@ -169,7 +169,8 @@ def roi_mask(kind: str, points: list[tuple[float, float]], shape: tuple[int, int
 
 def measure(annotation: Annotation, image: np.ndarray | None = None,
             pixel_spacing: tuple[float, float] | None = None, units: str = "", plane: str = "",
-            padding: tuple[float, float] | None = None) -> Measurement:
+            padding: tuple[float, float] | None = None,
+            us_regions: tuple[tuple[int, int, int, int, float, float], ...] = ()) -> Measurement:
     """Measure ``annotation`` on ``image``.
 
     image: (rows, cols) array of modality values (any real dtype; HU for CT), needed for ROI statistics only.
@@ -179,12 +180,22 @@ def measure(annotation: Annotation, image: np.ndarray | None = None,
     plane: what the spacing measures on a projection radiograph (``Stack.spacing_note``), shown with the mm.
     padding: modality values that are pixel padding (``Volume.padding``, inclusive): left out of ROI statistics
         (PS3.3 C.7.5.1.1.2: padding is not image).
+    us_regions: calibrated ultrasound regions (``Instance.us_regions``): without a PixelSpacing, a measurement
+        whose points all lie in one region is in mm by that region's PhysicalDeltaX/Y (PS3.3 C.8.5.5.1); one
+        that crosses regions or lies outside them stays in pixels with a warning.
 
     Length is Euclidean in mm, each axis scaled by its own spacing; the angle is measured in mm space too, so
     anisotropic pixels do not skew it. Raises ValueError when a ROI's image is not 2-D.
     """
+    if pixel_spacing is None and us_regions and annotation.points:
+        for x0, y0, x1, y1, dx, dy in us_regions:
+            if all(x0 <= px <= x1 + 1 and y0 <= py <= y1 + 1 for px, py in annotation.points):
+                pixel_spacing, plane = (dy, dx), "ultrasound region calibration"
+                break
     sr, sc, calibrated = _spacing(pixel_spacing)
     warning = "" if calibrated else NO_SPACING_WARNING
+    if not calibrated and us_regions:
+        warning = "outside (or across) the calibrated ultrasound regions: sizes in pixels"
     m = Measurement(annotation.kind, calibrated=calibrated, units=units, warning=warning,
                     plane=plane if calibrated else "")
     p = annotation.points

@@ -48,7 +48,8 @@ class ModelFrame:
         checks.
     pixel_spacing, spacing_note: (row, column) mm of this frame and what they measure (see
         :func:`medviewer.io.scan.projection_spacing`); units: of ``values`` ("HU" for CT, else "").
-    padding: modality values that are pixel padding (``Volume.padding``), or None.
+    padding: modality values that are pixel padding (``Volume.padding``), or None. us_regions: calibrated
+        ultrasound regions (``Instance.us_regions``).
     """
 
     values: np.ndarray
@@ -66,6 +67,7 @@ class ModelFrame:
     spacing_note: str = ""
     units: str = ""
     padding: tuple[float, float] | None = None
+    us_regions: tuple = ()
 
 
 def frame_from_volume(volume, k: int) -> ModelFrame:  # noqa: ANN001 - medviewer.imaging.volume.Volume
@@ -99,7 +101,8 @@ def frame_from_volume(volume, k: int) -> ModelFrame:  # noqa: ANN001 - medviewer
                       samples_per_pixel=int(inst.samples_per_pixel or 1), modality=inst.modality or "",
                       photometric_interpretation=photometric,
                       pixel_spacing=tuple(frame_info.pixel_spacing) if frame_info.pixel_spacing else None,
-                      spacing_note=frame_info.spacing_note, units=volume.units, padding=volume.padding)
+                      spacing_note=frame_info.spacing_note, units=volume.units, padding=volume.padding,
+                      us_regions=tuple(inst.us_regions))
 
 
 def read_frame(path: str | os.PathLike, frame: int = 0) -> ModelFrame:

@@ -96,6 +96,9 @@ class Instance:
     pixel_data_length: int | None = None  # declared byte length; None when encapsulated (undefined length)
     pixel_data_offset: int | None = None  # file offset of the Pixel Data value, from the header scan
     pixel_padding: tuple[float, float] | None = None  # PixelPaddingValue..PixelPaddingRangeLimit, stored values
+    # Ultrasound regions with a physical calibration in cm (PS3.3 C.8.5.5.1), as (x0, y0, x1, y1, mm per pixel
+    # along x (columns), mm per pixel along y (rows)); pixel coordinates inclusive.
+    us_regions: tuple[tuple[int, int, int, int, float, float], ...] = ()
 
     @property
     def is_image(self) -> bool:

@@ -445,6 +445,8 @@ def _instance_from_header(path: str, ds: Dataset, pixel_length: int | None, has_
     inst.has_modality_lut_sequence = ds.get_item(T_MODALITY_LUT_SEQ) is not None
     inst.pixel_data_length = pixel_length
     inst.pixel_padding = _padding(ds, inst.pixel_representation == 1, inst.bits_stored or inst.bits_allocated)
+    if inst.modality == "US" or ds.get_item(0x00186011) is not None:
+        inst.us_regions = _us_regions(ds)
     inst.is_enhanced = ds.get_item(T_PER_FRAME_FG) is not None or ds.get_item(T_SHARED_FG) is not None
     if has_pixels:
         try:
@@ -499,6 +501,28 @@ def _instance_from_header(path: str, ds: Dataset, pixel_length: int | None, has_
             for i in range(inst.number_of_frames)
         ]
     return inst
+
+
+def _us_regions(ds: Dataset) -> tuple[tuple[int, int, int, int, float, float], ...]:
+    """The SequenceOfUltrasoundRegions items calibrated in cm along both axes (PhysicalUnitsX/YDirection 3,
+    PS3.3 C.8.5.5.1.15) as (x0, y0, x1, y1, mm per pixel along x, along y); others (seconds, cm/s, none) and
+    malformed items are left out."""
+    out = []
+    try:
+        for item in ds.get("SequenceOfUltrasoundRegions") or []:
+            try:
+                if int(item.PhysicalUnitsXDirection) != 3 or int(item.PhysicalUnitsYDirection) != 3:
+                    continue
+                dx, dy = abs(float(item.PhysicalDeltaX)) * 10.0, abs(float(item.PhysicalDeltaY)) * 10.0
+                box = (int(item.RegionLocationMinX0), int(item.RegionLocationMinY0),
+                       int(item.RegionLocationMaxX1), int(item.RegionLocationMaxY1))
+            except (AttributeError, TypeError, ValueError):
+                continue
+            if 0 < dx < 1e3 and 0 < dy < 1e3 and box[2] >= box[0] and box[3] >= box[1]:
+                out.append((*box, dx, dy))
+    except Exception:  # noqa: BLE001 - a damaged sequence: no calibration
+        return ()
+    return tuple(out)
 
 
 def _padding(ds: Dataset, signed: bool, bits: int) -> tuple[float, float] | None:

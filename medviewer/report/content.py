@@ -239,7 +239,7 @@ def _annotation_entry(ann: Annotation, stored: dict, frame_image, read_error: st
         try:
             values = None if frame_image.is_color else frame_image.values
             m = measure(ann, values, frame_image.pixel_spacing, "" if frame_image.is_color else frame_image.units,
-                        frame_image.spacing_note, frame_image.padding)
+                        frame_image.spacing_note, frame_image.padding, frame_image.us_regions)
             source = "image"
         except ValueError:
             m = None

@@ -49,6 +49,7 @@ class FrameImage:
     pixel_spacing: tuple[float, float] | None = None
     spacing_note: str = ""
     padding: tuple[float, float] | None = None
+    us_regions: tuple = ()
     units: str = ""
     modality: str = ""
     photometric: str = ""
@@ -109,7 +110,7 @@ def load_frame(path: str, frame: int = 0) -> FrameImage:
     out = FrameImage(values=mf.values, modality=mf.modality, photometric=mf.photometric_interpretation,
                      burned_in_annotation=burned, sop_instance_uid=mf.sop_instance_uid,
                      number_of_frames=mf.number_of_frames, pixel_spacing=mf.pixel_spacing,
-                     spacing_note=mf.spacing_note, padding=mf.padding)
+                     spacing_note=mf.spacing_note, padding=mf.padding, us_regions=mf.us_regions)
     if mf.values.ndim == 3:  # colour, already RGB
         out.values = mf.values if mf.values.dtype == np.uint8 else (mf.values >> 8).astype(np.uint8) \
             if mf.values.dtype == np.uint16 else mf.values.astype(np.uint8)

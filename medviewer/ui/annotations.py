@@ -1371,7 +1371,8 @@ class AnnotationLayer(QObject):
         spacing = vol.stack.pixel_spacing if vol.stack is not None else None
         plane = vol.stack.spacing_note if vol.stack is not None else ""
         units = "" if vol.is_color else vol.units
-        m = measure(ann, image, spacing, units, plane, vol.padding)
+        inst = vol.stack.slices[k].instance if vol.stack is not None else None
+        m = measure(ann, image, spacing, units, plane, vol.padding, inst.us_regions if inst is not None else ())
         self._mcache[ann.uid] = (ck, m)
         return m
 
