@@ -900,3 +900,24 @@ def test_planted_identifiers_do_not_leak_from_a_deidentified_export(tmp_path, st
     assert "PID-884422_0" not in raw and "Quinteros_Maribel" not in raw
     note = json.loads(raw)["note"]["text"]
     assert "Small effusion" in note and "90+" in note and "2023-11-02" not in note
+
+
+def test_temporary_files_of_a_killed_export_are_removed(tmp_path):
+    """An export killed between writing its temporary file and the rename leaves ``.NAME.PID.tmp`` behind; the
+    next export into that folder removes it (the process is gone), and nothing else."""
+    import signal
+
+    from medviewer.report.export import remove_stale_temporaries
+
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    stale = tmp_path / f".report.pdf.{proc.pid}.pdf.tmp"
+    stale.write_bytes(b"partial")
+    alive = tmp_path / f".other.json.{os.getpid()}.json.tmp"
+    alive.write_bytes(b"mine")
+    keep = tmp_path / "report.pdf"
+    keep.write_bytes(b"%PDF")
+    assert remove_stale_temporaries(tmp_path) == 0  # its process still runs
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert remove_stale_temporaries(tmp_path) == 1
+    assert not stale.exists() and alive.exists() and keep.exists()

@@ -363,3 +363,43 @@ def test_typing_bursts_coalesce_into_one_version(store):
     # Without coalescing every change is a version.
     store.save_text(uid, "Right lower lobe opacity. No effusion.")
     assert len(store.note_versions(uid)) == 3
+
+
+def test_a_damaged_store_is_opened_read_only_and_never_written(tmp_path):
+    """A database that fails PRAGMA integrity_check is read (what can be read) but never written, and says why
+    in words; the file is left byte for byte as it was."""
+    from medviewer.io.model import Patient, Study
+    from medviewer.store.cases import describe_store_error
+
+    path = tmp_path / "cases.sqlite3"
+    store = CaseStore(path=path)
+    store.register_study(Patient("Doe^Jane", "P1"), Study("1.2.3", "20240101"))
+    store.close()
+    data = bytearray(path.read_bytes())
+    for i in range(4096 + 100, min(len(data), 3 * 4096), 7):  # damage a b-tree page
+        data[i] = 0xAB
+    path.write_bytes(bytes(data))
+    before = path.read_bytes()
+    damaged = CaseStore(path=path)
+    try:
+        assert damaged.read_only and "integrity check" in damaged.problem and "READ-ONLY" in damaged.problem
+        with pytest.raises(Exception) as info:
+            damaged.save_text("1.2.3", "a note")
+        assert "read-only" in describe_store_error(info.value)
+    finally:
+        damaged.close()
+    assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize("message, words", [
+    ("database is locked", "locked by another program"),
+    ("database or disk is full", "disk holding the case store is full"),
+    ("attempt to write a readonly database", "read-only"),
+    ("database disk image is malformed", "damaged"),
+])
+def test_store_errors_are_named_in_words(message, words):
+    import sqlite3
+
+    from medviewer.store.cases import describe_store_error
+
+    assert words in describe_store_error(sqlite3.OperationalError(message))

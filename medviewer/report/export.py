@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -27,6 +28,36 @@ WORKLIST_FILENAME = "worklist.csv"
 WORKLIST_COLUMNS = ("patient", "patient ID", "study date", "modality", "status", "AI model", "AI score",
                     "AI positive", "AI intended use", "note findings", "radiologist call", "confidence",
                     "n annotations", "StudyInstanceUID")
+
+
+_TEMPORARY = re.compile(r"^\..+\.(\d+)(?:\.json|\.pdf)?\.tmp$")
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> int:
+    """Remove the temporary files an export killed before its rename left in ``folder`` (``.NAME.PID[.ext].tmp``
+    whose process no longer runs); returns how many. Other files are never touched."""
+    removed = 0
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return 0
+    for name in names:
+        m = _TEMPORARY.match(name)
+        if not m or int(m.group(1)) == os.getpid():
+            continue
+        try:
+            os.kill(int(m.group(1)), 0)
+            continue  # that export is still running
+        except ProcessLookupError:
+            pass
+        except (PermissionError, OverflowError):
+            continue
+        try:
+            os.unlink(os.path.join(folder, name))
+            removed += 1
+        except OSError:
+            pass
+    return removed
 
 
 def check_output_target(path: str | os.PathLike) -> None:
@@ -139,6 +170,7 @@ def export_case(store, study_uid: str, pdf: str | os.PathLike | None = None,  # 
     for target in (jp, pp):
         if target is not None:
             check_output_target(target)
+            remove_stale_temporaries(target.parent)
     if jp is not None and pp is not None and os.path.abspath(jp) == os.path.abspath(pp):
         raise ValueError(f"the PDF and the JSON would both be written to {pp}")
     # Both files are written to temporary names beside their targets and renamed at the end, so a failure (of
@@ -169,7 +201,7 @@ def export_case(store, study_uid: str, pdf: str | os.PathLike | None = None,  # 
         for t in tmps:
             if t.exists():
                 t.unlink()
-    if log and files:
+    if log and files and not getattr(store, "read_only", False):
         store.log_event(study_uid, "report exported", deidentified=bool(deidentify),
                         pdf=files.get("pdf", ""), json=files.get("json", ""),
                         pseudonym=content.get("pseudonym", ""))
@@ -218,6 +250,7 @@ def export_worklist_csv(store, out_path: str | os.PathLike, deidentify: bool = F
     out_path = resolve_worklist_output(out_path)
     check_output_target(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out_path.parent)
     tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "w", encoding="utf-8", newline="") as fp:

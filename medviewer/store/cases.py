@@ -204,6 +204,49 @@ def _is_memory(url: str) -> bool:
     return url in ("sqlite://", "sqlite:///", "sqlite:///:memory:")
 
 
+def describe_store_error(exc: BaseException) -> str:
+    """One line in words for a failed store operation: locked, disk full, read-only, damaged, permission."""
+    orig = getattr(exc, "orig", None) or exc
+    text = str(orig).lower()
+    if "locked" in text or "busy" in text:
+        return "the case store is locked by another program (waited 10 s); the change is kept and retried"
+    if "full" in text or "no space" in text:
+        return "the disk holding the case store is full; free some space (the change is kept and retried)"
+    if "readonly" in text or "read-only" in text:
+        return ("the case store is read-only (file or folder permissions, or opened read-only after a failed "
+                "integrity check); nothing can be saved to it")
+    if "malformed" in text or "not a database" in text or "corrupt" in text:
+        return "the case store file is damaged (it fails SQLite's integrity check)"
+    if "permission" in text or "access" in text:
+        return "no permission to write the case store"
+    return f"{type(orig).__name__}: {str(orig).splitlines()[0] if str(orig) else ''}"
+
+
+def integrity_problem(path: str | Path) -> str:
+    """"" when the SQLite file at ``path`` passes ``PRAGMA integrity_check`` (or does not exist yet), else what
+    is wrong, in words. Opened read-only: the check never writes.
+
+    Raises
+    ------
+    CaseStoreError: the file is not an SQLite database at all (nothing could be read from it).
+    """
+    import sqlite3
+
+    path = Path(path)
+    if not path.is_file() or path.stat().st_size == 0:
+        return ""
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10.0)
+        try:
+            rows = con.execute("PRAGMA integrity_check(5)").fetchall()
+        finally:
+            con.close()
+    except sqlite3.DatabaseError as exc:
+        raise CaseStoreError(f"cannot open the case store {path}: not a readable SQLite database ({exc})") from exc
+    found = [str(r[0]) for r in rows if r and str(r[0]).lower() != "ok"]
+    return f"{path.name} fails SQLite's integrity check ({'; '.join(found)[:200]})" if found else ""
+
+
 def make_engine(url: str, immediate: bool = True) -> Engine:
     """An engine for ``url``; on SQLite with WAL, synchronous=FULL, foreign keys and a 10 s busy timeout.
 
@@ -226,7 +269,7 @@ def make_engine(url: str, immediate: bool = True) -> Engine:
         # Let SQLAlchemy, not the driver, start transactions (the pysqlite recipe in SQLAlchemy's SQLite docs).
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
-        if not _is_memory(url):
+        if not _is_memory(url) and "mode=ro" not in url:
             cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=FULL")
         cur.execute("PRAGMA foreign_keys=ON")
@@ -321,10 +364,27 @@ class CaseStore:
     def __init__(self, url: str | None = None, *, path: str | Path | None = None):
         if path is not None:
             url = f"sqlite:///{Path(path)}"
+        #: True when the database failed its integrity check: it is read, never written (``problem`` says why).
+        self.read_only = False
+        self.problem = ""
         try:
             self.url = url or default_url()
-            self.engine = make_engine(self.url)
-            self.version = migrate(self.engine)
+            file = self.url.removeprefix("sqlite:///") if self.url.startswith("sqlite:///") else ""
+            if file and not _is_memory(self.url):
+                self.problem = integrity_problem(file)
+            if self.problem:
+                self.read_only = True
+                self.problem += ": opened READ-ONLY, nothing will be saved to it (the file is left untouched)"
+                self.engine = make_engine(f"sqlite:///file:{file}?mode=ro&uri=true", immediate=False)
+                try:
+                    with self.engine.connect() as conn:
+                        self.version = int(conn.exec_driver_sql("SELECT MAX(version) FROM schema_version")
+                                           .scalar() or 0)
+                except DBAPIError:
+                    self.version = 0
+            else:
+                self.engine = make_engine(self.url)
+                self.version = migrate(self.engine)
         except CaseStoreError:
             raise
         except (DBAPIError, OSError) as exc:
@@ -333,7 +393,10 @@ class CaseStore:
             raise CaseStoreError(f"cannot open the case store {where}: {type(orig).__name__}: {orig}") from exc
         # Reads use deferred transactions on their own pool: in WAL mode they never wait for a writer's commit
         # (the GUI thread reads; a writer thread commits with an fsync).
-        self._reader = self.engine if _is_memory(self.url) else make_engine(self.url, immediate=False)
+        if self.read_only:
+            self._reader = self.engine
+        else:
+            self._reader = self.engine if _is_memory(self.url) else make_engine(self.url, immediate=False)
 
     def _read(self):  # noqa: ANN202 - a Connection context manager
         """A read-only transaction (a snapshot of the committed data)."""
@@ -863,7 +926,7 @@ def open_default_store() -> CaseStore:
     store = CaseStore()
     legacy = data_dir() / "notes.sqlite3"
     marker = data_dir() / ".notes-imported"
-    if legacy.is_file() and not marker.exists():
+    if legacy.is_file() and not marker.exists() and not store.read_only:
         store.import_interim_notes(legacy)
         marker.write_text("notes.sqlite3 imported into cases.sqlite3\n", encoding="utf-8")
     return store

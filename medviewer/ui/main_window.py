@@ -6,6 +6,8 @@ Scanning (and splitting series into stacks), decoding series and making thumbnai
 
 from __future__ import annotations
 
+import logging
+
 import os
 
 from PySide6.QtCore import QSettings, Qt, QTimer, Signal
@@ -34,6 +36,8 @@ def _load_style() -> str:
     path = resources_dir() / "styles" / "dark.qss"
     return path.read_text(encoding="utf-8") if path.is_file() else ""
 
+log = logging.getLogger(__name__)
+
 
 def _scan_and_split(path: str, state: TaskState, store=None) -> tuple[DicomIndex, dict[str, list]]:  # noqa: ANN001
     """Worker: scan ``path``, split every series into stacks (both are too slow for the GUI thread) and register
@@ -45,19 +49,27 @@ def _scan_and_split(path: str, state: TaskState, store=None) -> tuple[DicomIndex
         if series.image_instances:
             stacks[series.series_instance_uid] = build_stacks(series)
     if store is not None and not index.cancelled:
-        store.register_index(index, os.path.abspath(path))
+        try:
+            store.register_index(index, os.path.abspath(path))
+        except Exception as exc:  # noqa: BLE001 - a store that cannot be written must not stop the reading
+            from medviewer.store.cases import describe_store_error
+
+            log.warning("the study was not registered as a case: %s", describe_store_error(exc))
     return index, stacks
 
 
 def _open_store():  # noqa: ANN202
-    """The user's case store; when it cannot be opened, a temporary one (deleted at exit) and the message that
-    tells the user (the broken file is left untouched for recovery)."""
+    """(store, message, temporary folder): the user's case store (read-only, with a message, when it fails its
+    integrity check); when it cannot be opened at all, a temporary one whose folder is deleted at exit, and the
+    message that tells the user (the broken file is left untouched for recovery)."""
     import tempfile
 
     from medviewer.store import CaseStore, open_default_store
 
     try:
-        return open_default_store(), ""
+        store = open_default_store()
+        return store, (f"The case store {store.problem}. Close medviewer and restore the file from a backup, or "
+                       "move it away to start a new one." if store.read_only else ""), ""
     except Exception as exc:  # noqa: BLE001 - the app still opens on a working store and the user is told
         orig = getattr(exc, "orig", None) or exc
         try:
@@ -71,7 +83,7 @@ def _open_store():  # noqa: ANN202
         return store, (f"The case store {where} cannot be opened ({type(orig).__name__}: {orig}). medviewer is "
                        f"using a TEMPORARY store in {tmp}: your work will NOT be kept after you quit. Close "
                        "medviewer, move the file away or fix its permissions, and start again (set "
-                       "MEDVIEWER_DATA_DIR to use another folder).")
+                       "MEDVIEWER_DATA_DIR to use another folder)."), tmp
 
 
 class MainWindow(QMainWindow):
@@ -124,9 +136,7 @@ class MainWindow(QMainWindow):
         from medviewer.ui.notes_pane import NotesPane
         from medviewer.ui.workers import StoreWriter
 
-        self.store, store_error = _open_store()
-        self.temporary_store_dir = (os.path.dirname(self.store.url.removeprefix("sqlite:///"))
-                                    if store_error else "")
+        self.store, store_error, self.temporary_store_dir = _open_store()
         self.note_store = self.store  # the notes pane's NoteStore
         self.writer = StoreWriter(self)
         self.writer.failed.connect(self._on_store_failed)

@@ -148,7 +148,9 @@ class StoreWriter(QObject):
             fn(*args)
         except Exception as exc:  # noqa: BLE001 - surfaced through `failed`, retried, never swallowed
             orig = getattr(exc, "orig", None)  # SQLAlchemy wraps the driver's error; show that one
-            msg = f"Saving failed: {type(orig or exc).__name__}: {orig or exc}".split("\n")[0]
+            from medviewer.store.cases import describe_store_error
+
+            msg = f"Saving failed: {describe_store_error(orig or exc)}".split("\n")[0]
             self.errors.append(msg)
             self.failing = True
             self.failed.emit(msg)

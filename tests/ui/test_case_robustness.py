@@ -37,7 +37,7 @@ def test_store_writer_retries_a_failing_write_in_order(qtbot):
     assert writer.flush(timeout=10)
     qtbot.waitUntil(lambda: bool(recovered), timeout=2000)
     assert done == ["first", "second"]
-    assert len(failed) == 2 and "database is locked" in failed[0]
+    assert len(failed) == 2 and "locked by another program" in failed[0]
     writer.close()
     assert writer.lost == []
 
@@ -53,7 +53,7 @@ def test_store_writer_reports_writes_it_could_not_save_on_close(qtbot):
 
     writer.submit(always_fails)
     writer.close(timeout=2)
-    assert writer.lost == [(always_fails, ())] and "readonly" in writer.errors[-1]
+    assert writer.lost == [(always_fails, ())] and "read-only" in writer.errors[-1]
 
 
 def test_unreadable_store_falls_back_to_a_working_temporary_store(tmp_path, qtbot, philips_path):
@@ -182,3 +182,33 @@ def test_overlay_and_notes_title_show_markup_literally(open_window, philips_path
     win = open_window(philips_path)
     assert all(label.textFormat() == Qt.TextFormat.PlainText for label in win.viewer.corners.values())
     assert win.notes.title.textFormat() == Qt.TextFormat.PlainText
+
+
+def test_damaged_store_opens_read_only_and_studies_still_open(tmp_path, qtbot, philips_path):
+    """A case store that fails its integrity check is opened read-only with the reason in the status bar, is
+    never written, and reading studies still works."""
+    from medviewer.io.model import Patient, Study
+    from medviewer.store import CaseStore
+    from medviewer.ui.main_window import MainWindow
+
+    data = Path(os.environ["MEDVIEWER_DATA_DIR"])
+    data.mkdir(parents=True, exist_ok=True)
+    path = data / "cases.sqlite3"
+    store = CaseStore(path=path)
+    store.register_study(Patient("Doe^Jane", "P1"), Study("1.2.3", "20240101"))
+    store.close()
+    raw = bytearray(path.read_bytes())
+    for i in range(4096 + 100, min(len(raw), 3 * 4096), 7):
+        raw[i] = 0xAB
+    path.write_bytes(bytes(raw))
+    before = path.read_bytes()
+    win = MainWindow()
+    qtbot.addWidget(win)
+    assert win.store.read_only and "READ-ONLY" in win.statusBar().currentMessage()
+    win.show()
+    with qtbot.waitSignal(win.first_image_painted, timeout=60000):
+        win.open_path(str(philips_path))
+    wait_idle(qtbot, win)
+    assert win.viewer.volume is not None and win.viewer.volume.array.shape[0] == 140
+    win.close()
+    assert path.read_bytes() == before
