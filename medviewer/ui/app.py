@@ -24,8 +24,8 @@ def run_gui(path: str | None = None, screenshot: str | None = None, timeout_s: f
     """Open the main window, optionally with ``path`` loaded.
 
     With ``screenshot``, waits until the first image is painted and its series is loaded (with ``run_ai``: until
-    the AI result and heat map are shown), saves the whole window as PNG and exits 0 (exit 1 if that did not
-    happen within ``timeout_s``).
+    the AI result and heat map are shown), saves the whole window as PNG and exits 0; exits 1 at once when there
+    is nothing to show (no PATH, or no image in it), and when nothing was painted within ``timeout_s``.
     """
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("medviewer")
@@ -46,6 +46,15 @@ def run_gui(path: str | None = None, screenshot: str | None = None, timeout_s: f
             window.close()
             app.quit()
 
+        def nothing(reason: str) -> None:
+            status["code"] = 1
+            print(f"medviewer: {reason}; screenshot not saved", file=sys.stderr)
+            window.close()
+            app.quit()
+
+        window.nothing_to_show.connect(nothing)
+        if not path:
+            QTimer.singleShot(0, lambda: nothing("nothing to show: give a PATH or --sample"))
         if run_ai:
             window.load_finished.connect(lambda: QTimer.singleShot(0, lambda: window.run_ai(False)))
             window.ai_finished.connect(lambda: QTimer.singleShot(200, save))

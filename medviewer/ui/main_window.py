@@ -91,6 +91,7 @@ class MainWindow(QMainWindow):
 
     first_image_painted = Signal()
     load_finished = Signal()  # a series finished decoding into a viewport
+    nothing_to_show = Signal(str)  # a scan found no image (or failed): why, in words
     ai_finished = Signal()  # an AI run finished and its result is shown
     worklist_refreshed = Signal()
     rescore_finished = Signal(object)  # summary dict
@@ -371,6 +372,9 @@ class MainWindow(QMainWindow):
         self.browser.set_busy(False)
         self.index = index
         keys = self.browser.populate(index, stacks)
+        if not keys:
+            self.nothing_to_show.emit(f"no image to show ({index.files_seen} file"
+                                      f"{'s' if index.files_seen != 1 else ''} read, {len(index.skipped)} skipped)")
         n_stacks = len(keys)
         self.statusBar().showMessage(
             f"{index.instance_count} objects indexed, {n_stacks} image stack{'s' if n_stacks != 1 else ''}, "

@@ -608,3 +608,17 @@ def test_an_unreadable_slice_stays_as_a_gap_with_its_reason(open_window, ge_dir,
     v.set_slice((err.index + 1) % 5)
     qtbot.wait(20)
     assert not v.message.isVisible()
+
+
+def test_screenshot_with_nothing_to_show_exits_with_an_error(tmp_path):
+    """`open --screenshot` on a folder without images (or with no path) says so and exits 1 at once."""
+    (tmp_path / "notes.txt").write_text("no DICOM here")
+    out = tmp_path / "shot.png"
+    t0 = time.monotonic()
+    res = subprocess.run([sys.executable, "-m", "medviewer", "open", str(tmp_path), "--screenshot", str(out)],
+                         capture_output=True, text=True, timeout=120, env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
+    assert res.returncode == 1 and "no image to show" in res.stderr and not out.exists()
+    assert time.monotonic() - t0 < 60  # not the 120 s timeout
+    res = subprocess.run([sys.executable, "-m", "medviewer", "--screenshot", str(out)], capture_output=True,
+                         text=True, timeout=120, env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
+    assert res.returncode == 1 and "nothing to show" in res.stderr and not out.exists()
