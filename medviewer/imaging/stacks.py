@@ -346,5 +346,6 @@ def _make_volume_stack(series: Series, label: str, ordered: list[SliceRef], norm
         header = f" (GantryDetectorTilt {header_tilt:+.1f})" if header_tilt is not None else ""
         stack.warnings.append(
             f"gantry tilt: slices step {tilt:.1f} degrees off the slice normal{header}; the stack is sheared, "
-            f"geometry is kept per slice (first {format_position(positions[0])}, last {format_position(positions[-1])})")
+            f"geometry is kept per slice (first {format_position(positions[0])}, "
+            f"last {format_position(positions[-1])})")
     return stack

@@ -1,7 +1,8 @@
 """Pixel decoding through pydicom's pixel backends and the pylibjpeg/pyjpegls/gdcm plugins.
 
 :func:`decode_instance` returns *stored values* (before the Modality LUT), with signed data and BitsStored <
-BitsAllocated handled (pydicom masks the unused high bits and sign-extends, PS3.5 8.1.1), and colour converted to RGB (YBR_* via pydicom, PALETTE COLOR through its Palette Color
+BitsAllocated handled (pydicom masks the unused high bits and sign-extends, PS3.5 8.1.1), and colour converted to
+RGB (YBR_* via pydicom, PALETTE COLOR through its Palette Color
 LUT, PS3.3 C.7.6.3.1.5/C.7.9). A missing codec raises :class:`CodecUnavailableError` naming the transfer syntax
 and the package to install.
 """
@@ -138,7 +139,8 @@ def decode_dataset(ds: Dataset, path: str = "") -> np.ndarray:
         if UID(ts).is_compressed and ("plugin" in text or "decode" in text.lower()):
             detail = text.splitlines()[0]
             raise PixelDecodeError(path, f"cannot decode {UID(ts).name} ({ts}): {detail}") from exc
-        raise PixelDecodeError(path, f"cannot read pixel data: {text.splitlines()[0] if text else type(exc).__name__}") from exc
+        first = text.splitlines()[0] if text else type(exc).__name__
+        raise PixelDecodeError(path, f"cannot read pixel data: {first}") from exc
     if not arr.dtype.isnative:  # big endian transfer syntax: callers (Qt buffers, torch) need native order
         arr = arr.astype(arr.dtype.newbyteorder("="))
     n_frames = int(ds.get("NumberOfFrames", 1) or 1)

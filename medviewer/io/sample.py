@@ -2,7 +2,8 @@
 
 ``pydicom-data`` (MIT) ships a real chest PA CR (``RG1_UNCI.dcm``, MONOCHROME1, 1955x1841), a head CT slice
 (``693_UNCR.dcm``, from CQ500) and a 1024x1024 MR (``MR2_UNCR.dcm``). The CT and MR are the ``UNCR`` copies: the
-``UNCI`` ones are decompressed from lossy JPEG 2000 and show its artefacts (blotches in the brain at W100/L40). They come from three different studies;
+``UNCI`` ones are decompressed from lossy JPEG 2000 and show its artefacts (blotches in the brain at W100/L40).
+They come from three different studies;
 :func:`build_sample_study` copies them into one folder as one patient and study (new, deterministic UIDs), so the
 app does something real on first start without any network access.
 """

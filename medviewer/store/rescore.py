@@ -438,7 +438,8 @@ def case_history(store: CaseStore, study_uid: str, model_name: str) -> list[dict
 
     For an image model, one entry per re-score run (results sharing a ``run_id``) or per block of interactive
     results made with the same weights, including the results of the models its card ``supersedes`` (so the
-    history shows where the call flipped when the default model changed): ``{"kind": "image", "model", "model_version", "weights_sha256", "run_id",
+    history shows where the call flipped when the default model changed): ``{"kind": "image", "model",
+    "model_version", "weights_sha256", "run_id",
     "time" (UTC epoch s), "score" (case-level max P(positive) over the entry's images), "positive" (that image's
     call), "threshold", "n_images", "result_ids", "score_change" (vs the previous entry, None first), "flipped"
     (the positive call differs from the previous entry's)}``.

@@ -430,7 +430,8 @@ class _PolyMark(_Mark, pg.ROI):
         r = min(22 * px, 0.45 * min(da, dc))
         span = (tc - ta + math.pi) % (2 * math.pi) - math.pi  # the smaller angle, signed
         steps = max(2, int(abs(span) / math.radians(6)))
-        return QPolygonF([QPointF(v.x() + r * math.cos(ta + span * s / steps), v.y() + r * math.sin(ta + span * s / steps))
+        return QPolygonF([QPointF(v.x() + r * math.cos(ta + span * s / steps),
+                                  v.y() + r * math.sin(ta + span * s / steps))
                           for s in range(steps + 1)])
 
     def _line_path(self) -> QPainterPath:
@@ -1388,7 +1389,8 @@ class AnnotationLayer(QObject):
         text = m.label()
         if ann.kind in ("rect", "ellipse") and m.mean is None and m.n_pixels is None and m.area is not None:
             lu = "mm" if m.calibrated else "px"
-            text = f"area {m.area:.1f} {lu}\N{SUPERSCRIPT TWO}" + (f"\n\N{WARNING SIGN} {m.warning}" if m.warning else "")
+            text = f"area {m.area:.1f} {lu}\N{SUPERSCRIPT TWO}" + (
+                f"\n\N{WARNING SIGN} {m.warning}" if m.warning else "")
         if ann.text:
             text = ann.text + ("\n" + text if text else "")
         return text

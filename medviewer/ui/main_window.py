@@ -255,8 +255,8 @@ class MainWindow(QMainWindow):
         view = self.menuBar().addMenu("&View")
         group = QActionGroup(self)
         for n, name in enumerate(LAYOUTS):
-            act = self._action(f"Layout {name}", lambda _=False, l=name: self.grid.set_layout(l), f"Ctrl+{n + 1}",
-                               view, bar)
+            act = self._action(f"Layout {name}", lambda _=False, layout=name: self.grid.set_layout(layout),
+                               f"Ctrl+{n + 1}", view, bar)
             act.setCheckable(True)
             act.setChecked(name == "1x1")
             group.addAction(act)

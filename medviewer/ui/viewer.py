@@ -293,7 +293,8 @@ class ImageViewer(QWidget):
         if self.state.window is None and self.state.lut is None and not vol.is_color:
             self.state.window = auto_window(vol.array[k], exclude=vol.padding)
         if vol.is_color:
-            self.image.setImage(vol.array[k], autoLevels=False, levels=(0, 255 if vol.array.dtype == np.uint8 else 65535))
+            top = 255 if vol.array.dtype == np.uint8 else 65535
+            self.image.setImage(vol.array[k], autoLevels=False, levels=(0, top))
         else:
             invert = self.monochrome1 != self.state.invert
             lut = (self.state.lut[0], self.state.lut[1]) if self.state.lut is not None else None

@@ -115,7 +115,8 @@ class StoreWriter(QObject):
     ``failed`` carries the message, and the same write is retried with a growing pause (1 s .. 15 s) before any
     later one, so the order of versions is kept; ``recovered`` fires when it finally goes through. ``close()``
     flushes; when writes still fail then, they and every write queued behind them go to ``lost`` as
-    ``(function, args)`` without further waiting (the caller saves them for recovery and tells the user). ``flush()`` blocks
+    ``(function, args)`` without further waiting (the caller saves them for recovery and tells the user).
+    ``flush()`` blocks
     until everything submitted so far is written: call it from worker threads (export, re-score) or on close, never
     on the GUI thread while the app runs.
     """

@@ -622,3 +622,34 @@ def test_screenshot_with_nothing_to_show_exits_with_an_error(tmp_path):
     res = subprocess.run([sys.executable, "-m", "medviewer", "--screenshot", str(out)], capture_output=True,
                          text=True, timeout=120, env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
     assert res.returncode == 1 and "nothing to show" in res.stderr and not out.exists()
+
+
+@pytest.mark.skipif(shutil.which("Xvfb") is None, reason="Xvfb is not installed (Debian: xvfb)")
+def test_the_app_starts_on_a_real_x_display_with_the_xcb_plugin(tmp_path):
+    """The README's run command on an X display: the xcb platform plugin loads (its libraries, libxcb-cursor0 and
+    friends, are what packaging/bootstrap.sh installs) and the sample study is painted."""
+    display = None
+    proc = None
+    for n in range(90, 110):
+        if not Path(f"/tmp/.X11-unix/X{n}").exists() and not Path(f"/tmp/.X{n}-lock").exists():
+            display = f":{n}"
+            proc = subprocess.Popen(["Xvfb", display, "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            break
+    assert proc is not None
+    try:
+        for _ in range(100):
+            if Path(f"/tmp/.X11-unix/X{display[1:]}").exists():
+                break
+            time.sleep(0.05)
+        out = tmp_path / "xcb.png"
+        env = {k: v for k, v in os.environ.items() if k != "QT_QPA_PLATFORM"}
+        env.update(QT_QPA_PLATFORM="xcb", DISPLAY=display)
+        res = subprocess.run([sys.executable, "-m", "medviewer", "--sample", "--screenshot", str(out)],
+                             capture_output=True, text=True, timeout=180, env=env)
+        assert res.returncode == 0, res.stderr[-800:]
+        img = QImage(str(out))
+        assert not img.isNull() and img.width() > 400 and img.height() > 300
+    finally:
+        proc.terminate()
+        proc.wait(10)
