@@ -845,7 +845,7 @@ def test_planted_identifiers_do_not_leak_from_a_deidentified_export(tmp_path, st
         "referring": ["Okonkwo", "Chidi"], "performing": ["Lindqvist"], "operator": ["Haraldsen", "Ylva"],
         "reading": ["Abernathy"], "nested": ["Corwin", "Thistlewood"], "private": ["Vasquez"],
         "institution": ["Thornbury"], "address": ["Ashfordleigh"], "phone": ["555-867-5309", "8675309"],
-        "birth": ["19210704", "1921-07-04"], "other id": ["MRN99812"],
+        "birth": ["19210704", "1921-07-04"], "other id": ["MRN99812"], "nested address": ["Quillfeather"],
     }
     src = pydicom.dcmread(pydicom.data.get_testdata_file("CT_small.dcm"))
     folder = tmp_path / "Quinteros_Maribel"
@@ -874,7 +874,11 @@ def test_planted_identifiers_do_not_leak_from_a_deidentified_export(tmp_path, st
             ds.NameOfPhysiciansReadingStudy = "Abernathy^Rowan"
             item = Dataset()
             item.ScheduledPerformingPhysicianName = "Thistlewood^Corwin"
+            person = Dataset()
+            person.PersonAddress = "7 Quillfeather Lane"
+            item.PersonIdentificationCodeSequence = Sequence([])
             ds.RequestAttributesSequence = Sequence([item])
+            ds.ContentSequence = Sequence([person])
             block = ds.private_block(0x0099, "MEDVIEWER TEST", create=True)
             block.add_new(0x10, "PN", "Vasquez^Ines")
         ds.save_as(folder / f"PID-884422_{k}.dcm", enforce_file_format=True)
@@ -884,7 +888,8 @@ def test_planted_identifiers_do_not_leak_from_a_deidentified_export(tmp_path, st
                                           text="per Dr Okonkwo, call 555-867-5309"), {"kind": "text"})
     store.save_text(uid, "Maribel Quin\u200bteros, 103-year-old, MRN99812. Discussed with Dr. Thistlewood and "
                          "Lindqvist on 2023-11-02 (tel +1 (555) 867-5309). Seen at Thornbury. Ylva Haraldsen "
-                         "positioned. Abernathy read. Vasquez consulted. Born 04/07/1921. Small effusion.")
+                         "positioned. Abernathy read. Vasquez consulted. Lives on Quillfeather Lane. Born 04/07/1921. "
+                         "Small effusion.")
     # one key image whose file is gone: its error must not name the file
     os.remove(folder / "PID-884422_0.dcm")
     out = tmp_path / "out"

@@ -142,7 +142,8 @@ def _card_summary(name: str, results: list[dict]) -> dict:
 def _dicom_extras(path: str) -> dict[str, str]:
     """Header attributes of :data:`DICOM_HEADER_EXTRAS` present in a file, as strings, plus
     ``PersonNamesElsewhere``: every other person name (VR PN) in the header, nested sequences and private
-    elements included ({} when unreadable)."""
+    elements included, and ``AddressesElsewhere``: every other address, telephone number and residence attribute
+    ({} when unreadable)."""
     import pydicom
 
     try:
@@ -162,12 +163,18 @@ def _dicom_extras(path: str) -> dict[str, str]:
         out[kw] = str(v)
     named = set(DICOM_HEADER_EXTRAS) | {"PatientName"}
     others: list[str] = []
+    places: list[str] = []
 
     def visit(dataset, elem) -> None:  # noqa: ANN001 - pydicom's walk callback
         try:
-            if elem.VR == "PN" and elem.keyword not in named and elem.value not in (None, ""):
-                values = elem.value if type(elem.value).__name__ == "MultiValue" else [elem.value]
+            if elem.keyword in named or elem.value in (None, "") or elem.VR == "SQ":
+                return
+            kw = elem.keyword or ""
+            values = elem.value if type(elem.value).__name__ == "MultiValue" else [elem.value]
+            if elem.VR == "PN":
                 others.extend(str(v) for v in values if str(v).strip())
+            elif kw.endswith(("Address", "TelephoneNumbers", "Residence")) or kw in ("PersonTelecomInformation",):
+                places.extend(str(v) for v in values if str(v).strip())
         except Exception:  # noqa: BLE001 - an undecodable element names nobody we can read
             pass
 
@@ -177,6 +184,8 @@ def _dicom_extras(path: str) -> dict[str, str]:
         pass
     if others:
         out["PersonNamesElsewhere"] = "\\".join(dict.fromkeys(others))
+    if places:
+        out["AddressesElsewhere"] = "\\".join(dict.fromkeys(places))
     return out
 
 

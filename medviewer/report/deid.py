@@ -282,7 +282,8 @@ PERSON_NAME_ATTRIBUTES = (
 )
 #: Header attributes naming places and devices.
 PLACE_ATTRIBUTES = ("InstitutionName", "InstitutionAddress", "InstitutionalDepartmentName", "StationName",
-                    "PatientAddress", "ReferringPhysicianAddress")
+                    "PatientAddress", "ReferringPhysicianAddress",
+                    "AddressesElsewhere")  # not a DICOM attribute: other addresses/phones of every instance
 #: Header attributes holding IDs (PatientID and OtherPatientIDs also as substrings when distinctive).
 ID_ATTRIBUTES = ("PatientID", "OtherPatientIDs", "AccessionNumber", "StudyID", "MedicalRecordLocator",
                  "DeviceSerialNumber", "PatientTelephoneNumbers", "ReferringPhysicianTelephoneNumbers")
