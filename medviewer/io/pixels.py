@@ -9,14 +9,14 @@ and the package to install.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import sys
 
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
+
+from medviewer.jobs.process import main_module_hidden
 
 __all__ = ["PixelDecodeError", "CodecUnavailableError", "decode_instance", "codec_packages", "decode_dataset"]
 
@@ -180,25 +180,6 @@ def _decode_in_worker(path: str) -> np.ndarray:
     return decode_dataset(_read(path), path)
 
 
-@contextlib.contextmanager
-def _main_module_hidden():  # noqa: ANN202
-    """While worker processes start: hide the caller's ``__main__`` file and spec, so that a spawned decoder does
-    not re-run the calling script (an unguarded script, ``python - < file``, a notebook); the decoder needs
-    nothing from it (it runs :func:`_decode_in_worker` of this module)."""
-    main = sys.modules.get("__main__")
-    saved = {k: getattr(main, k) for k in ("__file__", "__spec__") if main is not None and hasattr(main, k)}
-    try:
-        for k in saved:
-            if k == "__spec__":
-                main.__spec__ = None
-            else:
-                delattr(main, k)
-        yield
-    finally:
-        for k, v in saved.items():
-            setattr(main, k, v)
-
-
 class _DecoderPool:
     """Native codecs (OpenJPEG, CharLS, libjpeg, GDCM) run in a small pool of separate processes, so that an
     abort, segmentation fault or endless loop inside one of them on damaged data costs that file only, never the
@@ -251,7 +232,7 @@ class _DecoderPool:
         for attempt in (1, 2):
             pool = self._get()
             try:
-                with self._lock, _main_module_hidden():
+                with self._lock, main_module_hidden():
                     future = pool.submit(fn, *args)  # may start a worker process
                 return future.result(timeout=self.timeout_s)
             except BrokenProcessPool:

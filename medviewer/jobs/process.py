@@ -9,7 +9,9 @@ use and keeps its loaded models between calls.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
+import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -29,6 +31,30 @@ def _leave_a_core_free() -> None:
     os.environ.setdefault("MKL_NUM_THREADS", str(n))
 
 
+_MAIN_LOCK = threading.RLock()
+
+
+@contextlib.contextmanager
+def main_module_hidden():  # noqa: ANN202
+    """While worker processes start: hide the caller's ``__main__`` file and spec, so that a spawned child does
+    not re-run the calling script (an unguarded script, ``python - < file``, a notebook); the children run
+    module-level functions of medviewer and need nothing from it."""
+    _MAIN_LOCK.acquire()  # one start at a time: overlapping hides would restore too early
+    main = sys.modules.get("__main__")
+    saved = {k: getattr(main, k) for k in ("__file__", "__spec__") if main is not None and hasattr(main, k)}
+    try:
+        for k in saved:
+            if k == "__spec__":
+                main.__spec__ = None
+            else:
+                delattr(main, k)
+        yield
+    finally:
+        for k, v in saved.items():
+            setattr(main, k, v)
+        _MAIN_LOCK.release()
+
+
 class ModelProcess:
     """A one-worker process pool (``spawn`` start method: safe beside Qt's threads), whose math threads leave one
     core to the GUI (:func:`_leave_a_core_free`)."""
@@ -43,7 +69,8 @@ class ModelProcess:
             if self._pool is None:
                 self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
                                                  initializer=_leave_a_core_free)
-            return self._pool.submit(fn, *args)
+            with main_module_hidden():  # the child must not re-run the caller's script
+                return self._pool.submit(fn, *args)
 
     def call(self, state: TaskState, fn: Callable[..., Any], *args: Any, poll_s: float = 0.1) -> Any:
         """Submit and wait (from a worker thread), checking ``state`` for cancellation while waiting.
