@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from medviewer.logs import setup_logging
+
+    setup_logging()  # <data dir>/medviewer.log, for the GUI and the headless commands alike
     func = getattr(args, "func", None)
     if func is not None:
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pydicom
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
@@ -142,4 +143,30 @@ class ShortcutsDialog(QDialog):
         layout.addWidget(buttons)
 
 
-__all__ = ["TagBrowser", "ShortcutsDialog", "SHORTCUTS"]
+class LogDialog(QDialog):
+    """Help > Show log: the end of the application log (:mod:`medviewer.logs`), newest last, and where it is."""
+
+    def __init__(self, parent: QWidget | None = None):
+        from PySide6.QtGui import QTextCursor
+        from PySide6.QtWidgets import QLabel, QPlainTextEdit
+
+        from medviewer.logs import log_path, tail
+
+        super().__init__(parent)
+        self.setWindowTitle("medviewer log")
+        self.resize(820, 520)
+        path = log_path()
+        self.text = QPlainTextEdit(tail(path) or "(the log is empty)")
+        self.text.setReadOnly(True)
+        self.text.moveCursor(QTextCursor.MoveOperation.End)
+        where = QLabel(f"Log file: {path}")
+        where.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        layout = QVBoxLayout(self)
+        layout.addWidget(where)
+        layout.addWidget(self.text)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        buttons.rejected.connect(self.reject)
+        layout.addWidget(buttons)
+
+
+__all__ = ["TagBrowser", "ShortcutsDialog", "LogDialog", "SHORTCUTS"]

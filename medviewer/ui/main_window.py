@@ -23,7 +23,7 @@ from medviewer.io.scan import scan
 from medviewer.jobs import TaskState
 from medviewer.ui.ai_panel import AIPanel
 from medviewer.ui.browser import StackEntry, StudyBrowser, make_thumbnail
-from medviewer.ui.dialogs import ShortcutsDialog, TagBrowser
+from medviewer.ui.dialogs import LogDialog, ShortcutsDialog, TagBrowser
 from medviewer.ui.layouts import LAYOUTS, ViewportGrid
 from medviewer.ui.viewer import ImageViewer
 from medviewer.ui.workers import Job, JobRunner
@@ -300,6 +300,7 @@ class MainWindow(QMainWindow):
         self.annotation_actions = build_annotation_actions(self, annotate, tools, lambda: self.grid.active)
         help_menu = self.menuBar().addMenu("&Help")
         self._action("Shortcuts", lambda: ShortcutsDialog(self).exec(), "F1", help_menu)
+        self._action("Show log", lambda: LogDialog(self).exec(), None, help_menu)
 
     # ---------------------------------------------------------------------------------------------- dialogs
     def show_tags(self) -> TagBrowser | None:

@@ -212,3 +212,26 @@ def test_damaged_store_opens_read_only_and_studies_still_open(tmp_path, qtbot, p
     assert win.viewer.volume is not None and win.viewer.volume.array.shape[0] == 140
     win.close()
     assert path.read_bytes() == before
+
+
+def test_help_show_log_shows_the_application_log(qtbot):
+    """Warnings go to <data dir>/medviewer.log (no silent fallbacks) and Help > Show log shows them."""
+    import logging
+
+    from medviewer.logs import log_path, setup_logging
+    from medviewer.ui.dialogs import LogDialog
+    from medviewer.ui.main_window import MainWindow
+
+    path = setup_logging()
+    assert path == log_path() and Path(os.environ["MEDVIEWER_DATA_DIR"]) in path.parents
+    logging.getLogger("medviewer.test").warning("a warning the reader can find later")
+    for h in logging.getLogger("medviewer").handlers:
+        h.flush()
+    win = MainWindow()
+    qtbot.addWidget(win)
+    names = [a.text() for a in win.menuBar().actions() for a in (a.menu().actions() if a.menu() else [])]
+    assert "Show log" in names
+    dialog = LogDialog(win)
+    qtbot.addWidget(dialog)
+    assert "a warning the reader can find later" in dialog.text.toPlainText()
+    win.close()
