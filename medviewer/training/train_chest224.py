@@ -29,7 +29,6 @@ import json
 import math
 import os
 import platform
-import random
 import time
 from pathlib import Path
 
@@ -39,6 +38,7 @@ from medviewer.config import PROJECT_ROOT
 from medviewer.inference.scope import DEFAULT_SCOPE
 from medviewer.modelfiles import sha256_file
 from medviewer.training import kermany
+from medviewer.training.common import ema_update, seed_everything
 from medviewer.training.metrics import bootstrap_intervals, metrics_at, youden_midpoint_threshold
 
 DEFAULT_OUT = PROJECT_ROOT / "models" / "pneumonia-chest224"
@@ -48,15 +48,6 @@ MEMBERS = [
     {"width": 16, "input_pool": 2, "blocks": [1, 2, 2]},
 ]
 OOD_QUANTILE = 0.995
-
-
-def seed_everything(seed: int) -> None:
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True, warn_only=True)
 
 
 def augment(x, generator):  # noqa: ANN001, ANN201 - torch tensors
@@ -221,13 +212,7 @@ def train(args: argparse.Namespace) -> dict:
             opt.step()
             sched.step()
             total += float(loss.detach()) * len(idx) / len(model.members)
-            with torch.no_grad():
-                step = epoch * steps_per_epoch + i
-                decay = min(args.ema, (1 + step) / (10 + step))
-                for pe, pm in zip(ema.parameters(), model.parameters()):
-                    pe.mul_(decay).add_(pm.detach(), alpha=1 - decay)
-                for be, bm in zip(ema.buffers(), model.buffers()):
-                    be.copy_(bm)
+            ema_update(ema, model, epoch * steps_per_epoch + i, args.ema)
         p_val = softmax_pos(predict_logits(ema, xva))
         auc = float(roc_auc_score(yva, p_val))
         history.append({"epoch": epoch + 1, "train_loss": round(total / len(ytr), 5), "val_auc": round(auc, 5),

@@ -19,7 +19,6 @@ import json
 import math
 import os
 import platform
-import random
 import time
 from pathlib import Path
 
@@ -28,20 +27,12 @@ import numpy as np
 from medviewer.config import PROJECT_ROOT
 from medviewer.inference.card import sha256_file
 from medviewer.inference.preprocess import prepare_training_images
+from medviewer.training.common import ema_update, seed_everything
 from medviewer.training.metrics import metrics_at, youden_threshold
 
 DEFAULT_DATA = PROJECT_ROOT.parent / "shared" / "data" / "pneumoniamnist" / "pneumoniamnist.npz"
 DEFAULT_OUT = PROJECT_ROOT / "models" / "pneumonia-cnn"
 LABELS = ["normal", "pneumonia"]
-
-
-def seed_everything(seed: int) -> None:
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True, warn_only=True)
 
 
 def augment(x, generator):  # noqa: ANN001, ANN201 - torch tensors
@@ -130,12 +121,7 @@ def train(args: argparse.Namespace) -> dict:
             opt.step()
             sched.step()
             total += float(loss) * len(idx)
-            with torch.no_grad():
-                decay = min(args.ema, (1 + epoch * steps_per_epoch + i) / (10 + epoch * steps_per_epoch + i))
-                for pe, pm in zip(ema.parameters(), model.parameters()):
-                    pe.mul_(decay).add_(pm.detach(), alpha=1 - decay)
-                for be, bm in zip(ema.buffers(), model.buffers()):
-                    be.copy_(bm)
+            ema_update(ema, model, epoch * steps_per_epoch + i, args.ema)
         p_val = predict(ema, xva)
         from sklearn.metrics import roc_auc_score
 
