@@ -272,6 +272,21 @@ def _save_overlay_png(path: str, values, window, monochrome1: bool, heat, label:
     del label
 
 
+def _overlay_path(cam_dir: str, sop_instance_uid: str, path: str, frame: int) -> str | None:
+    """``<cam_dir>/<name>_gradcam.png``, the name made of the SOPInstanceUID's digits and dots only (a UID from a
+    file may hold anything, "../" included), else a hash of the path; None when that name is taken by something
+    other than a regular file (a FIFO, a device, a link)."""
+    import hashlib
+    import re
+
+    uid = sop_instance_uid if re.fullmatch(r"[0-9.]{1,64}", sop_instance_uid or "") else ""
+    stem = (uid or hashlib.sha256(os.fsencode(path)).hexdigest()[:16]) + (f"_f{frame}" if frame else "")
+    out = os.path.join(cam_dir, f"{stem}_gradcam.png")
+    if os.path.lexists(out) and (os.path.islink(out) or not os.path.isfile(out)):
+        return None
+    return out
+
+
 def cmd_score(args: argparse.Namespace) -> int:
     """``medviewer score PATH [--model NAME] [--json] [--cam-dir DIR]``: exit 0, 2 for a missing PATH or model."""
     from medviewer.inference.card import ModelCardError
@@ -290,7 +305,14 @@ def cmd_score(args: argparse.Namespace) -> int:
         return 2
     targets, skipped = _score_targets(args.paths)
     if args.cam_dir:
-        os.makedirs(args.cam_dir, exist_ok=True)
+        if os.path.lexists(args.cam_dir) and not os.path.isdir(args.cam_dir):
+            print(f"medviewer score: --cam-dir {args.cam_dir} exists and is not a folder", file=sys.stderr)
+            return 2
+        try:
+            os.makedirs(args.cam_dir, exist_ok=True)
+        except OSError as exc:
+            print(f"medviewer score: cannot make --cam-dir {args.cam_dir}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
     bar = _TerminalProgress(sys.stderr)
     results, errors = [], []
     for n, (path, frame) in enumerate(targets, 1):
@@ -299,9 +321,12 @@ def cmd_score(args: argparse.Namespace) -> int:
             res = model.score_frame(mf, explain="gradcam" if args.cam_dir else None, force=args.score_anyway)
             results.append(res)
             if args.cam_dir and res.heatmap is not None:
-                stem = f"{mf.sop_instance_uid or os.path.basename(path)}" + (f"_f{frame}" if frame else "")
-                _save_overlay_png(os.path.join(args.cam_dir, f"{stem}_gradcam.png"), mf.values, mf.window,
-                                  mf.monochrome1, res.heatmap, res.heatmap_label)
+                out = _overlay_path(args.cam_dir, mf.sop_instance_uid, path, frame)
+                if out is None:
+                    errors.append({"path": path, "frame": frame, "reason": "overlay not written: its name in "
+                                   "--cam-dir is taken by something that is not a regular file"})
+                else:
+                    _save_overlay_png(out, mf.values, mf.window, mf.monochrome1, res.heatmap, res.heatmap_label)
         except FrameReadError as exc:
             errors.append({"path": path, "frame": frame, "reason": str(exc)})
         bar(n, len(targets), path)

@@ -78,3 +78,19 @@ def test_score_refuses_a_pickled_model(tmp_path):
     assert res.returncode == 2
     assert "pickled" in res.stderr and "refused" in res.stderr
     assert os.path.exists(bad / "model.pt")
+
+
+def test_cam_dir_is_checked_and_overlay_names_cannot_leave_it(tmp_path):
+    """--cam-dir that is not a folder is refused (exit 2, no traceback); a SOPInstanceUID with "../" in a file
+    cannot put an overlay outside the folder."""
+    src = pydicom.dcmread(pydicom_data_file("RG1_UNCI.dcm"))
+    src.SOPInstanceUID = "../../escaped"
+    (tmp_path / "in").mkdir()
+    src.save_as(tmp_path / "in" / "x.dcm")
+    res = _run("score", str(tmp_path / "in"), "--cam-dir", "/dev/null", "--score-anyway")
+    assert res.returncode == 2 and "not a folder" in res.stderr and "Traceback" not in res.stderr
+    cams = tmp_path / "a" / "b" / "cams"
+    res = _run("score", str(tmp_path / "in"), "--cam-dir", str(cams), "--score-anyway")
+    assert res.returncode == 0, res.stderr
+    assert not list(tmp_path.rglob("escaped*")) or all(cams in p.parents for p in tmp_path.rglob("*gradcam.png"))
+    assert len(list(cams.glob("*_gradcam.png"))) == 1

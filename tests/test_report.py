@@ -819,7 +819,7 @@ def test_outputs_refuse_fifos_and_devices(tmp_path, store, full_case):
     with pytest.raises(ValueError, match="FIFO"):
         export_case(store, full_case["uid"], pdf=fifo)
     assert stat.S_ISFIFO(os.stat(fifo).st_mode)
-    with pytest.raises(ValueError, match="device"):
+    with pytest.raises(ValueError, match="/dev/null"):
         export_worklist_csv(store, "/dev/null")
     assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
     res = subprocess.run([sys.executable, "-m", "medviewer", "--sample", "--screenshot", str(fifo)],
@@ -926,3 +926,24 @@ def test_temporary_files_of_a_killed_export_are_removed(tmp_path):
     proc.wait()
     assert remove_stale_temporaries(tmp_path) == 1
     assert not stale.exists() and alive.exists() and keep.exists()
+
+
+def test_outputs_never_replace_a_symbolic_link(tmp_path, store, full_case):
+    """A link to a regular file is written through (the link stays a link); a link into /dev (/dev/stdout and
+    the like) is refused."""
+    from medviewer.report.export import check_output_target, export_case
+
+    target = tmp_path / "real.json"
+    target.write_text("old")
+    link = tmp_path / "link.json"
+    link.symlink_to(target)
+    export_case(store, full_case["uid"], json_path=link)
+    assert link.is_symlink() and json.loads(target.read_text(encoding="utf-8"))["header"]
+    dev_link = tmp_path / "out.json"
+    dev_link.symlink_to("/dev/null")
+    with pytest.raises(ValueError, match="/dev/null"):
+        check_output_target(dev_link)
+    with pytest.raises(ValueError):
+        check_output_target("/dev/stdout")
+    assert os.path.islink("/dev/stdout") or not os.path.exists("/dev/stdout") or \
+        not os.path.isfile("/dev/stdout")

@@ -658,3 +658,26 @@ def test_declared_sizes_are_checked_before_anything_is_allocated(tmp_path, testf
     assert time.perf_counter() - t0 < 5
     [skipped] = index.skipped
     assert words in skipped.reason
+
+
+def test_a_huge_declared_element_in_a_sparse_file_is_not_read(tmp_path, testfile):
+    """A private element whose length says 256 MB, in a sparse file of zeros: the scan neither reads the value
+    nor parses the zeros as millions of elements; the file is set apart at once with the reason."""
+    import struct
+    import time
+
+    ds = pydicom.dcmread(testfile("CT_small.dcm"))
+    ds.add_new(0x00090010, "LO", "ACME")
+    ds.add_new(0x00091001, "OB", b"\x11\x22\x33\x44\x55\x66\x77\x88")
+    path = tmp_path / "big.dcm"
+    ds.save_as(path)
+    raw = bytearray(path.read_bytes())
+    i = raw.find(b"\x09\x00\x01\x10OB\x00\x00")
+    raw[i + 8:i + 12] = struct.pack("<I", 0x10000000)
+    path.write_bytes(bytes(raw))
+    os.truncate(path, 300 * 1024 ** 2)
+    t0 = time.perf_counter()
+    index = scan(str(path))
+    assert time.perf_counter() - t0 < 5
+    [skipped] = index.skipped
+    assert "out of order" in skipped.reason or "truncated" in skipped.reason

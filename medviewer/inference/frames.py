@@ -129,14 +129,28 @@ def read_frame(path: str | os.PathLike, frame: int = 0) -> ModelFrame:
                     continue
                 if ref.frame.index != frame:
                     continue
-                single = _single_slice_stack(stack, k)
-                try:
-                    volume = load_volume(single, workers=1)
-                except PixelDecodeError as exc:
-                    raise FrameReadError(f"{os.path.basename(path)}: {_short(exc.reason)}") from exc
-                if volume.slice_errors:
-                    raise FrameReadError(f"{os.path.basename(path)}: {_short(volume.slice_errors[0].reason)}")
-                return frame_from_volume(volume, 0)
+                # Every frame of this file in one volume, decoded once: the next frames of a multi-frame file
+                # (``score`` walks them in order) come from the cache instead of decoding the file again.
+                mine = [j for j, r in enumerate(stack.slices) if r.instance is ref.instance]
+                key = _cache_key(path)
+                cached = _LAST_FILE.get("entry")
+                frames = tuple(stack.slices[j].frame.index for j in mine)
+                if cached is not None and cached[0] == key and cached[1] == frames:
+                    volume = cached[2]
+                else:
+                    try:
+                        volume = load_volume(_slices_stack(stack, mine), workers=1)
+                    except PixelDecodeError as exc:
+                        # remembered too: the other frames of a file that cannot be decoded fail at once
+                        volume = FrameReadError(f"{os.path.basename(path)}: {_short(exc.reason)}")
+                    _LAST_FILE["entry"] = (key, frames, volume)
+                if isinstance(volume, FrameReadError):
+                    raise volume
+                pos = mine.index(k)
+                gap = next((e for e in volume.slice_errors if e.index == pos), None)
+                if gap is not None:
+                    raise FrameReadError(f"{os.path.basename(path)}: {_short(gap.reason)}")
+                return frame_from_volume(volume, pos)
     raise FrameReadError(f"{os.path.basename(path)}: no image frame {frame + 1} in this file")
 
 
@@ -146,8 +160,21 @@ def _short(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _single_slice_stack(stack, k: int):  # noqa: ANN001, ANN202 - Stack
-    """A copy of ``stack`` holding only slice ``k`` (so a multi-frame or multi-file stack is not decoded whole)."""
+#: The last file read by :func:`read_frame`: {"entry": ((path, mtime_ns, size), frame indices, Volume)}.
+_LAST_FILE: dict = {}
+
+
+def _cache_key(path: str) -> tuple:
+    try:
+        st = os.stat(path)
+        return (os.path.abspath(path), st.st_mtime_ns, st.st_size)
+    except OSError:
+        return (os.path.abspath(path), None, None)
+
+
+def _slices_stack(stack, indices: list[int]):  # noqa: ANN001, ANN202 - Stack
+    """A copy of ``stack`` holding only the slices ``indices`` (the frames of one file: a multi-file stack is not
+    decoded whole)."""
     import dataclasses
 
-    return dataclasses.replace(stack, slices=[stack.slices[k]])
+    return dataclasses.replace(stack, slices=[stack.slices[j] for j in indices])

@@ -266,6 +266,13 @@ class ImageModel:
                 positive_label=positive_label, positive=False, frame=frame.frame, path=frame.path,
                 status=OUT_OF_SCOPE, scope_reason=decision.reason, warnings=decision.warnings,
                 ood_score=decision.ood_score)
+        if not np.isfinite(probs[0]).all():  # non-finite pixels reach the network: no number to show, forced or not
+            return ScoreResult(
+                sop_instance_uid=frame.sop_instance_uid, model=self.card.name, version=self.card.version,
+                weights_sha256=self.card.weights_sha256, probabilities={}, threshold=self.card.threshold,
+                positive_label=positive_label, positive=False, frame=frame.frame, path=frame.path,
+                status=OUT_OF_SCOPE, scope_reason=decision.reason or "the image has no finite pixel values",
+                warnings=decision.warnings, ood_score=None)
         res = self.result(probs[0], frame.sop_instance_uid, frame.path, frame.frame)
         res.warnings = decision.warnings
         res.ood_score = decision.ood_score

@@ -259,6 +259,49 @@ class _DecoderPool:
 DECODER_POOL = _DecoderPool()
 
 
+_JPEG_FAMILY = ("1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.57",
+                "1.2.840.10008.1.2.4.70", "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81")
+_J2K_FAMILY = ("1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.4.201",
+               "1.2.840.10008.1.2.4.202", "1.2.840.10008.1.2.4.203")
+
+
+def _codestream_size(frame: bytes, ts: str) -> tuple[int, int] | None:
+    """(rows, columns) that a compressed frame declares: the JPEG / JPEG-LS SOF segment (ISO/IEC 10918-1 B.2.2,
+    14495-1 C.2.2) or the JPEG 2000 SIZ segment (ISO/IEC 15444-1 A.5.1); None when it cannot be read."""
+    if ts in _JPEG_FAMILY:
+        try:
+            from pydicom.pixels.utils import _get_jpg_parameters  # pydicom's own SOF parser
+        except ImportError:
+            return None
+        info = _get_jpg_parameters(frame)
+        h, w = info.get("height"), info.get("width")
+        return (int(h), int(w)) if h and w else None
+    if ts in _J2K_FAMILY:
+        start = frame.find(b"\xff\x4f\xff\x51")  # SOC then SIZ (a JP2 wrapper may come first)
+        if start < 0 or len(frame) < start + 4 + 2 + 2 + 16:
+            return None
+        p = start + 4 + 2 + 2  # marker pair, Lsiz, Rsiz
+        xs, ys, xo, yo = (int.from_bytes(frame[p + 4 * i:p + 4 * i + 4], "big") for i in range(4))
+        return (ys - yo, xs - xo) if ys > yo and xs > xo else None
+    return None
+
+
+def _check_codestream(ds: Dataset, path: str, ts: str) -> None:
+    """Refuse compressed data whose first frame declares another size than Rows/Columns before any decoder sees
+    it: a decoder given a buffer for the header's size and a codestream of another may abort the process."""
+    try:
+        from pydicom.encaps import generate_frames
+
+        first = next(generate_frames(ds.PixelData, number_of_frames=int(ds.get("NumberOfFrames", 1) or 1)))
+        size = _codestream_size(first, ts)
+    except Exception:  # noqa: BLE001 - an unparsable stream is the decoder's to refuse (in its own process)
+        return
+    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    if size is not None and size != (rows, cols):
+        raise PixelDecodeError(path, f"the compressed data hold {size[0]}x{size[1]} images but the header says "
+                                     f"{rows}x{cols} (Rows/Columns): not decoded")
+
+
 def decode_instance(path: str | os.PathLike) -> tuple[Dataset, np.ndarray]:
     """Read a file and decode all its frames; see :func:`decode_dataset` for the array layout. Compressed pixel
     data are decoded in :data:`DECODER_POOL` (a native codec crash loses this file only).
@@ -274,6 +317,7 @@ def decode_instance(path: str | os.PathLike) -> tuple[Dataset, np.ndarray]:
     ts = str(meta.get("TransferSyntaxUID", "") or "") if meta is not None else ""
     if ts and UID(ts).is_compressed and os.environ.get("MEDVIEWER_DECODE_IN_PROCESS") != "1":
         _check_decoder(path, ts)  # a missing codec is named here, without a round trip
+        _check_codestream(ds, path, ts)
         return ds, DECODER_POOL.decode(path, ts)
     return ds, decode_dataset(ds, path)
 

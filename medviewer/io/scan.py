@@ -241,12 +241,25 @@ def read_header(path: str | os.PathLike) -> tuple[Dataset, int | None, int | Non
                 found["length"] = length
                 found["offset"] = fp.tell()
                 return True
+            # Data elements come in ascending tag order (PS3.5 7.1); one that does not means the reader has lost
+            # its place (e.g. past a damaged length, in zeros): stop, instead of parsing on for millions of
+            # empty "elements".
+            if int(tag) < found.get("last", -1) and int(tag) >> 16 != 0x0002:
+                found["disorder"] = int(tag)
+                return True
+            found["last"] = int(tag)
             return False
 
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            ds = read_partial(fp, stop_when=stop, force=not has_preamble)
+            # Values over 1 MB are not read (pydicom defers them): a damaged or hostile header declaring a
+            # gigabyte-sized element before Pixel Data costs a seek, not a gigabyte of memory and minutes.
+            ds = read_partial(fp, stop_when=stop, force=not has_preamble, defer_size=_DEFER_BYTES)
         found_warnings = tuple(dict.fromkeys(str(w.message) for w in caught))
+        if "disorder" in found:
+            t = found["disorder"]
+            raise EOFError(f"element ({t >> 16:04X},{t & 0xFFFF:04X}) comes after ({found['last'] >> 16:04X},"
+                           f"{found['last'] & 0xFFFF:04X}): data elements out of order (a damaged length?)")
         if "offset" not in found:
             _check_not_truncated(ds, os.fstat(fp.fileno()).st_size)
     length = found.get("length")
@@ -354,6 +367,9 @@ def _frame_infos_enhanced(ds: Dataset, n_frames: int) -> list[FrameInfo]:
         )
     return frames
 
+
+#: Header values larger than this are not read by the header scan (see :func:`read_header`).
+_DEFER_BYTES = 1 << 20
 
 #: Limits a header must respect before anything is allocated for it (a declared size is checked against the bytes
 #: actually present first; these caps bound what a file that does hold the bytes can make us allocate).

@@ -60,20 +60,32 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> int:
     return removed
 
 
-def check_output_target(path: str | os.PathLike) -> None:
-    """Refuse to write over anything but a regular file: an output is written to a temporary file and renamed
-    over its target, which would replace a device, FIFO or socket by a file (and writing into a FIFO blocks).
+def check_output_target(path: str | os.PathLike) -> Path:
+    """The file an output should really be written to, refusing anything but a regular file: an output is
+    written to a temporary file renamed over its target, which would replace a device, FIFO or socket by a file
+    (and writing into a FIFO blocks). A symbolic link is followed to its target, so that the link itself is never
+    replaced; links into /dev or /proc (``/dev/stdout``...) are refused.
+
+    Returns the resolved target (``path`` itself when it is not a link).
 
     Raises
     ------
-    ValueError: ``path`` exists and is not a regular file or folder (the message names what it is).
+    ValueError: ``path`` is, or links to, something that is not a regular file or folder, or lies in (or links
+        through) /dev or /proc (the message says what).
     """
+    p = Path(os.path.abspath(path))
+    for _ in range(40):  # every hop of a link chain: none may pass through /dev or /proc
+        if p.parts[:2] in (("/", "dev"), ("/", "proc")):
+            raise ValueError(f"{path} is or links to {p}: refusing to write a report there")
+        if not p.is_symlink():
+            break
+        p = Path(os.path.abspath(os.path.join(p.parent, os.readlink(p))))
     try:
-        mode = os.stat(path).st_mode
+        mode = os.stat(p).st_mode
     except FileNotFoundError:
-        return
+        return p
     if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
-        return
+        return p
     kind = "FIFO" if stat.S_ISFIFO(mode) else "socket" if stat.S_ISSOCK(mode) else "device"
     raise ValueError(f"{path} is a {kind}, not a file: refusing to write a report over it")
 
@@ -167,9 +179,10 @@ def export_case(store, study_uid: str, pdf: str | os.PathLike | None = None,  # 
     content = deidentify_report(identified, salt) if deidentify else identified
     jp = resolve_output(json_path, content, ".json") if json_path is not None else None
     pp = resolve_output(pdf, content, ".pdf") if pdf is not None else None
+    jp = check_output_target(jp) if jp is not None else None
+    pp = check_output_target(pp) if pp is not None else None
     for target in (jp, pp):
         if target is not None:
-            check_output_target(target)
             remove_stale_temporaries(target.parent)
     if jp is not None and pp is not None and os.path.abspath(jp) == os.path.abspath(pp):
         raise ValueError(f"the PDF and the JSON would both be written to {pp}")
@@ -248,7 +261,7 @@ def export_worklist_csv(store, out_path: str | os.PathLike, deidentify: bool = F
     salt = salt if salt is not None else (installation_salt() if deidentify else "")
     rows = store.worklist()
     out_path = resolve_worklist_output(out_path)
-    check_output_target(out_path)
+    out_path = check_output_target(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(out_path.parent)
     tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
