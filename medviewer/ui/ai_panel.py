@@ -8,6 +8,7 @@ slice costs nothing.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 
 from PySide6.QtCore import QSettings, Qt, Signal
@@ -31,6 +32,8 @@ from PySide6.QtWidgets import (
 
 from medviewer.config import models_dir
 from medviewer.imaging.colormap import heat_lut  # noqa: F401 - re-exported
+
+log = logging.getLogger(__name__)
 
 METHOD_NAMES = {"gradcam": "Grad-CAM", "integrated_gradients": "Integrated Gradients", "occlusion": "Occlusion"}
 
@@ -71,7 +74,8 @@ def available_model_names() -> list[str]:
     for card_path in sorted(models_dir().glob("*/card.json")):
         try:
             card = json.loads(card_path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
+        except (OSError, json.JSONDecodeError) as exc:
+            log.warning("model card %s not offered: %s", card_path, exc)
             continue
         if isinstance(card, dict) and "input" in card and "attribution_layer" in card:
             names.append(card_path.parent.name)

@@ -206,8 +206,9 @@ class MainWindow(QMainWindow):
         self._build_actions()
         self.setAcceptDrops(True)
         self.statusBar().showMessage(store_error or "Open a folder or DICOMDIR (Ctrl+O), or drop one here")
-        if store_error and os.environ.get("QT_QPA_PLATFORM") != "offscreen":
-            QTimer.singleShot(0, lambda: QMessageBox.critical(self, "medviewer", store_error))
+        if store_error:
+            log.error("%s", store_error)
+            QTimer.singleShot(0, lambda: self._tell(QMessageBox.Icon.Critical, store_error))
         QTimer.singleShot(0, self.refresh_worklist)
         QTimer.singleShot(0, self._check_stale_models)
 
@@ -535,10 +536,11 @@ class MainWindow(QMainWindow):
 
     def _on_store_failed(self, message: str) -> None:
         self.statusBar().showMessage(message + " - kept in memory and retried")
-        if not getattr(self, "_store_warned", False) and os.environ.get("QT_QPA_PLATFORM") != "offscreen":
+        log.warning("%s", message)
+        if not getattr(self, "_store_warned", False):
             self._store_warned = True  # once per session: the status bar tracks the rest
-            QMessageBox.warning(self, "medviewer", message + "\n\nYour change is kept and saving is retried; "
-                                "do not quit until the status bar says saving works again.")
+            self._tell(QMessageBox.Icon.Warning, message + "\n\nYour change is kept and saving is retried; "
+                       "do not quit until the status bar says saving works again.")
 
     def _on_store_written(self, label: str) -> None:
         if self.closed:
@@ -979,8 +981,20 @@ class MainWindow(QMainWindow):
     def _on_failed(self, message: str) -> None:
         self.browser.set_busy(False)
         self.statusBar().showMessage(message.splitlines()[0])
-        if os.environ.get("QT_QPA_PLATFORM") != "offscreen":
-            QMessageBox.warning(self, "medviewer", message)
+        log.warning("%s", message)
+        self._tell(QMessageBox.Icon.Warning, message)
+
+    def _tell(self, icon: QMessageBox.Icon, message: str) -> None:
+        """A window-modal message box that does not block the event loop (``open()``, not ``exec()``): the same
+        code path with or without a display; a later message replaces an earlier one still shown."""
+        old = getattr(self, "_message_box", None)
+        if old is not None:
+            old.close()
+        box = QMessageBox(icon, "medviewer", message, QMessageBox.StandardButton.Ok, self)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.finished.connect(lambda _r: setattr(self, "_message_box", None))
+        self._message_box = box
+        box.open()
 
     def _on_painted(self) -> None:
         if not self._painted_once:
@@ -1007,8 +1021,13 @@ class MainWindow(QMainWindow):
                    f"({self.writer.errors[-1] if self.writer.errors else 'unknown error'}). They were written to "
                    f"{path} so they can be recovered.")
             self.statusBar().showMessage(msg)
-            if os.environ.get("QT_QPA_PLATFORM") != "offscreen":
-                QMessageBox.critical(self, "medviewer", msg)
+            log.error("%s", msg)
+            # A top-level box (no parent): it outlives this window, and the application keeps running until the
+            # reader has closed it (it is the last window); nothing blocks here.
+            box = QMessageBox(QMessageBox.Icon.Critical, "medviewer", msg)
+            box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+            box.show()
+            self._closing_box = box
         for v in self.grid.viewers:
             v.cine_timer.stop()
         self.runner.shutdown()
@@ -1041,8 +1060,10 @@ class MainWindow(QMainWindow):
                 with open(path, "w", encoding="utf-8") as f:
                     json.dump({"store": self.store.url, "changes": items}, f, indent=1, default=repr)
                 return path
-            except OSError:
+            except OSError as exc:
+                log.warning("unsaved changes not written to %s: %s", path, exc)
                 continue
+        log.error("unsaved changes could not be written anywhere")
         return "(nowhere: no writable folder)"
 
     @staticmethod
@@ -1051,5 +1072,6 @@ class MainWindow(QMainWindow):
             from medviewer.config import data_dir
 
             return str(data_dir())
-        except OSError:
+        except OSError as exc:
+            log.warning("data directory not usable for the recovery file: %s", exc)
             return None
