@@ -32,6 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_classify_note_parser(sub)
     add_export_parser(sub)
     add_worklist_parser(sub)
+    from medviewer.cli_pacs import add_pacs_parser
+
+    add_pacs_parser(sub)
     p_open = sub.add_parser("open", help="open the viewer with a folder, DICOMDIR or file loaded")
     p_open.add_argument("path", metavar="PATH")
     p_open.add_argument("--screenshot", metavar="FILE", help="save the window as PNG once the first image is "

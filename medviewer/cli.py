@@ -468,20 +468,30 @@ def _positive_int(text: str) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    """``medviewer export PATH|STUDY_UID --pdf OUT [--json OUT] [--deidentify] [--no-ai] [--study UID]``.
+    """``medviewer export PATH|STUDY_UID [--pdf OUT] [--json OUT] [--sr FILE] [--seg FILE] [--sc FILE] [--deidentify]
+    [--no-ai] [--study UID]``.
 
     Exit 0 on success; 2 for bad input (no output asked, --pdf and --json the same file, a PATH that does not
     exist and is not a UID, PATH without DICOM images, several studies without ``--study``, ``--study`` with a
     UID, unknown StudyInstanceUID, unusable case store); 1 when writing fails (then neither file is written).
     """
+    from medviewer.io.pixels import PixelDecodeError
     from medviewer.report.content import ReportError
     from medviewer.report.deid import DeidentificationError
+    from medviewer.report.dicom_objects import (DicomObjectError, NoHeatmapError, export_dicom_objects,
+                                                import_dicom_results)
     from medviewer.report.export import export_case, score_case_radiographs
     from medviewer.store.cases import CaseStoreError, open_default_store
 
     prog = "medviewer export"
-    if not args.pdf and not args.json:
-        print(f"{prog}: nothing to write: give --pdf OUT and/or --json OUT", file=sys.stderr)
+    dicom_out = bool(args.sr or args.seg or args.sc)
+    if not args.pdf and not args.json and not dicom_out:
+        print(f"{prog}: nothing to write: give --pdf OUT, --json OUT, --sr FILE, --seg FILE and/or --sc FILE",
+              file=sys.stderr)
+        return 2
+    if dicom_out and args.deidentify:
+        print(f"{prog}: --sr/--seg/--sc write DICOM objects into the patient's study (identified, to send to the "
+              "PACS); they cannot be de-identified: leave out --deidentify", file=sys.stderr)
         return 2
     if args.pdf and args.json and _same_output(args.pdf, args.json):
         print(f"{prog}: --pdf and --json name the same file ({args.pdf}); give two different files, or a folder "
@@ -525,6 +535,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             else:
                 patient, study = next(iter(studies.values()))
             store.register_study(patient, study, source_path=os.path.abspath(target))
+            import_dicom_results(store, study)
             uid = study.study_instance_uid
         else:
             uid = target
@@ -542,6 +553,25 @@ def cmd_export(args: argparse.Namespace) -> int:
                     print(f"not scored: {e}", file=sys.stderr)
             except Exception as exc:  # noqa: BLE001 - no model/torch: export without AI, say why
                 print(f"{prog}: warning: AI scoring skipped: {exc}", file=sys.stderr)
+        if dicom_out:
+            try:
+                objects = export_dicom_objects(store, uid, sr=args.sr, seg=args.seg, sc=args.sc)
+            except ReportError as exc:
+                print(f"{prog}: {exc}", file=sys.stderr)
+                return 2
+            except NoHeatmapError as exc:
+                print(f"{prog}: {exc}; nothing was written", file=sys.stderr)
+                return 1
+            except (DicomObjectError, PixelDecodeError, OSError, ValueError) as exc:
+                print(f"{prog}: cannot write the DICOM objects: {exc}; nothing was written", file=sys.stderr)
+                return 1
+            for w in objects["warnings"]:
+                print(f"{prog}: warning: {w}", file=sys.stderr)
+            for k in ("sr", "seg", "sc"):
+                for p in objects.get(k, []):
+                    print(p)
+            if not args.pdf and not args.json:
+                return 0
         try:
             result = export_case(store, uid, pdf=args.pdf, json_path=args.json, deidentify=args.deidentify,
                                  max_key_images=args.max_key_images)
@@ -579,6 +609,11 @@ def add_export_parser(sub: argparse._SubParsersAction) -> None:
                                                             "StudyInstanceUID in the case store")
     p.add_argument("--pdf", metavar="OUT", help="write the PDF here (a folder: named from a pseudonym)")
     p.add_argument("--json", metavar="OUT", help="write the report content as JSON (schema medviewer.report/1)")
+    p.add_argument("--sr", metavar="FILE", help="write a DICOM TID 1500 Structured Report (AI findings, the "
+                                                "reader's calls and measurements); a folder: named from the case")
+    p.add_argument("--seg", metavar="FILE", help="write each AI heat map as a fractional DICOM Segmentation")
+    p.add_argument("--sc", metavar="FILE", help="write each AI heat map over its image as an RGB DICOM Secondary "
+                                                "Capture")
     p.add_argument("--deidentify", action="store_true", help="de-identify (DICOM PS3.15 Basic Application Level "
                                                              "Confidentiality Profile)")
     p.add_argument("--no-ai", action="store_true", help="do not run the image model (stored results are still "

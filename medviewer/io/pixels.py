@@ -75,6 +75,19 @@ def codec_packages(transfer_syntax_uid: str) -> list[str]:
     return list(_CODEC_PACKAGES.get(str(transfer_syntax_uid), []))
 
 
+def decodable_transfer_syntaxes() -> list[str]:
+    """Transfer syntax UIDs whose pixel data this installation can decode (pydicom decoders with their codec
+    plugins available), native syntaxes first. Used to keep compressed transfer syntaxes when a PACS offers them."""
+    from pydicom.pixels.decoders.base import _PIXEL_DATA_DECODERS
+
+    native = ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2", "1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.2"]
+    out = [ts for ts in native if ts in _PIXEL_DATA_DECODERS]
+    for ts, decoder in _PIXEL_DATA_DECODERS.items():
+        if ts not in out and decoder[0].is_available:
+            out.append(str(ts))
+    return out
+
+
 def _check_decoder(path: str, ts: str) -> None:
     from pydicom.pixels import get_decoder
 

@@ -19,7 +19,7 @@ from medviewer.report.deid import deidentify_report, installation_salt, new_uid,
 
 __all__ = ["export_case", "export_worklist_csv", "render_key_images", "resolve_output", "resolve_worklist_output",
            "score_case_radiographs", "WORKLIST_COLUMNS", "check_output_target", "RADIOGRAPH_MODALITIES",
-           "WORKLIST_FILENAME"]
+           "WORKLIST_FILENAME", "heatmap_caption", "remove_stale_temporaries"]
 
 #: The worklist's file name when the output given is a folder.
 WORKLIST_FILENAME = "worklist.csv"
@@ -108,6 +108,15 @@ def resolve_worklist_output(path: str | os.PathLike) -> Path:
     return p
 
 
+def heatmap_caption(result) -> str:  # noqa: ANN001 - medviewer.store.cases.AIResult
+    """The caption printed under a key image's heat map: method, class, model and P(positive label)."""
+    from medviewer.report.render import METHOD_NAMES
+
+    method = METHOD_NAMES.get(result.heatmap_method, result.heatmap_method or "heat map")
+    return (f"{method}, class {result.heatmap_label or result.positive_label}, model {result.model} "
+            f"{result.model_version}; P({result.positive_label}) {result.score:.3f}")
+
+
 def render_key_images(store, identified: dict, shown: dict | None = None, *, max_side: int = 1024) -> list:  # noqa: ANN001
     """PIL images of the key images of ``identified`` (content built without de-identification), in order; None
     where an image cannot be read.
@@ -116,7 +125,7 @@ def render_key_images(store, identified: dict, shown: dict | None = None, *, max
     annotation texts are the ones drawn, and no patient text is drawn when it is de-identified. Heat maps are the
     stored ones of each key image's latest AI result (the first model's when several).
     """
-    from medviewer.report.render import METHOD_NAMES, load_frame, render_key_image
+    from medviewer.report.render import load_frame, render_key_image
 
     shown = shown or identified
     deid = bool(shown.get("deidentified"))
@@ -143,10 +152,7 @@ def render_key_images(store, identified: dict, shown: dict | None = None, *, max
         for r in ident.get("ai_results", []):
             res = ai_by_id.get(r["id"])
             if res is not None and res.heatmap_png:
-                heat = res.heatmap()
-                method = METHOD_NAMES.get(res.heatmap_method, res.heatmap_method or "heat map")
-                caption = (f"{method}, class {res.heatmap_label or res.positive_label}, model {res.model} "
-                           f"{res.model_version}; P({res.positive_label}) {res.score:.3f}")
+                heat, caption = res.heatmap(), heatmap_caption(res)
                 break
         anns = [{"kind": a["kind"], "points": a["points"], "text": a.get("text", ""), "label": a.get("label", "")}
                 for a in entry.get("annotations", [])]

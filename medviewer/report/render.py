@@ -20,7 +20,8 @@ import numpy as np
 from medviewer.imaging.colormap import heat_lut  # noqa: F401 - re-exported
 from medviewer.report.fonts import pil_font
 
-__all__ = ["FrameImage", "load_frame", "heat_lut", "render_key_image", "ANNOTATION_COLOUR", "METHOD_NAMES"]
+__all__ = ["FrameImage", "load_frame", "heat_lut", "render_key_image", "resize_heatmap", "ANNOTATION_COLOUR",
+           "METHOD_NAMES"]
 
 #: Display names of the attribution methods of :mod:`medviewer.inference.attribution`.
 METHOD_NAMES = {"gradcam": "Grad-CAM", "integrated_gradients": "Integrated Gradients", "ig": "Integrated Gradients",
@@ -126,6 +127,22 @@ def load_frame(path: str, frame: int = 0) -> FrameImage:
     elif mf.voi_lut is not None:
         out.voi_lut = (list(mf.voi_lut[0]), mf.voi_lut[1])
     return out
+
+
+def resize_heatmap(heatmap: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """A [0, 1] heat map (h, w) resampled to (rows, cols): quantised to 8 bits (as stored) and resized bilinearly
+    (Pillow), the way the viewer and the report overlay it. Returns float32 (rows, cols) in [0, 1], multiples of
+    1/255; NaN counts as 0. Raises ValueError for an empty or non-2-D map or a size below 1."""
+    from PIL import Image
+
+    h = np.asarray(heatmap, dtype=np.float32)
+    if h.ndim != 2 or not h.size or rows < 1 or cols < 1:
+        raise ValueError(f"cannot resample a heat map of shape {h.shape} to {rows} x {cols}")
+    h = np.clip(np.nan_to_num(h), 0, 1)
+    him = Image.fromarray((h * 255 + 0.5).astype(np.uint8), mode="L")
+    if him.size != (cols, rows):
+        him = him.resize((cols, rows), Image.Resampling.BILINEAR)
+    return np.asarray(him, dtype=np.float32) / 255.0
 
 
 def _blend_heat(rgb: np.ndarray, heat: np.ndarray, opacity: float) -> np.ndarray:
@@ -273,11 +290,7 @@ def render_key_image(image: FrameImage, *, annotations: list[dict] | None = None
     if (out_w, out_h) != base.size:
         base = base.resize((out_w, out_h), Image.Resampling.LANCZOS if scale < 1 else Image.Resampling.BICUBIC)
     if heatmap is not None and np.size(heatmap):
-        h = np.clip(np.nan_to_num(np.asarray(heatmap, dtype=np.float32)), 0, 1)
-        him = Image.fromarray((h * 255 + 0.5).astype(np.uint8), mode="L").resize((out_w, out_h),
-                                                                                 Image.Resampling.BILINEAR)
-        rgb = _blend_heat(np.asarray(base, dtype=np.float32), np.asarray(him, dtype=np.float32) / 255.0,
-                          heat_opacity)
+        rgb = _blend_heat(np.asarray(base, dtype=np.float32), resize_heatmap(heatmap, out_h, out_w), heat_opacity)
         base = Image.fromarray(np.clip(rgb + 0.5, 0, 255).astype(np.uint8), mode="RGB")
     side = max(out_w, out_h)
     font = pil_font(max(12, round(side / 48)))

@@ -50,7 +50,9 @@ def _scan_and_split(path: str, state: TaskState, store=None) -> tuple[DicomIndex
             stacks[series.series_instance_uid] = build_stacks(series)
     if store is not None and not index.cancelled:
         try:
-            store.register_index(index, os.path.abspath(path))
+            from medviewer.report.dicom_objects import register_index_with_results
+
+            register_index_with_results(store, index, os.path.abspath(path))  # our SRs' results come back too
         except Exception as exc:  # noqa: BLE001 - a store that cannot be written must not stop the reading
             from medviewer.store.cases import describe_store_error
 
