@@ -142,3 +142,28 @@ def testfile():
 def charset_file():
     """``charset_file(name)``: path of a pydicom character set test file."""
     return pydicom_charset_file
+
+
+# ---------------------------------------------------------------------------------------------- case store engines
+@pytest.fixture(scope="session")
+def pg_server():
+    """A PostgreSQL server started for the test session (Debian ``postgresql``; initdb into a temporary folder owned
+    by ``postgres``, loopback port). Skips where PostgreSQL is not installed, fails under CI (``.ci/run`` installs
+    it)."""
+    from medviewer.store.localpg import LocalPostgres, available
+
+    if not available():
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL is not installed (.ci/run installs Debian's postgresql)", pytrace=False)
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
+    server = LocalPostgres().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path) -> str:
+    """The URL of a fresh, empty case store on each engine: an SQLite file, or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'cases.sqlite3'}"
+    return request.getfixturevalue("pg_server").create_database()

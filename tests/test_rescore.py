@@ -105,9 +105,10 @@ def models(tmp_path_factory, cr_folder) -> dict:
 
 
 @pytest.fixture
-def store(tmp_path, cr_folder):
+def store(db_url, cr_folder):
+    """A case store on each engine (SQLite, PostgreSQL: conftest ``db_url``) holding the CR cases."""
     folder = cr_folder[0]
-    st = CaseStore(path=tmp_path / "cases.sqlite3")
+    st = CaseStore(db_url)
     st.register_index(scan(folder), str(folder))
     yield st
     st.close()
@@ -299,11 +300,11 @@ def _result(sop: str, p: float, threshold: float = 0.5) -> ScoreResult:
                        positive_label="pneumonia", positive=p >= threshold)
 
 
-def test_agreement_counts_and_auc_match_sklearn(tmp_path):
+def test_agreement_counts_and_auc_match_sklearn(tmp_path, db_url):
     from sklearn.metrics import roc_auc_score
 
     rng = np.random.default_rng(3)
-    st = CaseStore(path=tmp_path / "agree.sqlite3")
+    st = CaseStore(db_url)
     truth_scores, truth_ai, truth_rad, overrides = [], [], [], 0
     for k in range(40):
         uid = f"1.2.3.{k}"

@@ -1,4 +1,5 @@
-"""Case store: schema and migrations, durability (a writer killed mid-session), histories and the worklist."""
+"""Case store: schema and migrations, durability (a writer killed mid-session), histories and the worklist, on both
+engines: every test taking ``store`` or ``db_url`` runs on SQLite and on a real PostgreSQL server (conftest)."""
 
 from __future__ import annotations
 
@@ -26,8 +27,8 @@ CT_HEAD = SHARED / "ct-head-ge"
 
 
 @pytest.fixture()
-def store(tmp_path):
-    s = CaseStore(path=tmp_path / "cases.sqlite3")
+def store(db_url):
+    s = CaseStore(db_url)
     yield s
     s.close()
 
@@ -45,7 +46,19 @@ def _result(uid: str, p: float, sha: str = "a" * 64, threshold: float = 0.5) -> 
                        positive_label="pneumonia", positive=p >= threshold)
 
 
-def test_fresh_store_is_wal_with_foreign_keys_and_latest_schema(store, tmp_path):
+def test_fresh_store_has_the_latest_schema(store):
+    assert store.version == S.LATEST_VERSION
+    with store.engine.connect() as conn:
+        versions = [r[0] for r in conn.execute(select(S.schema_version.c.version))]
+    assert versions == list(range(1, S.LATEST_VERSION + 1))
+    names = set(inspect(store.engine).get_table_names())
+    assert {"cases", "note_versions", "annotations", "ai_results", "radiologist_scores", "events",
+            "case_readers"} <= names
+    assert {c["name"] for c in inspect(store.engine).get_columns("cases")} >= {"revision"}
+
+
+def test_fresh_sqlite_store_is_wal_with_foreign_keys(tmp_path):
+    store = CaseStore(path=tmp_path / "cases.sqlite3")
     assert store.version == S.LATEST_VERSION
     with store.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
@@ -53,8 +66,7 @@ def test_fresh_store_is_wal_with_foreign_keys_and_latest_schema(store, tmp_path)
         assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
         versions = [r[0] for r in conn.execute(select(S.schema_version.c.version))]
     assert versions == list(range(1, S.LATEST_VERSION + 1))
-    names = set(inspect(store.engine).get_table_names())
-    assert {"cases", "note_versions", "annotations", "ai_results", "radiologist_scores", "events"} <= names
+    store.close()
 
 
 def test_foreign_keys_are_enforced(store):
@@ -65,19 +77,18 @@ def test_foreign_keys_are_enforced(store):
             conn.execute(insert(S.note_versions).values(case_id=9999, text="orphan", saved_at=time.time()))
 
 
-def test_migration_from_version_1_keeps_data(tmp_path):
-    path = tmp_path / "old.sqlite3"
-    engine = make_engine(f"sqlite:///{path}")
+def test_migration_from_version_1_keeps_data(db_url):
+    engine = make_engine(db_url)
     with engine.begin() as conn:  # a database as version 1 left it
         S.MIGRATIONS[1](conn)
         conn.execute(insert(S.schema_version).values(version=1, applied_at=time.time()))
         conn.execute(insert(S.cases).values(study_instance_uid="1.2.3", patient_name="OLD^CASE", created_at=1.0,
                                             updated_at=1.0))
     engine.dispose()
-    store = CaseStore(path=path)
+    store = CaseStore(db_url)
     try:
         assert store.version == S.LATEST_VERSION
-        assert store.get_case("1.2.3").patient_name == "OLD^CASE"
+        assert store.get_case("1.2.3").patient_name == "OLD^CASE" and store.get_case("1.2.3").revision == 0
         index_names = {ix["name"] for ix in inspect(store.engine).get_indexes("annotations")}
         assert "ix_annotations_image" in index_names
         assert migrate(store.engine) == S.LATEST_VERSION  # idempotent
@@ -85,51 +96,50 @@ def test_migration_from_version_1_keeps_data(tmp_path):
         store.close()
 
 
-def test_migration_3_adds_the_intended_use_status_to_old_ai_results(tmp_path):
-    """A version-2 database (ai_results without the gate's columns, as released) keeps its AI rows, which read
-    back as in-scope calls."""
-    path = tmp_path / "v2.sqlite3"
-    later = {name for name, _ in S.V3_AI_COLUMNS}
-    with sqlite3.connect(path) as conn:
-        conn.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at FLOAT NOT NULL)")
-    engine = make_engine(f"sqlite:///{path}")
+def test_migrations_3_and_4_upgrade_a_released_version_2_database(db_url):
+    """A version-2 database (ai_results without the gate's columns, cases without revision, no case_readers, as
+    released) keeps its AI rows, which read back as in-scope calls, and its cases."""
+    from sqlalchemy import text
+
+    engine = make_engine(db_url)
     with engine.begin() as conn:
         for table in S.V1_TABLES:
-            if table is S.schema_version:
-                continue
-            if table is S.ai_results:
-                cols = ", ".join(f"{c.name} {c.type.compile(engine.dialect)}" for c in table.columns
-                                 if c.name not in later)
-                conn.exec_driver_sql(f"CREATE TABLE ai_results ({cols})")
-            else:
-                table.create(conn)
+            table.create(conn)
+        for name, _ in S.V3_AI_COLUMNS:  # as version 2 left them: without the later columns
+            conn.execute(text(f"ALTER TABLE ai_results DROP COLUMN {name}"))
+        conn.execute(text("ALTER TABLE cases DROP COLUMN revision"))
         for v in (1, 2):
             conn.execute(insert(S.schema_version).values(version=v, applied_at=time.time()))
-        cid = conn.execute(insert(S.cases).values(study_instance_uid="1.2.3", created_at=1.0, updated_at=1.0)
-                           ).inserted_primary_key[0]
-        conn.exec_driver_sql(
-            "INSERT INTO ai_results (id, case_id, sop_instance_uid, frame, model, model_version, weights_sha256, "
+        conn.execute(text("INSERT INTO cases (study_instance_uid, patient_name, patient_id, patient_birth_date, "
+                          "patient_sex, study_date, study_time, study_description, accession_number, study_id, "
+                          "modalities, source_path, status, reported_by, created_at, updated_at) VALUES "
+                          "('1.2.3', '', '', '', '', '', '', '', '', '', '', '', 'new', '', 1.0, 1.0)"))
+        cid = conn.execute(text("SELECT id FROM cases")).scalar()
+        conn.execute(text(
+            "INSERT INTO ai_results (case_id, sop_instance_uid, frame, model, model_version, weights_sha256, "
             "probabilities_json, positive_label, score, threshold, positive, heatmap_method, heatmap_label, "
-            "created_at) VALUES (1, ?, '1.2.3.4', 0, 'pneumonia-cnn', '1.0.0', 'ab', '{\"pneumonia\": 0.8}', "
-            "'pneumonia', 0.8, 0.5, 1, '', '', 1.0)", (cid,))
+            "created_at) VALUES (:cid, '1.2.3.4', 0, 'pneumonia-cnn', '1.0.0', 'ab', '{\"pneumonia\": 0.8}', "
+            "'pneumonia', 0.8, 0.5, :yes, '', '', 1.0)"), {"cid": cid, "yes": True})
     engine.dispose()
-    store = CaseStore(path=path)
+    store = CaseStore(db_url)
     try:
         assert store.version == S.LATEST_VERSION
         [r] = store.ai_results("1.2.3")
         assert r.status == "scored" and r.has_call and r.score == 0.8 and r.warnings == []
         assert store.worklist()[0].ai_score == 0.8
+        assert store.get_case("1.2.3").revision == 0 and store.readers("1.2.3") == []
     finally:
         store.close()
 
 
-def test_newer_schema_is_refused_with_a_clear_error(tmp_path):
-    path = tmp_path / "future.sqlite3"
-    CaseStore(path=path).close()
-    with sqlite3.connect(path) as conn:
-        conn.execute("INSERT INTO schema_version VALUES (?, ?)", (S.LATEST_VERSION + 1, time.time()))
+def test_newer_schema_is_refused_with_a_clear_error(db_url):
+    CaseStore(db_url).close()
+    engine = make_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(insert(S.schema_version).values(version=S.LATEST_VERSION + 1, applied_at=time.time()))
+    engine.dispose()
     with pytest.raises(CaseStoreError, match="newer than this medviewer"):
-        CaseStore(path=path)
+        CaseStore(db_url)
 
 
 def test_default_store_lives_in_medviewer_data_dir(tmp_path, monkeypatch):
@@ -180,9 +190,8 @@ def test_notes_keep_every_version_and_findings_history(store):
     assert store.get_case(uid).status == "in progress"  # work on a new case starts it
 
 
-def test_annotations_update_soft_delete_and_reopen(tmp_path):
-    path = tmp_path / "cases.sqlite3"
-    store = CaseStore(path=path)
+def test_annotations_update_soft_delete_and_reopen(db_url):
+    store = CaseStore(db_url)
     a = Annotation("ellipse", [(10, 10), (40, 30)], "1.2.3.4", frame=2, text="cyst")
     store.save_annotation("9.9", a, {"mean": 12.5})
     store.save_annotation("9.9", a.moved(5, 0))
@@ -190,7 +199,7 @@ def test_annotations_update_soft_delete_and_reopen(tmp_path):
     store.save_annotation("9.9", b)
     assert store.delete_annotation(b.uid) and not store.delete_annotation(b.uid)
     store.close()
-    reopened = CaseStore(path=path)
+    reopened = CaseStore(db_url)
     try:
         live = reopened.annotations("9.9")
         assert [x.uid for x in live] == [a.uid]
@@ -245,7 +254,7 @@ def test_radiologist_override_and_sign_off(store):
     assert row.radiologist_positive is True and row.radiologist_confidence == 2
 
 
-def test_interim_notes_are_imported_once(tmp_path):
+def test_interim_notes_are_imported_once(tmp_path, db_url):
     from medviewer.notes.store import SQLiteNoteStore
 
     legacy = SQLiteNoteStore(tmp_path / "notes.sqlite3")
@@ -254,7 +263,7 @@ def test_interim_notes_are_imported_once(tmp_path):
     legacy.save_findings("1.2.7", [{"label": "effusion", "probability": 0.7, "threshold": 0.5, "positive": True}],
                          {"effusion": "confirmed"}, "notes-minilm", "1.0.0")
     legacy.close()
-    store = CaseStore(path=tmp_path / "cases.sqlite3")
+    store = CaseStore(db_url)
     try:
         assert store.import_interim_notes(tmp_path / "notes.sqlite3") == 2
         assert store.import_interim_notes(tmp_path / "notes.sqlite3") == 0
@@ -268,7 +277,7 @@ WRITER = textwrap.dedent("""
     import sys, time
     from medviewer.imaging.annotations import Annotation
     from medviewer.store import CaseStore
-    store = CaseStore(path=sys.argv[1])
+    store = CaseStore(sys.argv[1])
     i = 0
     while True:
         store.save_text("1.2.99", f"note version {i} " + "x" * 2000)
@@ -278,14 +287,13 @@ WRITER = textwrap.dedent("""
 """)
 
 
-def test_killed_writer_loses_nothing_committed(tmp_path):
+def test_killed_writer_loses_nothing_committed(db_url):
     """A writer process is SIGKILLed while it writes; everything it reported committed is there and the
     database opens cleanly (integrity check) and takes new writes."""
     if not hasattr(signal, "SIGKILL"):
         pytest.skip("needs SIGKILL")
-    path = tmp_path / "cases.sqlite3"
-    CaseStore(path=path).close()
-    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE, text=True,
+    CaseStore(db_url).close()
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, db_url], stdout=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
     committed = []
     try:
@@ -301,9 +309,10 @@ def test_killed_writer_loses_nothing_committed(tmp_path):
         proc.kill()
         proc.wait(10)
     assert proc.returncode == -signal.SIGKILL
-    with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    store = CaseStore(path=path)
+    if db_url.startswith("sqlite"):
+        with sqlite3.connect(db_url.removeprefix("sqlite:///")) as conn:
+            assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    store = CaseStore(db_url)
     try:
         texts = {t for _, t, _ in store.note_versions("1.2.99")}
         uids = {a.uid for a in store.annotations("1.2.99")}

@@ -60,6 +60,7 @@ class Case:
     reported_at: float | None = None
     created_at: float = 0.0
     updated_at: float = 0.0
+    revision: int = 0  # + 1 on every change: pass it back as ``expected_revision`` to detect a concurrent change
 
 
 @dataclass
@@ -191,13 +192,84 @@ class WorklistRow:
     radiologist_positive: bool | None = None
     radiologist_confidence: int | None = None
     n_annotations: int = 0
+    being_read_by: list[str] = field(default_factory=list)  # "reader (workstation)" of others with it open
+
+
+@dataclass(frozen=True)
+class CaseReader:
+    """Someone with a case open: reader name, workstation, when opened and last seen (UTC epoch seconds)."""
+
+    reader: str
+    workstation: str
+    opened_at: float
+    seen_at: float
+
+    def describe(self) -> str:
+        return f"{self.reader or 'someone'} ({self.workstation})"
+
+
+#: A reader row not refreshed for this long (seconds) belongs to a workstation that went away.
+READER_TTL_S = 120.0
+
+
+class ConflictError(CaseStoreError):
+    """Another workstation changed the case since this one read it (optimistic concurrency): nothing was
+    overwritten; reload the case and try again. ``by`` names who (when known)."""
+
+    def __init__(self, message: str, by: str = ""):
+        super().__init__(message)
+        self.by = by
+
+
+def workstation_name() -> str:
+    """This workstation's name in the shared store: ``MEDVIEWER_WORKSTATION`` or ``user@host``."""
+    import getpass
+    import os
+    import socket
+
+    name = os.environ.get("MEDVIEWER_WORKSTATION", "")
+    if name:
+        return name
+    try:
+        user = getpass.getuser()
+    except Exception:  # noqa: BLE001 - no user name in this environment: the host alone
+        user = ""
+    return f"{user}@{socket.gethostname()}" if user else socket.gethostname()
 
 
 def default_url() -> str:
-    """``sqlite:///<data dir>/cases.sqlite3`` (see :func:`medviewer.config.data_dir`)."""
+    """The case store's SQLAlchemy URL: ``MEDVIEWER_DB_URL`` (e.g. ``postgresql+psycopg://reader@pacs-db/cases``;
+    keep the password out of it: libpq reads ``PGPASSWORD`` or ``~/.pgpass``), else the ``url`` of
+    ``<data dir>/store.json``, else ``sqlite:///<data dir>/cases.sqlite3`` (see :func:`medviewer.config.data_dir`).
+    """
+    import os
+
     from medviewer.config import data_dir
 
+    env = os.environ.get("MEDVIEWER_DB_URL", "").strip()
+    if env:
+        return env
+    setting = data_dir() / "store.json"
+    if setting.is_file():
+        try:
+            url = str(json.loads(setting.read_text(encoding="utf-8")).get("url", "")).strip()
+        except (OSError, ValueError, AttributeError) as exc:
+            raise CaseStoreError(f"{setting} cannot be read ({exc}); fix or remove it") from exc
+        if url:
+            return url
     return f"sqlite:///{data_dir() / 'cases.sqlite3'}"
+
+
+def display_url(url: str) -> str:
+    """``url`` for messages and logs: the password masked (``***``), a SQLite URL as its file path."""
+    if url.startswith("sqlite:///"):
+        return url.removeprefix("sqlite:///")
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - an unparsable URL: show its scheme only
+        return url.split("://", 1)[0] + "://..."
 
 
 def _is_memory(url: str) -> bool:
@@ -256,7 +328,9 @@ def make_engine(url: str, immediate: bool = True) -> Engine:
     itself always uses a file (a temporary one when the user's store cannot be opened).
     """
     if not url.startswith("sqlite"):
-        return create_engine(url)
+        # PostgreSQL (psycopg 3): READ COMMITTED; the writes that can collide check a revision in their UPDATE
+        # (optimistic concurrency), so no table locks; pool_pre_ping survives a restarted server.
+        return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
     if _is_memory(url):
         from sqlalchemy.pool import StaticPool
 
@@ -283,21 +357,51 @@ def make_engine(url: str, immediate: bool = True) -> Engine:
     return engine
 
 
-def migrate(engine: Engine) -> int:
+def schema_version_of(engine: Engine) -> int | None:
+    """The schema version of a database (None when it has no ``schema_version`` table yet), read in a plain read
+    transaction: no write lock, so it never waits for a writer."""
+    from sqlalchemy import inspect
+
+    with engine.connect() as conn:
+        if not inspect(conn).has_table("schema_version"):
+            return None
+        return int(conn.execute(select(func.max(S.schema_version.c.version))).scalar() or 0)
+
+
+def _lock_migrations(conn: Connection) -> None:
+    """Serialise migrations between workstations: on PostgreSQL a transaction-level advisory lock (released at
+    commit); SQLite's ``BEGIN IMMEDIATE`` already holds the write lock."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("SELECT pg_advisory_xact_lock(2026120615)")
+
+
+def migrate(engine: Engine, reader: Engine | None = None) -> int:
     """Bring the database to :data:`medviewer.store.schema.LATEST_VERSION`; returns the version reached.
 
-    Each migration runs in its own transaction with the ``schema_version`` row that records it, so an interrupted
-    upgrade leaves the database at the last complete version. Raises CaseStoreError when the database was written
-    by a newer medviewer (a higher version than this program knows).
+    The version is first read through ``reader`` (default ``engine``) without a write lock: a database already at
+    the latest version is opened without waiting for another program's write. Each migration runs in its own
+    transaction with the ``schema_version`` row that records it, under a lock that serialises workstations
+    migrating at once (each re-reads the version under the lock), so an interrupted upgrade leaves the database at
+    the last complete version. Raises CaseStoreError when the database was written by a newer medviewer.
     """
-    with engine.begin() as conn:
-        S.schema_version.create(conn, checkfirst=True)
-        current = conn.execute(select(func.max(S.schema_version.c.version))).scalar() or 0
-    if current > S.LATEST_VERSION:
+    current = schema_version_of(reader or engine)
+    if current is not None and current > S.LATEST_VERSION:
         raise CaseStoreError(f"the case store has schema version {current}, newer than this medviewer "
-                             f"({S.LATEST_VERSION}); upgrade medviewer or use another MEDVIEWER_DATA_DIR")
-    for version in range(current + 1, S.LATEST_VERSION + 1):
+                             f"({S.LATEST_VERSION}); upgrade medviewer or use another store")
+    if current == S.LATEST_VERSION:
+        return current
+    with engine.begin() as conn:
+        _lock_migrations(conn)
+        S.schema_version.create(conn, checkfirst=True)
+    for version in range(1, S.LATEST_VERSION + 1):
         with engine.begin() as conn:
+            _lock_migrations(conn)
+            done = conn.execute(select(func.max(S.schema_version.c.version))).scalar() or 0
+            if done > S.LATEST_VERSION:
+                raise CaseStoreError(f"the case store has schema version {done}, newer than this medviewer "
+                                     f"({S.LATEST_VERSION}); upgrade medviewer or use another store")
+            if done >= version:
+                continue
             S.MIGRATIONS[version](conn)
             conn.execute(insert(S.schema_version).values(version=version, applied_at=time.time()))
     return S.LATEST_VERSION
@@ -361,9 +465,11 @@ class CaseStore:
     Raises CaseStoreError when the database's schema is newer than this program.
     """
 
-    def __init__(self, url: str | None = None, *, path: str | Path | None = None):
+    def __init__(self, url: str | None = None, *, path: str | Path | None = None, workstation: str | None = None):
         if path is not None:
             url = f"sqlite:///{Path(path)}"
+        #: This workstation's name (events record it; the worklist shows who has a case open).
+        self.workstation = workstation or workstation_name()
         #: True when the database failed its integrity check: it is read, never written (``problem`` says why).
         self.read_only = False
         self.problem = ""
@@ -384,19 +490,25 @@ class CaseStore:
                     self.version = 0
             else:
                 self.engine = make_engine(self.url)
-                self.version = migrate(self.engine)
+                # Reads use deferred transactions on their own pool: in WAL mode they never wait for a writer's
+                # commit (the GUI thread reads; a writer thread commits with an fsync). PostgreSQL readers never
+                # wait for writers anyway (MVCC): one pool.
+                sqlite_file = self.url.startswith("sqlite") and not _is_memory(self.url)
+                self._reader = make_engine(self.url, immediate=False) if sqlite_file else self.engine
+                self.version = migrate(self.engine, self._reader)
         except CaseStoreError:
             raise
         except (DBAPIError, OSError) as exc:
             orig = getattr(exc, "orig", None) or exc
-            where = self.url.removeprefix("sqlite:///") if getattr(self, "url", None) else "(data directory)"
+            where = display_url(self.url) if getattr(self, "url", None) else "(data directory)"
             raise CaseStoreError(f"cannot open the case store {where}: {type(orig).__name__}: {orig}") from exc
-        # Reads use deferred transactions on their own pool: in WAL mode they never wait for a writer's commit
-        # (the GUI thread reads; a writer thread commits with an fsync).
         if self.read_only:
             self._reader = self.engine
-        else:
-            self._reader = self.engine if _is_memory(self.url) else make_engine(self.url, immediate=False)
+
+    @property
+    def shared(self) -> bool:
+        """True for a server database (PostgreSQL) that several workstations may share."""
+        return not self.url.startswith("sqlite")
 
     def _read(self):  # noqa: ANN202 - a Connection context manager
         """A read-only transaction (a snapshot of the committed data)."""
@@ -409,17 +521,17 @@ class CaseStore:
             self._reader.dispose()
 
     # ------------------------------------------------------------------------------------------------ helpers
-    @staticmethod
-    def _event(conn: Connection, case_id: int, kind: str, **detail: Any) -> None:
+    def _event(self, conn: Connection, case_id: int, kind: str, **detail: Any) -> None:
+        detail.setdefault("workstation", self.workstation)
         conn.execute(insert(S.events).values(case_id=case_id, kind=kind, detail_json=json.dumps(detail),
                                              at=time.time()))
 
-    @staticmethod
-    def _touch(conn: Connection, case_id: int, start_work: bool = True) -> None:
+    def _touch(self, conn: Connection, case_id: int, start_work: bool = True) -> None:
         """Mark the case updated. Work saved on a case (``start_work``) makes a new case "in progress", and
         reopens a reported one: a sign-off covers what was signed, so an edit after it withdraws the sign-off
         (recorded as an event; the reader signs off again). Re-score runs do not count as work."""
-        conn.execute(update(S.cases).where(S.cases.c.id == case_id).values(updated_at=time.time()))
+        conn.execute(update(S.cases).where(S.cases.c.id == case_id)
+                     .values(updated_at=time.time(), revision=S.cases.c.revision + 1))
         if not start_work:
             return
         status = conn.execute(select(S.cases.c.status).where(S.cases.c.id == case_id)).scalar()
@@ -428,7 +540,7 @@ class CaseStore:
         elif status == "reported":
             conn.execute(update(S.cases).where(S.cases.c.id == case_id)
                          .values(status="in progress", reported_by="", reported_at=None))
-            CaseStore._event(conn, case_id, "sign-off withdrawn", reason="edited after sign-off")
+            self._event(conn, case_id, "sign-off withdrawn", reason="edited after sign-off")
 
     def _case_id(self, conn: Connection, study_instance_uid: str, create: bool = True) -> int:
         cid = conn.execute(select(S.cases.c.id).where(S.cases.c.study_instance_uid == study_instance_uid)).scalar()
@@ -511,25 +623,107 @@ class CaseStore:
                 S.case_images.c.series_instance_uid, S.case_images.c.instance_number, S.case_images.c.id))
             return [{k: v for k, v in r._mapping.items() if k not in ("id", "case_id")} for r in rows]
 
-    def set_status(self, study_instance_uid: str, status: str, reader: str = "") -> None:
+    def set_status(self, study_instance_uid: str, status: str, reader: str = "",
+                   expected_revision: int | None = None) -> None:
         """Set the workflow status. "reported" is the sign-off: it records ``reader`` and the time.
 
-        Raises CaseStoreError for an unknown status or case."""
+        expected_revision: the case's :attr:`Case.revision` when the reader last saw it; when another
+        workstation changed the case since, nothing is written and ConflictError says who and what. A sign-off is
+        never silently overwritten: signing a case someone else signed raises ConflictError too. Raises
+        CaseStoreError for an unknown status or case."""
         if status not in S.STATUSES:
             raise CaseStoreError(f"unknown status {status!r} (one of {', '.join(S.STATUSES)})")
         with self.engine.begin() as conn:
             cid = self._case_id(conn, study_instance_uid, create=False)
-            values: dict[str, Any] = {"status": status, "updated_at": time.time()}
+            row = conn.execute(select(S.cases.c.status, S.cases.c.reported_by, S.cases.c.revision)
+                               .where(S.cases.c.id == cid)).one()
+            if expected_revision is not None and row.revision != expected_revision:
+                raise self._conflict(conn, cid, f"the case changed since you opened it (revision "
+                                                f"{expected_revision} -> {row.revision})")
+            if status == "reported" and row.status == "reported" and row.reported_by and row.reported_by != reader:
+                raise self._conflict(conn, cid, f"it was already signed off by {row.reported_by}")
+            values: dict[str, Any] = {"status": status, "updated_at": time.time(),
+                                      "revision": S.cases.c.revision + 1}
             if status == "reported":
                 values.update(reported_by=reader, reported_at=time.time())
             else:
                 values.update(reported_by="", reported_at=None)
-            conn.execute(update(S.cases).where(S.cases.c.id == cid).values(**values))
+            done = conn.execute(update(S.cases).where(S.cases.c.id == cid, S.cases.c.revision == row.revision)
+                                .values(**values))
+            if done.rowcount != 1:  # another writer committed between our read and our update
+                raise self._conflict(conn, cid, "another workstation changed it at the same moment")
             self._event(conn, cid, "signed off" if status == "reported" else "status", status=status, reader=reader)
 
-    def sign_off(self, study_instance_uid: str, reader: str) -> None:
+    def sign_off(self, study_instance_uid: str, reader: str, expected_revision: int | None = None) -> None:
         """Mark the case reported by ``reader`` (see :meth:`set_status`)."""
-        self.set_status(study_instance_uid, "reported", reader)
+        self.set_status(study_instance_uid, "reported", reader, expected_revision)
+
+    def _conflict(self, conn: Connection, cid: int, what: str) -> ConflictError:
+        """A ConflictError naming the last change of the case by another workstation (from its events)."""
+        last = conn.execute(select(S.events.c.kind, S.events.c.detail_json, S.events.c.at)
+                            .where(S.events.c.case_id == cid).order_by(S.events.c.id.desc()).limit(20)).all()
+        for kind, detail_json, at in last:
+            detail = json.loads(detail_json or "{}")
+            ws = str(detail.get("workstation", ""))
+            if ws and ws != self.workstation:
+                who = f"{detail.get('reader') or ''} ({ws})".strip() if detail.get("reader") else ws
+                when = time.strftime("%H:%M:%S", time.localtime(at))
+                return ConflictError(f"not saved: {what}; last change on another workstation: {kind} by {who} "
+                                     f"at {when}. Nothing was overwritten: reopen the case and check it.", by=who)
+        return ConflictError(f"not saved: {what}. Nothing was overwritten: reopen the case and check it.")
+
+    # ------------------------------------------------------------------------------------------------ readers
+    def open_case(self, study_instance_uid: str, reader: str = "") -> list[CaseReader]:
+        """Record that ``reader`` has the case open on this workstation; returns the OTHER readers who have it open
+        (seen within :data:`READER_TTL_S`), for the "being read by" warning. Call :meth:`touch_readers` while it
+        stays open and :meth:`close_case` when it is closed. Raises CaseStoreError for an unknown case."""
+        now = time.time()
+        cr = S.case_readers
+        with self.engine.begin() as conn:
+            cid = self._case_id(conn, study_instance_uid, create=False)
+            conn.execute(cr.delete().where(cr.c.case_id == cid, cr.c.workstation == self.workstation))
+            conn.execute(insert(cr).values(case_id=cid, reader=reader, workstation=self.workstation, opened_at=now,
+                                           seen_at=now))
+        return [r for r in self.readers(study_instance_uid) if r.workstation != self.workstation]
+
+    def touch_readers(self) -> None:
+        """Refresh this workstation's open cases (call every ~30 s; rows not refreshed for READER_TTL_S are
+        stale)."""
+        with self.engine.begin() as conn:
+            conn.execute(update(S.case_readers).where(S.case_readers.c.workstation == self.workstation)
+                         .values(seen_at=time.time()))
+
+    def close_case(self, study_instance_uid: str | None = None) -> None:
+        """This workstation closed the case (every case of this workstation when None)."""
+        cr = S.case_readers
+        with self.engine.begin() as conn:
+            q = cr.delete().where(cr.c.workstation == self.workstation)
+            if study_instance_uid is not None:
+                sub = select(S.cases.c.id).where(S.cases.c.study_instance_uid == study_instance_uid)
+                q = q.where(cr.c.case_id.in_(sub.scalar_subquery()))
+            conn.execute(q)
+
+    def readers(self, study_instance_uid: str) -> list[CaseReader]:
+        """Everyone with the case open (seen within READER_TTL_S), this workstation included."""
+        cr = S.case_readers
+        with self._read() as conn:
+            rows = conn.execute(select(cr.c.reader, cr.c.workstation, cr.c.opened_at, cr.c.seen_at)
+                                .join(S.cases, S.cases.c.id == cr.c.case_id)
+                                .where(S.cases.c.study_instance_uid == study_instance_uid,
+                                       cr.c.seen_at >= time.time() - READER_TTL_S)
+                                .order_by(cr.c.opened_at)).all()
+        return [CaseReader(*r) for r in rows]
+
+    def change_token(self) -> tuple:
+        """A cheap fingerprint of the worklist's data: it differs after any change to any case (on any
+        workstation) or to who has cases open. Poll it to refresh the worklist."""
+        with self._read() as conn:
+            a = conn.execute(select(func.count(), func.max(S.cases.c.updated_at),
+                                    func.coalesce(func.sum(S.cases.c.revision), 0))).one()
+            b = conn.execute(select(func.count(), func.max(S.case_readers.c.seen_at))
+                             .where(S.case_readers.c.seen_at >= time.time() - READER_TTL_S)).one()
+            c = conn.execute(select(func.max(S.events.c.id))).scalar()
+        return (*tuple(a), *tuple(b), c)
 
     # ------------------------------------------------------------------------------------------------ notes
     def save_text(self, study_instance_uid: str, text: str, coalesce_s: float = 0.0) -> int:
@@ -860,6 +1054,12 @@ class CaseStore:
                     an.c.deleted_at.is_(None)).group_by(an.c.case_id)):
                 if cid in rows:
                     rows[cid].n_annotations = int(n)
+            cr = S.case_readers
+            for cid, reader, ws in conn.execute(select(cr.c.case_id, cr.c.reader, cr.c.workstation).where(
+                    cr.c.seen_at >= time.time() - READER_TTL_S, cr.c.workstation != self.workstation)
+                    .order_by(cr.c.opened_at)):
+                if cid in rows:
+                    rows[cid].being_read_by.append(CaseReader(reader, ws, 0.0, 0.0).describe())
         return list(rows.values())
 
     def stale_cases(self, model: str, weights_sha256: str) -> list[str]:

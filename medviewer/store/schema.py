@@ -49,6 +49,7 @@ cases = Table(
     Column("reported_at", Float),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+    Column("revision", Integer, nullable=False, default=0),  # + 1 on every change (optimistic concurrency, v4)
 )
 
 case_images = Table(
@@ -166,6 +167,20 @@ events = Table(
     Column("at", Float, nullable=False),
 )
 
+#: Who has a case open, on which workstation (schema version 4): a row per (case, workstation), refreshed while
+#: the case is open (``seen_at``) and deleted when it is closed; rows older than
+#: :data:`medviewer.store.cases.READER_TTL_S` are stale (a workstation that crashed).
+case_readers = Table(
+    "case_readers", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("case_id", Integer, ForeignKey("cases.id", ondelete="CASCADE"), nullable=False),
+    Column("reader", Text, nullable=False, default=""),
+    Column("workstation", Text, nullable=False),
+    Column("opened_at", Float, nullable=False),
+    Column("seen_at", Float, nullable=False),
+    UniqueConstraint("case_id", "workstation", name="uq_case_readers_ws"),
+)
+
 #: Tables of schema version 1, in creation order.
 V1_TABLES = (schema_version, cases, case_images, note_versions, rescore_runs, note_results, annotations,
              ai_results, radiologist_scores, events)
@@ -217,6 +232,16 @@ def _migrate_3(conn: Connection) -> None:
             conn.execute(text(f"ALTER TABLE ai_results ADD COLUMN {name} {ddl}"))
 
 
+def _migrate_4(conn: Connection) -> None:
+    """Version 4: several workstations on one database (issue #15): ``cases.revision`` for optimistic concurrency
+    and the ``case_readers`` table (who has a case open)."""
+    from sqlalchemy import inspect, text
+
+    if "revision" not in {c["name"] for c in inspect(conn).get_columns("cases")}:
+        conn.execute(text("ALTER TABLE cases ADD COLUMN revision INTEGER NOT NULL DEFAULT 0"))
+    case_readers.create(conn, checkfirst=True)
+
+
 #: version -> migration from version - 1. Append new ones; never edit a released one.
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _migrate_1, 2: _migrate_2, 3: _migrate_3}
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _migrate_1, 2: _migrate_2, 3: _migrate_3, 4: _migrate_4}
 LATEST_VERSION = max(MIGRATIONS)
