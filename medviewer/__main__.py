@@ -33,8 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_export_parser(sub)
     add_worklist_parser(sub)
     from medviewer.cli_pacs import add_pacs_parser
+    from medviewer.cli_rescore import add_rescore_parser
 
     add_pacs_parser(sub)
+    add_rescore_parser(sub)
     p_open = sub.add_parser("open", help="open the viewer with a folder, DICOMDIR or file loaded")
     p_open.add_argument("path", metavar="PATH")
     p_open.add_argument("--screenshot", metavar="FILE", help="save the window as PNG once the first image is "
@@ -78,4 +80,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    # The PyInstaller app is this script: the model process (medviewer.jobs.process, "spawn") re-runs the frozen
+    # executable with --multiprocessing-fork, which freeze_support turns into the worker (a no-op unless frozen).
+    import multiprocessing
+
+    multiprocessing.freeze_support()
     sys.exit(main())
