@@ -481,7 +481,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from medviewer.report.dicom_objects import (DicomObjectError, NoHeatmapError, export_dicom_objects,
                                                 import_dicom_results)
     from medviewer.report.export import export_case, score_case_radiographs
-    from medviewer.store.cases import CaseStoreError, open_default_store
+    from medviewer.store.cases import CaseStoreError, display_url, open_default_store
 
     prog = "medviewer export"
     dicom_out = bool(args.sr or args.seg or args.sc)
@@ -540,8 +540,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         else:
             uid = target
             if store.get_case(uid) is None:
-                print(f"{prog}: no case with StudyInstanceUID {uid} in the case store ({store.url}); export a "
-                      "file or folder instead, or open the study in medviewer first", file=sys.stderr)
+                print(f"{prog}: no case with StudyInstanceUID {uid} in the case store ({display_url(store.url)}); "
+                      "export a file or folder instead, or open the study in medviewer first", file=sys.stderr)
                 return 2
         if not args.no_ai and not store.ai_results(uid):
             try:
@@ -590,11 +590,11 @@ def cmd_export(args: argparse.Namespace) -> int:
             return 1
     finally:
         store.close()
-    files = result["files"]
+    files = result.files
     for key in ("pdf", "json"):
         if key in files:
             print(files[key])
-    for w in result.get("warnings", []):
+    for w in result.report.warnings:
         print(f"warning: {w}", file=sys.stderr)
     return 0
 

@@ -377,8 +377,8 @@ def test_registering_the_study_with_our_sr_imports_its_results(case, tmp_path, c
         # the report built on the fresh store shows them (measurements recomputed from the pixels there too)
         from medviewer.report.content import build_report
 
-        content = build_report(fresh, uid, max_key_images=10)
-        assert [r["score"] for r in content["ai"]["results"]] == [pytest.approx(orig.score, abs=1e-6)]
+        report = build_report(fresh, uid, max_key_images=10)
+        assert [r.score for r in report.ai.results] == [pytest.approx(orig.score, abs=1e-6)]
 
         # a second registration adds nothing
         before = (len(fresh.annotations(uid, include_deleted=True)), len(fresh.ai_results(uid)),
@@ -507,7 +507,9 @@ def test_outputs_refuse_fifos_and_name_several_objects(case, tmp_path):
 
     with pytest.raises(ValueError, match="FIFO"):
         write_sr(case["store"], case["uid"], fifo)
-    content = {"pseudonym": "ANON-X", "header": {"StudyInstanceUID": "1.2.3"}}
-    assert [p.name for p in _targets(tmp_path / "a.dcm", content, "-seg.dcm", 3)] == ["a.dcm", "a-2.dcm", "a-3.dcm"]
-    names = [p.name for p in _targets(str(tmp_path) + "/", content, "-seg.dcm", 2)]
+    from medviewer.report.model import Report
+
+    report = Report(pseudonym="ANON-X", header={"StudyInstanceUID": "1.2.3"})
+    assert [p.name for p in _targets(tmp_path / "a.dcm", report, "-seg.dcm", 3)] == ["a.dcm", "a-2.dcm", "a-3.dcm"]
+    names = [p.name for p in _targets(str(tmp_path) + "/", report, "-seg.dcm", 2)]
     assert names[0].endswith("-seg.dcm") and names[1].endswith("-seg-2.dcm") and "ANON-X" in names[0]

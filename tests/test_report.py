@@ -153,9 +153,12 @@ def _pdf_text(path) -> tuple[int, str]:
 
 def test_build_report_content(store, full_case):
     from medviewer.report.content import SCHEMA, build_report
+    from medviewer.report.model import Report
 
     uid = full_case["uid"]
-    c = build_report(store, uid)
+    report = build_report(store, uid)
+    assert isinstance(report, Report)
+    c = report.to_dict()
     json.dumps(c)  # JSON-able
     assert c["schema"] == SCHEMA == "medviewer.report/1"
     h = c["header"]
@@ -215,7 +218,7 @@ def test_middle_images_when_nothing_is_marked_and_stored_measurements_when_unrea
     for f in sorted(GE.glob("*.dcm"))[10:15]:
         shutil.copy(f, folder / f.name)
     uid = _register(store, folder)
-    c = build_report(store, uid)
+    c = build_report(store, uid).to_dict()
     [key] = c["key_images"]
     images = store.case_images(uid)
     assert key["sop_instance_uid"] == images[len(images) // 2]["sop_instance_uid"]
@@ -226,7 +229,7 @@ def test_middle_images_when_nothing_is_marked_and_stored_measurements_when_unrea
     store.save_annotation(uid, ann, {"kind": "rect", "mean": 12.5, "sd": 1.0, "minimum": 10, "maximum": 15,
                                      "area": 300.0, "units": "HU", "n_pixels": 1200})
     os.remove(img["path"])
-    c = build_report(store, uid)
+    c = build_report(store, uid).to_dict()
     [key] = c["key_images"]
     assert key["error"] and key["annotations"][0]["measurement_source"] == "stored"
     assert str(folder) not in json.dumps(c)  # error messages carry no folder (it may name the patient)
@@ -244,9 +247,9 @@ def test_export_pdf_and_json(tmp_path, store, full_case):
     uid = full_case["uid"]
     out = tmp_path / "out"
     res = export_case(store, uid, pdf=out / "report.pdf", json_path=out / "report.json")
-    assert res["files"]["pdf"] == str(out / "report.pdf")
+    assert res.files["pdf"] == str(out / "report.pdf")
     saved = json.loads((out / "report.json").read_text(encoding="utf-8"))
-    assert saved == {k: v for k, v in res.items() if k != "files"}
+    assert saved == res.report.to_dict()  # the JSON is the report the PDF was written from
     pages, text = _pdf_text(out / "report.pdf")
     assert pages >= 1 and (out / "report.pdf").read_bytes().startswith(b"%PDF")
     flat = _ascii_text(text)
@@ -254,8 +257,8 @@ def test_export_pdf_and_json(tmp_path, store, full_case):
     assert "medviewer sample study (pydicom-data images)" in flat
     assert "not for diagnostic use" in flat.lower()
     assert _ascii_text(NOTE) in flat  # unicode (± ° µ ²) survives into the PDF text
-    roi = next(a for k in res["key_images"] for a in k["annotations"] if a["kind"] == "ellipse")
-    assert f"mean {roi['measurement']['mean']:.1f} HU" in flat
+    roi = next(a for k in res.report.key_images for a in k.annotations if a.kind == "ellipse")
+    assert f"mean {roi.measurement.mean:.1f} HU" in flat
     assert f"Page 1 of {pages}" in flat
     assert "pneumonia-cnn 1.0.0" in flat and "Intended use" in flat
     assert "Dr. Sancho Panza" in flat
@@ -273,8 +276,8 @@ def test_deidentified_export_has_no_identifiers(tmp_path, store, full_case):
     out = tmp_path / "deid"
     out.mkdir()
     res = export_case(store, uid, pdf=out, json_path=out, deidentify=True)
-    pdf, js = Path(res["files"]["pdf"]), Path(res["files"]["json"])
-    stem = safe_basename(res)
+    pdf, js = Path(res.files["pdf"]), Path(res.files["json"])
+    stem = safe_basename(res.report)
     assert pdf.name == stem + ".pdf" and js.name == stem + ".json"
     assert re.fullmatch(r"medviewer-report-ANON-[0-9A-F]{10}-[0-9a-f]{8}", stem)
     originals = [uid] + [i["sop_instance_uid"] for i in store.case_images(uid)] + \
@@ -303,11 +306,11 @@ def test_deidentified_export_has_no_identifiers(tmp_path, store, full_case):
     new_uid = c["header"]["StudyInstanceUID"]
     assert re.fullmatch(r"[0-9]+(\.[0-9]+)+", new_uid) and len(new_uid) <= 64 and new_uid != uid
     again = build_report(store, uid, deidentify=True)
-    assert again["header"]["StudyInstanceUID"] == new_uid and again["pseudonym"] == c["pseudonym"]
+    assert again.header["StudyInstanceUID"] == new_uid and again.pseudonym == c["pseudonym"]
     ct_key = next(k for k in c["key_images"] if k["modality"] == "CT")
     assert all(a["sop_instance_uid"] == ct_key["sop_instance_uid"] for a in ct_key["annotations"])
     # Times shifted by whole days, intervals kept.
-    ident = build_report(store, uid)
+    ident = build_report(store, uid).to_dict()
 
     def secs(t: str) -> float:
         return calendar.timegm(time.strptime(t, "%Y-%m-%dT%H:%M:%SZ"))
@@ -321,6 +324,7 @@ def test_deidentified_export_has_no_identifiers(tmp_path, store, full_case):
 def test_deid_rules():
     from medviewer.report.deid import (BASIC_PROFILE, REDACTED, DeidentificationError, deidentify_report,
                                        identifying_tokens, new_uid, residual_identifiers, scrub_text)
+    from medviewer.report.model import Report
 
     for kw, action in (("PatientName", "Z"), ("PatientID", "Z"), ("PatientBirthDate", "Z"), ("PatientSex", "Z"),
                        ("AccessionNumber", "Z"), ("StudyDate", "Z"), ("StudyTime", "Z"), ("StudyID", "Z"),
@@ -338,16 +342,19 @@ def test_deid_rules():
     content = {"header": {"PatientName": "Li^Bo", "PatientID": "12345678", "StudyInstanceUID": "1.2.840.99",
                           "Unknown": "secret", "Manufacturer": "ACME"},
                "note": {"text": "Bo said 1.2.840.99 twice"}, "generated_at": "2024-05-01T10:00:00Z"}
-    d = deidentify_report(content, "salt")
+    d = deidentify_report(Report.from_dict(content), "salt").to_dict()
     assert "Unknown" not in d["header"] and d["header"]["Manufacturer"] == "ACME"
     assert d["note"]["text"] == f"{REDACTED} said {d['header']['StudyInstanceUID']} twice"
     assert d["generated_at"] != content["generated_at"] and content["header"]["PatientName"] == "Li^Bo"
     # Name parts that are also words of the report's own vocabulary (keys, card text) do not block the export.
-    d = deidentify_report({"header": {"PatientName": "Modality^LUT^Test"}, "key_images": [{"modality": "OT"}],
-                           "ai": {"models": [{"task": "Test metrics"}]}, "note": {"text": "LUT test"}}, "salt")
-    assert d["note"]["text"] == f"{REDACTED} {REDACTED}" and d["ai"]["models"][0]["task"] == "Test metrics"
+    d = deidentify_report(Report.from_dict({"header": {"PatientName": "Modality^LUT^Test"},
+                                            "key_images": [{"modality": "OT"}],
+                                            "ai": {"models": [{"task": "Test metrics"}]},
+                                            "note": {"text": "LUT test"}}), "salt")
+    assert d.note.text == f"{REDACTED} {REDACTED}" and d.ai.models[0].task == "Test metrics"
     with pytest.raises(DeidentificationError):  # an ID where it cannot be cleaned (a key) stops the export
-        deidentify_report({"header": {"PatientID": "QX-1"}, "ai": {"probabilities": {"QX-1": 0.5}}}, "salt")
+        deidentify_report(Report.from_dict({"header": {"PatientID": "QX-1"},
+                                            "ai": {"results": [{"probabilities": {"QX-1": 0.5}}]}}), "salt")
 
 
 def test_burned_in_annotation_is_flagged_and_renders_carry_no_patient_text(tmp_path, store):
@@ -356,7 +363,7 @@ def test_burned_in_annotation_is_flagged_and_renders_carry_no_patient_text(tmp_p
 
     folder = _make_study(tmp_path / "burned", burned_in="YES")
     uid = _register(store, folder)
-    c = build_report(store, uid)
+    c = build_report(store, uid).to_dict()
     assert any("BurnedInAnnotation is YES" in w for w in c["warnings"])
     cr = next(k for k in c["key_images"] if k["modality"] == "CR")
     assert cr["burned_in_annotation"] == "YES"
@@ -398,13 +405,14 @@ def test_render_voi_heatmap_and_annotations(tmp_path):
 
 def test_pdf_unicode_and_fallback(tmp_path):
     from medviewer.report.fonts import printable
+    from medviewer.report.model import Report
     from medviewer.report.pdf import register_fonts, write_pdf
 
     assert printable("±°µ² \N{WARNING SIGN} 中", None, "cp1252") == "±°µ² (!) ?"
     content = {"schema": "medviewer.report/1", "header": {"PatientName": "Ünïcødé^Zoë", "PatientID": "Ω-1"},
                "note": {"text": "Lesion 12 ± 2 mm, 45° angle, 3 µm², ⚠ check <b>&amp;</b>", "findings": []},
                "disclaimer": "Not for diagnostic use.", "generated_at": "2024-05-01T10:00:00Z"}
-    pages = write_pdf(content, tmp_path / "u.pdf")
+    pages = write_pdf(Report.from_dict(content), tmp_path / "u.pdf")
     n, text = _pdf_text(tmp_path / "u.pdf")
     assert pages == n == 1
     assert "12 ± 2 mm, 45° angle, 3 µm²" in text and "<b>&amp;</b>" in text and "Zoë" in text
@@ -419,10 +427,10 @@ def test_page_renders_quickly(tmp_path, store, full_case):
     if shutil.which("pdftoppm") is None:
         pytest.skip("pdftoppm (poppler-utils) is not installed")
     res = export_case(store, full_case["uid"], pdf=tmp_path / "r.pdf")
-    assert os.path.getsize(res["files"]["pdf"]) < 3_000_000
-    for page in range(1, int(res["files"]["pages"]) + 1):
+    assert os.path.getsize(res.files["pdf"]) < 3_000_000
+    for page in range(1, int(res.files["pages"]) + 1):
         t0 = time.monotonic()
-        subprocess.run(["pdftoppm", "-r", "100", "-png", "-f", str(page), "-l", str(page), res["files"]["pdf"],
+        subprocess.run(["pdftoppm", "-r", "100", "-png", "-f", str(page), "-l", str(page), res.files["pdf"],
                         str(tmp_path / f"p{page}")], check=True, timeout=60)
         assert time.monotonic() - t0 < 5
 
@@ -464,8 +472,8 @@ def test_worklist_csv_round_trip(tmp_path, store, full_case):
     with open(dpath, newline="", encoding="utf-8") as fp:
         drows = list(csv.DictReader(fp))
     report = build_report(store, full_case["uid"], deidentify=True)
-    mine = next(r for r in drows if r["StudyInstanceUID"] == report["header"]["StudyInstanceUID"])
-    assert mine["patient"] == report["pseudonym"] and mine["patient ID"] == "" and mine["study date"] == ""
+    mine = next(r for r in drows if r["StudyInstanceUID"] == report.header["StudyInstanceUID"])
+    assert mine["patient"] == report.pseudonym and mine["patient ID"] == "" and mine["study date"] == ""
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -602,7 +610,7 @@ def test_deidentified_pdf_metadata_has_the_shifted_time_and_no_identifiers(tmp_p
     store.sign_off(uid, "Dr. Sancho Panza")
     now = time.time()
     res = export_case(store, uid, pdf=tmp_path / "d.pdf", json_path=tmp_path / "d.json", deidentify=True)
-    shifted = calendar.timegm(time.strptime(res["generated_at"], "%Y-%m-%dT%H:%M:%SZ"))
+    shifted = calendar.timegm(time.strptime(res.report.generated_at, "%Y-%m-%dT%H:%M:%SZ"))
     assert now - shifted >= 365 * 86400  # the content's time is shifted...
     info = PdfReader(str(tmp_path / "d.pdf")).metadata
     for key in ("/CreationDate", "/ModDate"):  # ... and so are the PDF's own dates (they gave the shift away)
@@ -611,7 +619,7 @@ def test_deidentified_pdf_metadata_has_the_shifted_time_and_no_identifiers(tmp_p
                                                      "/Keywords")).lower()
     for word in ("quixote", "alonso", PID.lower(), "sancho", "panza", uid):
         assert word not in meta, word
-    assert str(info["/Title"]) == f"medviewer report {res['pseudonym']}"
+    assert str(info["/Title"]) == f"medviewer report {res.report.pseudonym}"
     raw = (tmp_path / "d.pdf").read_bytes()
     assert time.strftime("%Y%m%d", time.gmtime(now)).encode() not in raw  # the real date is nowhere in the file
     # An identified report keeps the real time.
@@ -637,9 +645,9 @@ def test_free_text_loses_readers_header_people_places_unicode_and_glued_names(tm
     store.add_radiologist_score(uid, "nodule", True, 4, comment="Called Dr Watson and Moriartys team",
                                 reader="Dr. James Moriarty")
     store.sign_off(uid, "Dr. James Moriarty")
-    c = build_report(store, uid)
+    c = build_report(store, uid).to_dict()
     assert c["header"]["InstitutionName"] == "St Elsewhere Hospital"  # read from the image header
-    d = build_report(store, uid, deidentify=True)
+    d = build_report(store, uid, deidentify=True).to_dict()
     values: list[str] = []
 
     def collect(v) -> None:  # noqa: ANN001 - every string value (keys such as "ReferringPhysicianName" hold "anna")
@@ -694,18 +702,20 @@ def test_short_name_parts_and_kept_header_values_do_not_block_deidentification(t
 def test_short_numeric_ids_stay_in_the_clinical_text(tmp_path, store):
     from medviewer.report.content import build_report
     from medviewer.report.deid import REDACTED, deidentify_report
+    from medviewer.report.model import Report
 
     uid = _ge_case(store, tmp_path / "ge", PatientName="Roe^Richard", PatientID="4711", StudyID="10",
                    AccessionNumber="20231")
     text = "Nodule 10 mm in the left lobe, stable since 10/2023 (CT #10, acc. 20231, id 4711); Richard Roe."
     store.save_text(uid, text)
-    d = build_report(store, uid, deidentify=True)
+    d = build_report(store, uid, deidentify=True).to_dict()
     assert d["note"]["text"] == text.replace("Richard Roe", REDACTED)
     assert (d["header"]["StudyID"], d["header"]["AccessionNumber"], d["header"]["PatientID"]) == ("", "", "")
     # Longer numbers still are identifiers.
-    d = deidentify_report({"header": {"PatientID": "123456", "AccessionNumber": "987654", "StudyID": "10"},
-                           "note": {"text": "ID 123456, acc 987654, nodule 10 mm"}}, "salt")
-    assert d["note"]["text"] == f"ID {REDACTED}, acc {REDACTED}, nodule 10 mm"
+    d = deidentify_report(Report.from_dict({"header": {"PatientID": "123456", "AccessionNumber": "987654",
+                                                       "StudyID": "10"},
+                                            "note": {"text": "ID 123456, acc 987654, nodule 10 mm"}}), "salt")
+    assert d.note.text == f"ID {REDACTED}, acc {REDACTED}, nodule 10 mm"
 
 
 CJK_NOTE = "患者 王伟, ミュラーさん: 右肺結節 8 mm."
@@ -720,27 +730,29 @@ def test_cjk_without_a_font_warns_in_the_pdf_and_keeps_the_json(tmp_path, store,
     store.save_text(uid, CJK_NOTE)
     res = export_case(store, uid, pdf=tmp_path / "r.pdf", json_path=tmp_path / "r.json")
     assert json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))["note"]["text"] == CJK_NOTE
-    _, text = _pdf_text(res["files"]["pdf"])
+    _, text = _pdf_text(res.files["pdf"])
     flat = _ascii_text(text)
     assert "some characters could not be printed: font missing" in flat.lower()
     assert "?? ??, ??????: ???? 8 mm." in flat
     # Nothing missing, no warning.
     store.save_text(uid, "Nodule 8 mm, ±1 mm.")
     res = export_case(store, uid, pdf=tmp_path / "s.pdf")
-    assert "font missing" not in _pdf_text(res["files"]["pdf"])[1]
+    assert "font missing" not in _pdf_text(res.files["pdf"])[1]
 
 
 def test_cjk_with_a_font_is_printed(tmp_path, monkeypatch):
     from medviewer.report import fonts
+    from medviewer.report.model import Report
     from medviewer.report.pdf import write_pdf
 
     path = fonts.find_cjk_font()
     if path is None:
         pytest.skip("no CJK font reportlab can embed is installed (e.g. apt-get install fonts-droid-fallback)")
     monkeypatch.setattr(fonts, "find_cjk_font", lambda: path)
-    content = {"schema": "medviewer.report/1", "header": {"PatientName": "王^伟"}, "disclaimer": "Not for diagnostic use.",
-               "note": {"text": CJK_NOTE, "findings": []}, "generated_at": "2024-05-01T10:00:00Z"}
-    write_pdf(content, tmp_path / "c.pdf")
+    content = {"schema": "medviewer.report/1", "header": {"PatientName": "王^伟"},
+               "disclaimer": "Not for diagnostic use.", "note": {"text": CJK_NOTE, "findings": []},
+               "generated_at": "2024-05-01T10:00:00Z"}
+    write_pdf(Report.from_dict(content), tmp_path / "c.pdf")
     from pypdf import PdfReader
 
     reader = PdfReader(str(tmp_path / "c.pdf"))
@@ -895,7 +907,7 @@ def test_planted_identifiers_do_not_leak_from_a_deidentified_export(tmp_path, st
     out = tmp_path / "out"
     out.mkdir()
     result = export_case(store, uid, pdf=out, json_path=out, deidentify=True, salt="test-salt")
-    files = result["files"]
+    files = result.files
     raw = Path(files["json"]).read_text(encoding="utf-8")
     _, text = _pdf_text(files["pdf"])
     blobs = {"json": raw, "pdf": text, "file names": files["json"] + files["pdf"]}

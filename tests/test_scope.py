@@ -173,9 +173,9 @@ def test_store_worklist_and_report_say_outside_intended_use(model, tmp_path):
     assert stored.status == "out_of_scope" and not stored.has_call and "modality CT" in stored.scope_reason
     row = store.worklist()[0]
     assert row.ai_score is None and row.ai_status == "out_of_scope" and "modality CT" in row.ai_scope_reason
-    ai = build_report(store, uid)["ai"]["results"][0]
-    assert ai["score"] is None and ai["positive"] is None
-    assert "outside the model's intended use (modality CT" in ai["scope"]
+    ai = build_report(store, uid).ai.results[0]
+    assert ai.score is None and ai.positive is None
+    assert "outside the model's intended use (modality CT" in ai.scope
     forced = model.score_frame(read_frame(ct), explain=None, force=True)
     store.add_ai_result(uid, forced)
     row = store.worklist()[0]

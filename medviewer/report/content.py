@@ -1,4 +1,5 @@
-"""The content of a case report: one JSON-able dict (schema ``medviewer.report/1``) built from the case store.
+"""The content of a case report: one typed :class:`~medviewer.report.model.Report` (JSON schema
+``medviewer.report/1``) built from the case store.
 
 :func:`build_report` gathers, for one study: the patient/study header, the key images with their annotations
 (measurements recomputed from the pixels where the image can be read, so ROI statistics are in modality units such
@@ -9,6 +10,10 @@ Conventions: header values keep their DICOM formats (names with ``^``, dates ``Y
 keyed by DICOM keyword; every time the report adds is ISO 8601 UTC (``2024-05-01T12:34:56Z``); probabilities are
 in [0, 1]; lengths in mm (px when the image has no PixelSpacing), areas in mm2, ROI statistics in the image's
 modality units. Image file paths and the case's source path are never part of the content.
+
+The PDF, the JSON (:meth:`Report.to_dict <medviewer.report.model.Report.to_dict>`) and the DICOM SR are all
+written from the :class:`~medviewer.report.model.Report` returned here; :mod:`medviewer.report.model` documents
+every field.
 """
 
 from __future__ import annotations
@@ -19,14 +24,9 @@ from dataclasses import fields as _fields
 
 from medviewer import __version__
 from medviewer.imaging.annotations import Annotation, Measurement, measure
-
-SCHEMA = "medviewer.report/1"
-
-#: The "not for diagnostic use" statement printed on every report.
-NOT_FOR_DIAGNOSTIC_USE = (
-    "Not for diagnostic use. medviewer is research and teaching software: its AI results and automatic note "
-    "findings are decision support only, are not a diagnosis, and must be checked by a qualified reader."
-)
+from medviewer.report.model import (NOT_FOR_DIAGNOSTIC_USE, SCHEMA, AIResultEntry, AISection, AnnotationEntry,
+                                    CaseSummary, Generator, KeyImage, ModelSummary, NoteFinding, NoteSection,
+                                    ReaderCall, Report, SignOff, Timestamps, WindowSetting)
 
 #: Header attributes copied from the first image's DICOM header when present (besides the case's own).
 DICOM_HEADER_EXTRAS = (
@@ -102,20 +102,20 @@ def _image_label(img: dict | None, frame: int = 0) -> str:
     return text
 
 
-def _ai_dict(r, img: dict | None) -> dict:  # noqa: ANN001 - medviewer.store.cases.AIResult
-    return {
-        "id": r.id, "sop_instance_uid": r.sop_instance_uid, "frame": r.frame, "image": _image_label(img, r.frame),
-        "model": r.model, "version": r.model_version, "weights_sha256": r.weights_sha256,
-        "probabilities": {k: float(v) for k, v in r.probabilities.items()}, "positive_label": r.positive_label,
-        "score": float(r.score) if r.has_call else None, "threshold": float(r.threshold),
-        "positive": bool(r.positive) if r.has_call else None,
-        "status": r.status, "scope": r.scope_text(), "warnings": list(r.warnings),
-        "heatmap_method": r.heatmap_method, "heatmap_label": r.heatmap_label, "has_heatmap": bool(r.heatmap_png),
-        "created_at": iso_utc(r.created_at),
-    }
+def _ai_entry(r, img: dict | None) -> AIResultEntry:  # noqa: ANN001 - medviewer.store.cases.AIResult
+    return AIResultEntry(
+        id=r.id, sop_instance_uid=r.sop_instance_uid, frame=r.frame, image=_image_label(img, r.frame),
+        model=r.model, version=r.model_version, weights_sha256=r.weights_sha256,
+        probabilities={k: float(v) for k, v in r.probabilities.items()}, positive_label=r.positive_label,
+        score=float(r.score) if r.has_call else None, threshold=float(r.threshold),
+        positive=bool(r.positive) if r.has_call else None,
+        status=r.status, scope=r.scope_text(), warnings=list(r.warnings),
+        heatmap_method=r.heatmap_method, heatmap_label=r.heatmap_label, has_heatmap=bool(r.heatmap_png),
+        created_at=iso_utc(r.created_at),
+    )
 
 
-def _card_summary(name: str, results: list[dict]) -> dict:
+def _card_summary(name: str, results: list[AIResultEntry]) -> ModelSummary:
     """The model card's summary for the report (name, version, intended use, test metrics)."""
     from medviewer.config import models_dir
     from medviewer.inference.card import ModelCardError, load_card
@@ -123,20 +123,20 @@ def _card_summary(name: str, results: list[dict]) -> dict:
     try:
         card = load_card(models_dir() / name, verify_sha=False)
     except (ModelCardError, OSError):
-        return {"name": name, "available": False, "note": "model card not found on this installation"}
+        return ModelSummary(name=name, available=False, note="model card not found on this installation")
     test = card.metrics.get("test", {}) if isinstance(card.metrics.get("test"), dict) else {}
     metrics = {k: test[k] for k in ("auc", "accuracy", "sensitivity", "specificity", "balanced_accuracy", "n",
                                     "n_positive") if k in test}
-    shas = {r["weights_sha256"] for r in results if r["model"] == name}
-    return {
-        "name": card.name, "version": card.version, "available": True, "task": card.task,
-        "labels": list(card.labels), "positive_label": str(card.extra.get("positive_label", card.labels[-1])),
-        "threshold": float(card.threshold), "threshold_rule": str(card.extra.get("threshold_rule", "")),
-        "intended_use": card.intended_use, "training_data": str(card.training_data.get("name", "")),
-        "test_metrics": metrics, "weights_sha256": card.weights_sha256, "summary": card.summary(),
-        "results_match_card_weights": shas <= {card.weights_sha256},
-        "not_for_diagnostic_use": NOT_FOR_DIAGNOSTIC_USE,
-    }
+    shas = {r.weights_sha256 for r in results if r.model == name}
+    return ModelSummary(
+        name=card.name, version=card.version, available=True, task=card.task,
+        labels=list(card.labels), positive_label=str(card.extra.get("positive_label", card.labels[-1])),
+        threshold=float(card.threshold), threshold_rule=str(card.extra.get("threshold_rule", "")),
+        intended_use=card.intended_use, training_data=str(card.training_data.get("name", "")),
+        test_metrics=metrics, weights_sha256=card.weights_sha256, summary=card.summary(),
+        results_match_card_weights=shas <= {card.weights_sha256},
+        not_for_diagnostic_use=NOT_FOR_DIAGNOSTIC_USE,
+    )
 
 
 def _dicom_extras(path: str) -> dict[str, str]:
@@ -237,10 +237,10 @@ def _select_key_images(images: list[dict], marked: dict[tuple[str, int], int], m
     return out
 
 
-def _annotation_entry(ann: Annotation, stored: dict, frame_image, read_error: str) -> dict:  # noqa: ANN001
+def _annotation_entry(ann: Annotation, stored: dict, frame_image, read_error: str  # noqa: ANN001
+                      ) -> AnnotationEntry:
     """An annotation with its measurement: recomputed on ``frame_image`` when given (for ROIs on colour images the
     stored one, which the viewer measured), else the stored one."""
-    entry = ann.to_dict()
     m: Measurement | None = None
     source = "stored"
     colour_roi = frame_image is not None and frame_image.is_color and ann.kind in ("rect", "ellipse")
@@ -255,19 +255,20 @@ def _annotation_entry(ann: Annotation, stored: dict, frame_image, read_error: st
     if m is None:
         m = measurement_from_dict(stored)
         source = "stored" if m is not None else "none"
-    entry["measurement"] = m.to_dict() if m is not None else {}
-    entry["label"] = m.label() if m is not None else ""
+    label = m.label() if m is not None else ""
     if colour_roi and source == "image":  # no modality values in a colour image: geometry only
-        entry["label"] = entry["label"].replace("(no pixels inside)", "(colour image: no statistics)")
-    entry["measurement_source"] = source
-    if source != "image" and read_error:
-        entry["measurement_note"] = f"image not readable ({read_error}): stored measurement shown"
-    return entry
+        label = label.replace("(no pixels inside)", "(colour image: no statistics)")
+    return AnnotationEntry(
+        uid=ann.uid, kind=ann.kind, points=[list(p) for p in ann.points], sop_instance_uid=ann.sop_instance_uid,
+        frame=ann.frame, text=ann.text, measurement=m, label=label, measurement_source=source,
+        measurement_note=f"image not readable ({read_error}): stored measurement shown"
+        if source != "image" and read_error else None)
 
 
 def build_report(store, study_instance_uid: str, *, deidentify: bool = False, max_key_images: int = 6,  # noqa: ANN001
-                 salt: str | None = None, now: float | None = None) -> dict:
-    """The JSON-able report content of one case (schema ``medviewer.report/1``; see the module docstring).
+                 salt: str | None = None, now: float | None = None) -> Report:
+    """The report of one case (:class:`~medviewer.report.model.Report`; its :meth:`~Report.to_dict` is the JSON,
+    schema ``medviewer.report/1``; see the module docstring).
 
     store: a :class:`medviewer.store.cases.CaseStore`. deidentify: apply
     :func:`medviewer.report.deid.deidentify_report` (PS3.15 Annex E Basic Application Level Confidentiality
@@ -316,19 +317,18 @@ def build_report(store, study_instance_uid: str, *, deidentify: bool = False, ma
         key = (r.sop_instance_uid, r.frame)
         marked[key] = min(marked.get(key, 9), 1 if r.positive and r.has_call else 2)
     selected = _select_key_images(images, marked, max(0, int(max_key_images)))
-    key_images = []
+    key_images: list[KeyImage] = []
     shown: set[tuple[str, int]] = set()
     for img, sop, frame, reason in selected:
         shown.add((sop, frame))
-        entry = {
-            "sop_instance_uid": sop, "frame": frame, "reason": reason, "image": _image_label(img, frame),
-            "series_instance_uid": img["series_instance_uid"] if img else "",
-            "series_description": img["series_description"] if img else "",
-            "modality": img["modality"] if img else "", "instance_number": img["instance_number"] if img else None,
-            "number_of_frames": int(img["number_of_frames"] or 1) if img else 1,
-            "rows": img["rows"] if img else 0, "columns": img["columns"] if img else 0,
-            "pixel_spacing_mm": None, "units": "", "window": None, "burned_in_annotation": "", "error": "",
-        }
+        entry = KeyImage(
+            sop_instance_uid=sop, frame=frame, reason=reason, image=_image_label(img, frame),
+            series_instance_uid=img["series_instance_uid"] if img else "",
+            series_description=img["series_description"] if img else "",
+            modality=img["modality"] if img else "", instance_number=img["instance_number"] if img else None,
+            number_of_frames=int(img["number_of_frames"] or 1) if img else 1,
+            rows=img["rows"] if img else 0, columns=img["columns"] if img else 0,
+        )
         fi, err = None, ""
         if img is None:
             err = "the image is not part of the case's image list"
@@ -338,103 +338,103 @@ def build_report(store, study_instance_uid: str, *, deidentify: bool = False, ma
             except Exception as exc:  # noqa: BLE001 - PixelDecodeError, missing file...: report, do not fail
                 err = _without_paths(getattr(exc, "reason", None) or str(exc) or type(exc).__name__, img["path"])
         if fi is not None:
-            entry["pixel_spacing_mm"] = list(fi.pixel_spacing) if fi.pixel_spacing else None
-            entry["units"] = fi.units
+            entry.pixel_spacing_mm = list(fi.pixel_spacing) if fi.pixel_spacing else None
+            entry.units = fi.units
             if fi.window is not None:
-                entry["window"] = {"center": fi.window.center, "width": fi.window.width,
-                                   "function": fi.window.function}
-            entry["burned_in_annotation"] = fi.burned_in_annotation
-            entry["photometric_interpretation"] = fi.photometric
+                entry.window = WindowSetting(center=fi.window.center, width=fi.window.width,
+                                             function=fi.window.function)
+            entry.burned_in_annotation = fi.burned_in_annotation
+            entry.photometric_interpretation = fi.photometric
             if fi.burned_in_annotation == "YES":
-                warnings.append(f"{entry['image']}: BurnedInAnnotation is YES: the pixels may show identifying "
+                warnings.append(f"{entry.image}: BurnedInAnnotation is YES: the pixels may show identifying "
                                 "text; check the image before sharing it.")
             elif not fi.burned_in_annotation and fi.modality in BURNED_IN_PRONE:
-                warnings.append(f"{entry['image']}: {fi.modality} image without BurnedInAnnotation: the pixels "
+                warnings.append(f"{entry.image}: {fi.modality} image without BurnedInAnnotation: the pixels "
                                 "may show identifying text.")
-        entry["error"] = err
-        entry["annotations"] = [_annotation_entry(a, stored_meas.get(a.uid, {}), fi, err)
-                                for a in annotations if a.sop_instance_uid == sop and a.frame == frame]
-        entry["ai_results"] = [_ai_dict(r, img) for r in latest_ai if r.sop_instance_uid == sop and r.frame == frame]
+        entry.error = err
+        entry.annotations = [_annotation_entry(a, stored_meas.get(a.uid, {}), fi, err)
+                             for a in annotations if a.sop_instance_uid == sop and a.frame == frame]
+        entry.ai_results = [_ai_entry(r, img) for r in latest_ai if r.sop_instance_uid == sop and r.frame == frame]
         key_images.append(entry)
     other_annotations = [_annotation_entry(a, stored_meas.get(a.uid, {}), None, "")
                          for a in annotations if (a.sop_instance_uid, a.frame) not in shown]
-    for entry in other_annotations:
-        entry["image"] = _image_label(by_sop.get(entry["sop_instance_uid"]), entry["frame"])
+    for other in other_annotations:
+        other.image = _image_label(by_sop.get(other.sop_instance_uid), other.frame)
 
     # ---- AI
-    ai_results = [_ai_dict(r, by_sop.get(r.sop_instance_uid)) for r in latest_ai]
-    models = sorted({r["model"] for r in ai_results})
-    ai = {"results": ai_results, "models": [_card_summary(m, ai_results) for m in models],
-          "disclaimer": NOT_FOR_DIAGNOSTIC_USE}
-    for card in ai["models"]:
-        if card.get("available") and not card.get("results_match_card_weights", True):
-            warnings.append(f"Some {card['name']} results were made with other weights than the installed model "
-                            f"card's ({card['weights_sha256'][:12]}...).")
+    ai_results = [_ai_entry(r, by_sop.get(r.sop_instance_uid)) for r in latest_ai]
+    models = sorted({r.model for r in ai_results})
+    ai = AISection(results=ai_results, models=[_card_summary(m, ai_results) for m in models],
+                   disclaimer=NOT_FOR_DIAGNOSTIC_USE)
+    for card in ai.models:
+        if card.available and not card.results_match_card_weights:
+            warnings.append(f"Some {card.name} results were made with other weights than the installed model "
+                            f"card's ({card.weights_sha256[:12]}...).")
 
     # ---- note and findings
     versions = store.note_versions(uid)
     note_results = store.note_results(uid)
     latest_version = versions[-1] if versions else None
-    note = {"text": latest_version[1] if latest_version else "", "saved_at": iso_utc(latest_version[2])
-            if latest_version else None, "versions": len(versions), "findings": [], "positives": [],
-            "model": "", "model_version": "", "classified_at": None, "findings_current": None}
+    note = NoteSection(text=latest_version[1] if latest_version else "",
+                       saved_at=iso_utc(latest_version[2]) if latest_version else None, versions=len(versions))
     if note_results:
         nr = note_results[-1]
-        note.update(model=nr.model, model_version=nr.model_version, classified_at=iso_utc(nr.created_at),
-                    positives=nr.positives,
-                    findings_current=bool(latest_version is not None and nr.note_version_id == latest_version[0]))
+        note.model, note.model_version = nr.model, nr.model_version
+        note.classified_at = iso_utc(nr.created_at)
+        note.positives = nr.positives
+        note.findings_current = bool(latest_version is not None and nr.note_version_id == latest_version[0])
         for f in sorted(nr.findings, key=lambda f: -float(f.get("probability", 0.0))):
-            note["findings"].append({
-                "label": f["label"], "probability": float(f.get("probability", 0.0)),
-                "threshold": float(f.get("threshold", 0.5)), "positive": bool(f.get("positive")),
-                "decision": nr.decisions.get(f["label"], ""),
-            })
-        if note["findings_current"] is False:
+            note.findings.append(NoteFinding(
+                label=f["label"], probability=float(f.get("probability", 0.0)),
+                threshold=float(f.get("threshold", 0.5)), positive=bool(f.get("positive")),
+                decision=nr.decisions.get(f["label"], ""),
+            ))
+        if note.findings_current is False:
             warnings.append("The note findings were classified on an earlier version of the note.")
 
     # ---- radiologist
     scores = store.radiologist_scores(uid)
     last_per_label = {s.label: s.id for s in scores}
-    radiologist = [{
-        "id": s.id, "label": s.label, "positive": s.positive, "call": "positive" if s.positive else "negative",
-        "confidence": s.confidence, "override": s.override, "ai_result_id": s.ai_result_id, "comment": s.comment,
-        "reader": s.reader, "created_at": iso_utc(s.created_at), "current": last_per_label[s.label] == s.id,
-    } for s in scores]
-    sign_off = {"status": case.status, "reader": case.reported_by if case.status == "reported" else "",
-                "signed_at": iso_utc(case.reported_at) if case.status == "reported" else None,
-                "signed": case.status == "reported"}
+    radiologist = [ReaderCall(
+        id=s.id, label=s.label, positive=s.positive, call="positive" if s.positive else "negative",
+        confidence=s.confidence, override=s.override, ai_result_id=s.ai_result_id, comment=s.comment,
+        reader=s.reader, created_at=iso_utc(s.created_at), current=last_per_label[s.label] == s.id,
+    ) for s in scores]
+    sign_off = SignOff(status=case.status, reader=case.reported_by if case.status == "reported" else "",
+                       signed_at=iso_utc(case.reported_at) if case.status == "reported" else None,
+                       signed=case.status == "reported")
     n_events = len(store.events(uid))
     last_ai = max((r.created_at for r in latest_ai), default=None)
-    timestamps = {
-        "case_created": iso_utc(case.created_at), "case_updated": iso_utc(case.updated_at),
-        "note_saved": note["saved_at"], "findings_classified": note["classified_at"],
-        "last_ai_result": iso_utc(last_ai),
-        "last_radiologist_score": radiologist[-1]["created_at"] if radiologist else None,
-        "signed_off": sign_off["signed_at"], "report_generated": iso_utc(generated),
-    }
-    content = {
-        "schema": SCHEMA,
-        "generator": {"name": "medviewer", "version": __version__},
-        "generated_at": iso_utc(generated),
-        "disclaimer": NOT_FOR_DIAGNOSTIC_USE,
-        "pseudonym": case_pseudonym(case.patient_id, case.patient_name, case.study_instance_uid, salt),
-        "header": header,
-        "case": {"status": case.status, "created_at": iso_utc(case.created_at),
-                 "updated_at": iso_utc(case.updated_at), "n_images": len(images),
-                 "n_annotations": len(annotations), "n_events": n_events},
-        "sign_off": sign_off,
-        "key_images": key_images,
-        "other_annotations": other_annotations,
-        "ai": ai,
-        "note": note,
-        "radiologist_scores": radiologist,
-        "timestamps": timestamps,
-        "events": n_events,
-        "warnings": warnings,
-        "deidentified": False,
-    }
-    return deidentify_report(content, salt=salt) if deidentify else content
+    timestamps = Timestamps(
+        case_created=iso_utc(case.created_at), case_updated=iso_utc(case.updated_at),
+        note_saved=note.saved_at, findings_classified=note.classified_at,
+        last_ai_result=iso_utc(last_ai),
+        last_radiologist_score=radiologist[-1].created_at if radiologist else None,
+        signed_off=sign_off.signed_at, report_generated=iso_utc(generated),
+    )
+    report = Report(
+        schema=SCHEMA,
+        generator=Generator(name="medviewer", version=__version__),
+        generated_at=iso_utc(generated),
+        disclaimer=NOT_FOR_DIAGNOSTIC_USE,
+        pseudonym=case_pseudonym(case.patient_id, case.patient_name, case.study_instance_uid, salt),
+        header=header,
+        case=CaseSummary(status=case.status, created_at=iso_utc(case.created_at),
+                         updated_at=iso_utc(case.updated_at), n_images=len(images),
+                         n_annotations=len(annotations), n_events=n_events),
+        sign_off=sign_off,
+        key_images=key_images,
+        other_annotations=other_annotations,
+        ai=ai,
+        note=note,
+        radiologist_scores=radiologist,
+        timestamps=timestamps,
+        events=n_events,
+        warnings=warnings,
+        deidentified=False,
+    )
+    return deidentify_report(report, salt=salt) if deidentify else report
 
 
-__all__ = ["SCHEMA", "NOT_FOR_DIAGNOSTIC_USE", "ReportError", "build_report", "iso_utc", "case_pseudonym",
-           "measurement_from_dict"]
+__all__ = ["SCHEMA", "NOT_FOR_DIAGNOSTIC_USE", "ReportError", "Report", "build_report", "iso_utc",
+           "case_pseudonym", "measurement_from_dict"]

@@ -91,6 +91,8 @@ import secrets
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from medviewer.report.model import Report
+
 __all__ = ["BASIC_PROFILE", "SAFE_KEEP", "DeidentificationError", "installation_salt", "new_uid", "pseudonym",
            "deidentify_report", "deidentify_header", "identifying_tokens", "scrub_text", "residual_identifiers",
            "safe_basename", "REDACTED", "Tokens", "PERSON_NAME_ATTRIBUTES", "PLACE_ATTRIBUTES", "ID_ATTRIBUTES"]
@@ -735,9 +737,13 @@ def _person_values(content) -> list[str]:  # noqa: ANN001
     return list(dict.fromkeys(v for k, v in _strings(content) if k in _PERSON_KEYS and v.strip()))
 
 
-def deidentify_report(content: dict, salt: str | None = None, *, clean_descriptors: bool = False) -> dict:
-    """A de-identified copy of report ``content`` (from :func:`medviewer.report.content.build_report`); the input is
-    not changed. See the module docstring for what is done and the PS3.15 sources.
+def deidentify_report(report: Report, salt: str | None = None, *, clean_descriptors: bool = False) -> Report:
+    """A de-identified copy of ``report`` (from :func:`medviewer.report.content.build_report`); the input is not
+    changed. See the module docstring for what is done and the PS3.15 sources.
+
+    The rules work on the report's JSON form (:meth:`Report.to_dict <medviewer.report.model.Report.to_dict>`:
+    every string value, under its key) and the result is read back with :meth:`Report.from_dict
+    <medviewer.report.model.Report.from_dict>`, so no field of the model can escape them.
 
     salt: the secret (default :func:`installation_salt`): the same salt gives the same pseudonym, UIDs and date
     shift for the same patient, so de-identified reports of one patient stay linkable to each other and to a
@@ -745,11 +751,12 @@ def deidentify_report(content: dict, salt: str | None = None, *, clean_descripto
     Descriptors Option) instead of removing them.
 
     Raises DeidentificationError when the patient name, ID or an original UID would still be in the result.
-    Content that is already de-identified is returned unchanged (a copy).
+    A report that is already de-identified is returned unchanged (a copy).
     """
-    if content.get("deidentified"):
-        return copy.deepcopy(content)
+    if report.deidentified:
+        return copy.deepcopy(report)
     salt = salt if salt is not None else installation_salt()
+    content = report.to_dict()
     src = copy.deepcopy(content)
     header = src.get("header", {})
     tokens = identifying_tokens(header, _person_values(src))
@@ -826,15 +833,16 @@ def deidentify_report(content: dict, salt: str | None = None, *, clean_descripto
     }
     out["pseudonym"] = pseudo
     out["deidentified"] = True
-    return out
+    return Report.from_dict(out)
 
 
-def safe_basename(content: dict) -> str:
+def safe_basename(report: Report) -> str:
     """A file name stem for a report, derived from the patient's pseudonym and a hash of the (possibly new)
     StudyInstanceUID, never from the patient's name or ID: ``medviewer-report-ANON-XXXXXXXXXX-1a2b3c4d``.
     Only ``[A-Za-z0-9._-]`` characters."""
-    pseudo = str(content.get("pseudonym") or (content.get("deidentification") or {}).get("pseudonym") or "ANON")
-    study = str((content.get("header") or {}).get("StudyInstanceUID") or content.get("generated_at") or "")
+    deid = report.deidentification
+    pseudo = str(report.pseudonym or (deid.pseudonym if deid is not None else "") or "ANON")
+    study = str(report.header.get("StudyInstanceUID") or report.generated_at or "")
     digest = hashlib.sha256(study.encode("utf-8")).hexdigest()[:8]
     stem = f"medviewer-report-{pseudo}-{digest}"
     return re.sub(r"[^A-Za-z0-9._-]", "_", stem)

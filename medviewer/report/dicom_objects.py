@@ -3,8 +3,9 @@
 Three objects, written with highdicom into the case's own study (same StudyInstanceUID and patient, one new series
 each):
 
-* a **Comprehensive 3D SR** (PS3.3 A.35.13) holding a TID 1500 Measurement Report (PS3.16), built from the report
-  content of :func:`medviewer.report.content.build_report` (the facts the PDF and JSON show):
+* a **Comprehensive 3D SR** (PS3.3 A.35.13) holding a TID 1500 Measurement Report (PS3.16), built from the
+  :class:`~medviewer.report.model.Report` of :func:`medviewer.report.content.build_report`, the one model the PDF
+  and the JSON are written from too:
 
   - one TID 1501 measurement group per AI result: TID 4019 algorithm identification (model name, version, and as
     parameters ``weights_sha256=``, ``positive_label=``, ``threshold=``, ``status=``, ``scope=``), the probability
@@ -51,6 +52,9 @@ from typing import Any
 
 import numpy as np
 from pydicom.sr.coding import Code
+
+from medviewer.imaging.annotations import Measurement
+from medviewer.report.model import AIResultEntry, AnnotationEntry, ReaderCall, Report
 
 log = logging.getLogger(__name__)
 
@@ -190,30 +194,21 @@ def _person_name(name: str) -> str:
     return name if "^" in name else name + "^"
 
 
-def _all_annotations(content: dict) -> list[dict]:
-    """Every annotation entry of the report content (key images' first, then the others)."""
-    out = []
-    for entry in content.get("key_images", []):
-        out.extend(entry.get("annotations", []))
-    out.extend(content.get("other_annotations", []))
-    return out
-
-
-def _content(store, study_uid: str) -> dict:  # noqa: ANN001
-    """The identified report content with every annotated or scored image as a key image, so that every
-    measurement is recomputed from the pixels (as in the PDF)."""
+def _report(store, study_uid: str) -> Report:  # noqa: ANN001
+    """The identified report with every annotated or scored image as a key image, so that every measurement is
+    recomputed from the pixels (as in the PDF)."""
     from medviewer.report.content import build_report
 
     return build_report(store, study_uid, max_key_images=100_000)
 
 
-def _targets(path, content: dict, suffix: str, n: int) -> list[Path]:  # noqa: ANN001 - str | PathLike
+def _targets(path, report: Report, suffix: str, n: int) -> list[Path]:  # noqa: ANN001 - str | PathLike
     """``n`` output files for ``path``: a folder (existing, or ending with a separator) gets
     ``<safe basename><suffix>`` (``-2``, ``-3``... before the extension for the 2nd, 3rd object); a file gets
     itself, then ``<stem>-2<ext>``... Each is checked with :func:`check_output_target`."""
     from medviewer.report.export import check_output_target, resolve_output
 
-    first = resolve_output(path, content, suffix)
+    first = resolve_output(path, report, suffix)
     out = []
     for i in range(n):
         p = first if i == 0 else first.with_name(f"{first.stem}-{i + 1}{first.suffix}")
@@ -267,51 +262,51 @@ def _equipment() -> dict:
 # ------------------------------------------------------------------------------------------------------------------
 
 
-def _algorithm(r: dict):  # noqa: ANN202 - highdicom.sr.AlgorithmIdentification
+def _algorithm(r: AIResultEntry):  # noqa: ANN202 - highdicom.sr.AlgorithmIdentification
     import highdicom as hd
 
-    params = [f"weights_sha256={r['weights_sha256']}", f"positive_label={r['positive_label']}",
-              f"threshold={float(r['threshold'])!r}", f"status={r['status']}"]
-    if r.get("scope"):
-        params.append(f"scope={r['scope']}")
-    if r.get("heatmap_method"):
-        params.append(f"heatmap_method={r['heatmap_method']}")
-    return hd.sr.AlgorithmIdentification(name=r["model"], version=r["version"] or "unknown", parameters=params)
+    params = [f"weights_sha256={r.weights_sha256}", f"positive_label={r.positive_label}",
+              f"threshold={float(r.threshold)!r}", f"status={r.status}"]
+    if r.scope:
+        params.append(f"scope={r.scope}")
+    if r.heatmap_method:
+        params.append(f"heatmap_method={r.heatmap_method}")
+    return hd.sr.AlgorithmIdentification(name=r.model, version=r.version or "unknown", parameters=params)
 
 
-def _ai_group(r: dict, header):  # noqa: ANN001, ANN202 - highdicom group
+def _ai_group(r: AIResultEntry, header):  # noqa: ANN001, ANN202 - highdicom group
     import highdicom as hd
 
-    cls, sop, frames = header.SOPClassUID, r["sop_instance_uid"], _frames(header, r["frame"])
+    cls, sop, frames = header.SOPClassUID, r.sop_instance_uid, _frames(header, r.frame)
     algo = _algorithm(r)
-    finding = _finding_code(r["positive_label"])
+    finding = _finding_code(r.positive_label)
     track = hd.sr.TrackingIdentifier(
-        uid=_uid("ai", sop, r["frame"], r["model"], r["weights_sha256"], r.get("created_at"), r["id"]),
-        identifier=f"{TRACK_AI}{r['model']} {r['version']} {r['positive_label']}")
+        uid=_uid("ai", sop, r.frame, r.model, r.weights_sha256, r.created_at, r.id),
+        identifier=f"{TRACK_AI}{r.model} {r.version} {r.positive_label}")
     measurements, evaluation = [], hd.sr.QualitativeEvaluation(finding, NOT_EVALUATED)
-    if r.get("score") is not None:  # a call (scored, or scored anyway at the reader's request)
+    if r.score is not None:  # a call (scored, or scored anyway at the reader's request)
         measurements.append(hd.sr.Measurement(
-            name=PROBABILITY, value=float(r["score"]), unit=U_PROBABILITY,
+            name=PROBABILITY, value=float(r.score), unit=U_PROBABILITY,
             referenced_images=[hd.sr.SourceImageForMeasurement(cls, sop, frames)]))
-        evaluation = hd.sr.QualitativeEvaluation(finding, PRESENT if r["positive"] else ABSENT)
+        evaluation = hd.sr.QualitativeEvaluation(finding, PRESENT if r.positive else ABSENT)
     return hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=track, algorithm_id=algo, measurements=measurements or None,
         qualitative_evaluations=[evaluation],
         source_images=[hd.sr.SourceImageForMeasurementGroup(cls, sop, frames)])
 
 
-def _reader_group(s: dict, source):  # noqa: ANN001, ANN202 - (SOP class, SOP instance, frames) or None
+def _reader_group(s: ReaderCall, source):  # noqa: ANN001, ANN202 - (SOP class, SOP instance, frames) or None
     import highdicom as hd
 
-    track = hd.sr.TrackingIdentifier(uid=_uid("reader", s["id"], s["label"], s.get("created_at")),
-                                     identifier=f"{TRACK_READER}{s['label']}")
+    track = hd.sr.TrackingIdentifier(uid=_uid("reader", s.id, s.label, s.created_at),
+                                     identifier=f"{TRACK_READER}{s.label}")
     measurements = None
-    if s.get("confidence") is not None:
-        measurements = [hd.sr.Measurement(name=CERTAINTY, value=float(s["confidence"]), unit=U_SCORE)]
+    if s.confidence is not None:
+        measurements = [hd.sr.Measurement(name=CERTAINTY, value=float(s.confidence), unit=U_SCORE)]
     return hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=track, measurements=measurements,
-        qualitative_evaluations=[hd.sr.QualitativeEvaluation(_finding_code(s["label"]),
-                                                             PRESENT if s["positive"] else ABSENT)],
+        qualitative_evaluations=[hd.sr.QualitativeEvaluation(_finding_code(s.label),
+                                                             PRESENT if s.positive else ABSENT)],
         source_images=[hd.sr.SourceImageForMeasurementGroup(*source)] if source else None)
 
 
@@ -328,18 +323,18 @@ def _roi_graphic(kind: str, points: list) -> tuple[str, np.ndarray]:
     return "ELLIPSE", np.array(major + minor, dtype=np.float64)
 
 
-def _annotation_group(a: dict, header):  # noqa: ANN001, ANN202 - highdicom group, or None
-    """The TID 1501 / 1410 group of one annotation entry of the content, or None (no measurement)."""
+def _annotation_group(a: AnnotationEntry, header):  # noqa: ANN001, ANN202 - highdicom group, or None
+    """The TID 1501 / 1410 group of one annotation of the report, or None (no measurement)."""
     import highdicom as hd
 
-    m = a.get("measurement") or {}
-    kind = a["kind"]
-    cls, sop, frames = header.SOPClassUID, a["sop_instance_uid"], _frames(header, a.get("frame", 0))
-    track = hd.sr.TrackingIdentifier(uid=_uid("annotation", a["uid"]), identifier=f"{TRACK_ANNOTATION}{a['uid']}")
-    calibrated = bool(m.get("calibrated", True))
-    points = np.array(a["points"], dtype=np.float64)
+    m = a.measurement or Measurement(a.kind)
+    kind = a.kind
+    cls, sop, frames = header.SOPClassUID, a.sop_instance_uid, _frames(header, a.frame)
+    track = hd.sr.TrackingIdentifier(uid=_uid("annotation", a.uid), identifier=f"{TRACK_ANNOTATION}{a.uid}")
+    calibrated = bool(m.calibrated)
+    points = np.array(a.points, dtype=np.float64)
     if kind in ("length", "angle"):
-        value = m.get("length") if kind == "length" else m.get("angle_deg")
+        value = m.length if kind == "length" else m.angle_deg
         if value is None:
             return None
         unit = (U_MM if calibrated else U_PX) if kind == "length" else U_DEG
@@ -351,13 +346,13 @@ def _annotation_group(a: dict, header):  # noqa: ANN001, ANN202 - highdicom grou
             tracking_identifier=track, measurements=[meas],
             source_images=[hd.sr.SourceImageForMeasurementGroup(cls, sop, frames)])
     if kind in ("rect", "ellipse"):
-        graphic_type, data = _roi_graphic(kind, a["points"])
-        units = m.get("units") or ""
+        graphic_type, data = _roi_graphic(kind, a.points)
+        units = m.units or ""
         unit = U_HU if units == "HU" else U_NONE if not units else Code(units, "UCUM", units)
-        measurements = [hd.sr.Measurement(name=code, value=float(m[key]), unit=unit)
-                        for key, code in _STAT_CODES if m.get(key) is not None]
-        if m.get("area") is not None:
-            measurements.append(hd.sr.Measurement(name=AREA, value=float(m["area"]),
+        measurements = [hd.sr.Measurement(name=code, value=float(getattr(m, key)), unit=unit)
+                        for key, code in _STAT_CODES if getattr(m, key) is not None]
+        if m.area is not None:
+            measurements.append(hd.sr.Measurement(name=AREA, value=float(m.area),
                                                   unit=U_MM2 if calibrated else U_PX2))
         region = hd.sr.ImageRegion(graphic_type=graphic_type, graphic_data=data,
                                    source_image=hd.sr.SourceImageForRegion(cls, sop, frames))
@@ -366,9 +361,11 @@ def _annotation_group(a: dict, header):  # noqa: ANN001, ANN202 - highdicom grou
     return None  # arrow, text: no measurement in TID 1500
 
 
-def build_sr(content: dict, headers: dict, *, series_instance_uid: str | None = None,
+def build_sr(report: Report, headers: dict, *, series_instance_uid: str | None = None,
              sop_instance_uid: str | None = None):  # noqa: ANN201 - highdicom.sr.Comprehensive3DSR
-    """The Comprehensive 3D SR (TID 1500) of a report ``content`` (:func:`build_report`, identified).
+    """The Comprehensive 3D SR (TID 1500) of ``report`` (:func:`~medviewer.report.content.build_report`,
+    identified), read from the same :class:`~medviewer.report.model.Report` fields the PDF and the JSON show: the
+    AI results (``report.ai.results``), the current reader calls and the annotations' measurements.
 
     headers: {SOPInstanceUID: pydicom Dataset} of the referenced images (at least their header); results on images
     missing here are left out. The first header gives the patient and study modules (highdicom copies them from the
@@ -383,32 +380,32 @@ def build_sr(content: dict, headers: dict, *, series_instance_uid: str | None = 
     groups: list = []
     used: dict[str, Any] = {}
     ai_source: dict[int, tuple] = {}
-    for r in content.get("ai", {}).get("results", []):
-        h = headers.get(r["sop_instance_uid"])
+    for r in report.ai.results:
+        h = headers.get(r.sop_instance_uid)
         if h is None:
             continue
-        used[r["sop_instance_uid"]] = h
-        ai_source[r["id"]] = (h.SOPClassUID, r["sop_instance_uid"], _frames(h, r["frame"]))
+        used[r.sop_instance_uid] = h
+        ai_source[r.id] = (h.SOPClassUID, r.sop_instance_uid, _frames(h, r.frame))
         groups.append(_ai_group(r, h))
-    current = [s for s in content.get("radiologist_scores", []) if s.get("current")]
+    current = report.current_reader_calls()
     for s in current:
-        groups.append(_reader_group(s, ai_source.get(s.get("ai_result_id"))))
-    for a in _all_annotations(content):
-        h = headers.get(a["sop_instance_uid"])
+        groups.append(_reader_group(s, ai_source.get(s.ai_result_id)))
+    for a in report.all_annotations():
+        h = headers.get(a.sop_instance_uid)
         if h is None:
             continue
         g = _annotation_group(a, h)
         if g is not None:
-            used[a["sop_instance_uid"]] = h
+            used[a.sop_instance_uid] = h
             groups.append(g)
     if not groups:
         raise DicomObjectError("the case has no AI result, reader call or measurement: there is no SR to write")
     evidence = list(used.values()) or [next(iter(headers.values()))]
 
-    readers = list(dict.fromkeys(s["reader"] for s in current if s.get("reader")))
-    sign_off = content.get("sign_off") or {}
-    if not readers and sign_off.get("reader"):
-        readers = [sign_off["reader"]]
+    readers = list(dict.fromkeys(s.reader for s in current if s.reader))
+    sign_off = report.sign_off
+    if not readers and sign_off.reader:
+        readers = [sign_off.reader]
     from medviewer import __version__
 
     device = hd.sr.ObserverContext(
@@ -426,18 +423,18 @@ def build_sr(content: dict, headers: dict, *, series_instance_uid: str | None = 
         context.extend(hd.sr.ObserverContext(
             observer_type=codes.cid270.Person,
             observer_identifying_attributes=hd.sr.PersonObserverIdentifyingAttributes(name=_person_name(extra))))
-    report = hd.sr.MeasurementReport(observation_context=context, procedure_reported=codes.SCT.ImagingProcedure,
-                                     imaging_measurements=groups,
-                                     referenced_images=[_library_view(h) for h in evidence])
-    signed = bool(sign_off.get("signed"))
+    tid1500 = hd.sr.MeasurementReport(observation_context=context, procedure_reported=codes.SCT.ImagingProcedure,
+                                      imaging_measurements=groups,
+                                      referenced_images=[_library_view(h) for h in evidence])
+    signed = bool(sign_off.signed)
     first = evidence[0]
     eq = _equipment()
     sr = hd.sr.Comprehensive3DSR(
-        evidence=evidence, content=report[0],
+        evidence=evidence, content=tid1500[0],
         series_instance_uid=series_instance_uid or hd.UID(), series_number=SR_SERIES_NUMBER,
         sop_instance_uid=sop_instance_uid or hd.UID(), instance_number=1, manufacturer=MANUFACTURER,
         is_complete=signed, is_final=signed, is_verified=signed,
-        verifying_observer_name=_person_name(sign_off.get("reader") or "unknown") if signed else None,
+        verifying_observer_name=_person_name(sign_off.reader or "unknown") if signed else None,
         verifying_organization=(str(first.get("InstitutionName") or "") or "medviewer") if signed else None,
         institution_name=first.get("InstitutionName") or None,
         series_description=SR_SERIES_DESCRIPTION)
@@ -445,7 +442,9 @@ def build_sr(content: dict, headers: dict, *, series_instance_uid: str | None = 
     sr.SoftwareVersions = eq["software_versions"]
     _repair_copied_patient(sr)
     if any(g for g in sr.iterall() if g.keyword == "CodingSchemeDesignator" and g.value == LOCAL_SCHEME):
-        item = type(first)()
+        from pydicom.dataset import Dataset
+
+        item = Dataset()  # not type(first)(): a header read from a file is a FileDataset, which needs a file
         item.CodingSchemeDesignator = LOCAL_SCHEME
         item.CodingSchemeName = "medviewer finding labels"
         item.CodingSchemeResponsibleOrganization = "medviewer"
@@ -458,13 +457,13 @@ def build_sr(content: dict, headers: dict, *, series_instance_uid: str | None = 
 # ------------------------------------------------------------------------------------------------------------------
 
 
-def _heat_results(store, content: dict) -> list:  # noqa: ANN001
-    """The content's AI results that have a stored heat map, as store AIResults (content order)."""
-    uid = content["header"]["StudyInstanceUID"]
+def _heat_results(store, report: Report) -> list:  # noqa: ANN001
+    """The report's AI results that have a stored heat map, as store AIResults (report order)."""
+    uid = report.header["StudyInstanceUID"]
     by_id = {r.id: r for r in store.latest_ai_results(uid)}
     out = []
-    for r in content.get("ai", {}).get("results", []):
-        res = by_id.get(r["id"])
+    for r in report.ai.results:
+        res = by_id.get(r.id)
         if res is not None and res.heatmap_png:
             out.append(res)
     if not out:
@@ -560,9 +559,9 @@ def _burned_in(header, modality: str) -> str:  # noqa: ANN001
     return "NO"
 
 
-def build_sc(result, header, frame_image, annotations: list[dict]):  # noqa: ANN001, ANN201 - -> SCImage
+def build_sc(result, header, frame_image, annotations: list[AnnotationEntry]):  # noqa: ANN001, ANN201 - -> SCImage
     """An RGB Secondary Capture of ``result``'s heat map over ``frame_image`` (from
-    :func:`medviewer.report.render.load_frame`) with ``annotations`` (content entries), rendered at the image's
+    :func:`medviewer.report.render.load_frame`) with ``annotations`` (the report's), rendered at the image's
     own size by :func:`render_key_image` (colour bar and caption added; no patient text). References the source
     image (SourceImageSequence, PS3.3 C.7.6.1 General Image); BurnedInAnnotation YES when the source has it or is a
     burned-in-prone modality without the flag, else NO (nothing about the patient is drawn). Raises NoHeatmapError
@@ -577,8 +576,7 @@ def build_sc(result, header, frame_image, annotations: list[dict]):  # noqa: ANN
     if heat is None:
         raise NoHeatmapError("this AI result has no heat map")
     rows, cols = frame_image.values.shape[:2]
-    anns = [{"kind": a["kind"], "points": a["points"], "text": a.get("text", ""), "label": a.get("label", "")}
-            for a in annotations]
+    anns = [{"kind": a.kind, "points": a.points, "text": a.text, "label": a.label} for a in annotations]
     picture = render_key_image(frame_image, annotations=anns, heatmap=heat, heat_caption=heatmap_caption(result),
                                max_side=max(rows, cols))
     pixels = np.ascontiguousarray(np.asarray(picture.convert("RGB"), dtype=np.uint8))
@@ -634,10 +632,10 @@ def export_dicom_objects(store, study_uid: str, *, sr=None, seg=None, sc=None,  
 
     if sr is None and seg is None and sc is None:
         raise ValueError("no DICOM object asked for (sr, seg or sc)")
-    content = _content(store, study_uid)
-    sops = {r["sop_instance_uid"] for r in content["ai"]["results"]}
-    sops |= {a["sop_instance_uid"] for a in _all_annotations(content)}
-    heat = _heat_results(store, content) if (seg is not None or sc is not None) else []
+    report = _report(store, study_uid)
+    sops = {r.sop_instance_uid for r in report.ai.results}
+    sops |= {a.sop_instance_uid for a in report.all_annotations()}
+    heat = _heat_results(store, report) if (seg is not None or sc is not None) else []
     headers, warnings = _read_headers(store, study_uid, sops | {r.sop_instance_uid for r in heat})
     if not headers:  # nothing referenced can be read (or nothing referenced): the first readable image
         first, _ = _read_headers(store, study_uid, {i["sop_instance_uid"] for i in store.case_images(study_uid)})
@@ -648,22 +646,22 @@ def export_dicom_objects(store, study_uid: str, *, sr=None, seg=None, sc=None,  
     items: list[tuple[Any, Path]] = []
     out: dict[str, list[str]] = {}
     if sr is not None:
-        [target] = _targets(sr, content, "-sr.dcm", 1)
-        items.append((build_sr(content, headers), target))
+        [target] = _targets(sr, report, "-sr.dcm", 1)
+        items.append((build_sr(report, headers), target))
         out["sr"] = [str(target)]
     if seg is not None:
-        targets = _targets(seg, content, "-seg.dcm", len(heat))
+        targets = _targets(seg, report, "-seg.dcm", len(heat))
         for r, target in zip(heat, targets, strict=True):
             h = headers[r.sop_instance_uid]
             items.append((build_seg(r, h, int(h.Rows), int(h.Columns)), target))
         out["seg"] = [str(t) for t in targets]
     if sc is not None:
-        targets = _targets(sc, content, "-sc.dcm", len(heat))
+        targets = _targets(sc, report, "-sc.dcm", len(heat))
         paths = {img["sop_instance_uid"]: img["path"] for img in store.case_images(study_uid)}
-        anns = _all_annotations(content)
+        anns = report.all_annotations()
         for r, target in zip(heat, targets, strict=True):
             fi = load_frame(paths[r.sop_instance_uid], r.frame)
-            mine = [a for a in anns if a["sop_instance_uid"] == r.sop_instance_uid and a["frame"] == r.frame]
+            mine = [a for a in anns if a.sop_instance_uid == r.sop_instance_uid and a.frame == r.frame]
             items.append((build_sc(r, headers[r.sop_instance_uid], fi, mine), target))
         out["sc"] = [str(t) for t in targets]
     _write_all(items)

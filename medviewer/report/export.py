@@ -1,8 +1,9 @@
 """Exporting a case (PDF and/or JSON) and the worklist (CSV), identified or de-identified.
 
-:func:`export_case` builds the content from the case store, renders the key images (no patient text on
-de-identified ones), writes the files atomically and records a "report exported" event in the case's history.
-:func:`export_worklist_csv` writes one RFC 4180 CSV line per case.
+:func:`export_case` builds the :class:`~medviewer.report.model.Report` from the case store, renders the key images
+(no patient text on de-identified ones), writes the PDF and the JSON (:meth:`Report.to_dict
+<medviewer.report.model.Report.to_dict>`) from that one report atomically and records a "report exported" event in
+the case's history. :func:`export_worklist_csv` writes one RFC 4180 CSV line per case.
 """
 
 from __future__ import annotations
@@ -12,14 +13,17 @@ import json
 import os
 import re
 import stat
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from medviewer.report.content import build_report
 from medviewer.report.deid import deidentify_report, installation_salt, new_uid, pseudonym, safe_basename
+from medviewer.report.model import Report
 
-__all__ = ["export_case", "export_worklist_csv", "render_key_images", "resolve_output", "resolve_worklist_output",
-           "score_case_radiographs", "WORKLIST_COLUMNS", "check_output_target", "RADIOGRAPH_MODALITIES",
-           "WORKLIST_FILENAME", "heatmap_caption", "remove_stale_temporaries"]
+__all__ = ["export_case", "ExportResult", "report_json", "export_worklist_csv", "render_key_images",
+           "resolve_output", "resolve_worklist_output", "score_case_radiographs", "WORKLIST_COLUMNS",
+           "check_output_target", "RADIOGRAPH_MODALITIES", "WORKLIST_FILENAME", "heatmap_caption",
+           "remove_stale_temporaries"]
 
 #: The worklist's file name when the output given is a folder.
 WORKLIST_FILENAME = "worklist.csv"
@@ -90,12 +94,12 @@ def check_output_target(path: str | os.PathLike) -> Path:
     raise ValueError(f"{path} is a {kind}, not a file: refusing to write a report over it")
 
 
-def resolve_output(path: str | os.PathLike, content: dict, suffix: str) -> Path:
-    """``path`` itself, or ``<path>/<safe_basename(content)><suffix>`` when ``path`` is an existing folder or ends
+def resolve_output(path: str | os.PathLike, report: Report, suffix: str) -> Path:
+    """``path`` itself, or ``<path>/<safe_basename(report)><suffix>`` when ``path`` is an existing folder or ends
     with a path separator."""
     p = Path(path)
     if p.is_dir() or str(path).endswith((os.sep, "/")):
-        return p / (safe_basename(content) + suffix)
+        return p / (safe_basename(report) + suffix)
     return p
 
 
@@ -117,45 +121,45 @@ def heatmap_caption(result) -> str:  # noqa: ANN001 - medviewer.store.cases.AIRe
             f"{result.model_version}; P({result.positive_label}) {result.score:.3f}")
 
 
-def render_key_images(store, identified: dict, shown: dict | None = None, *, max_side: int = 1024) -> list:  # noqa: ANN001
-    """PIL images of the key images of ``identified`` (content built without de-identification), in order; None
+def render_key_images(store, identified: Report, shown: Report | None = None, *,  # noqa: ANN001
+                      max_side: int = 1024) -> list:
+    """PIL images of the key images of ``identified`` (the report built without de-identification), in order; None
     where an image cannot be read.
 
-    shown: the content the images illustrate (the de-identified copy, key images in the same order): its
+    shown: the report the images illustrate (the de-identified copy, key images in the same order): its
     annotation texts are the ones drawn, and no patient text is drawn when it is de-identified. Heat maps are the
     stored ones of each key image's latest AI result (the first model's when several).
     """
     from medviewer.report.render import load_frame, render_key_image
 
     shown = shown or identified
-    deid = bool(shown.get("deidentified"))
-    uid = identified["header"]["StudyInstanceUID"]
+    deid = shown.deidentified
+    uid = identified.header["StudyInstanceUID"]
     paths = {img["sop_instance_uid"]: img["path"] for img in store.case_images(uid)}
     ai_by_id = {r.id: r for r in store.latest_ai_results(uid)}
-    h = identified["header"]
+    h = identified.header
     patient_text = None
     if not deid:
         patient_text = "  ".join(x for x in (str(h.get("PatientName", "")).replace("^", " ").strip(),
                                              f"ID {h['PatientID']}" if h.get("PatientID") else "") if x) or None
     out = []
-    for ident, entry in zip(identified.get("key_images", []), shown.get("key_images", []), strict=True):
-        path = paths.get(ident["sop_instance_uid"])
+    for ident, entry in zip(identified.key_images, shown.key_images, strict=True):
+        path = paths.get(ident.sop_instance_uid)
         if path is None:
             out.append(None)
             continue
         try:
-            fi = load_frame(path, ident["frame"])
-        except Exception:  # noqa: BLE001 - already reported in the content as the entry's error
+            fi = load_frame(path, ident.frame)
+        except Exception:  # noqa: BLE001 - already reported in the report as the entry's error
             out.append(None)
             continue
         heat, caption = None, ""
-        for r in ident.get("ai_results", []):
-            res = ai_by_id.get(r["id"])
+        for r in ident.ai_results:
+            res = ai_by_id.get(r.id)
             if res is not None and res.heatmap_png:
                 heat, caption = res.heatmap(), heatmap_caption(res)
                 break
-        anns = [{"kind": a["kind"], "points": a["points"], "text": a.get("text", ""), "label": a.get("label", "")}
-                for a in entry.get("annotations", [])]
+        anns = [{"kind": a.kind, "points": a.points, "text": a.text, "label": a.label} for a in entry.annotations]
         try:
             out.append(render_key_image(fi, annotations=anns, heatmap=heat, heat_caption=caption,
                                         patient_text=patient_text, max_side=max_side))
@@ -164,11 +168,26 @@ def render_key_images(store, identified: dict, shown: dict | None = None, *, max
     return out
 
 
+@dataclass
+class ExportResult:
+    """What :func:`export_case` wrote: the (possibly de-identified) report the PDF and the JSON were written from,
+    and the files: ``{"pdf": path, "json": path, "pages": number of PDF pages as text}`` (the kinds written)."""
+
+    report: Report
+    files: dict[str, str] = field(default_factory=dict)
+
+
+def report_json(report: Report) -> str:
+    """The JSON export of a report (schema ``medviewer.report/1``): :meth:`Report.to_dict
+    <medviewer.report.model.Report.to_dict>`, indented, UTF-8 text (not ASCII-escaped), one final newline."""
+    return json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n"
+
+
 def export_case(store, study_uid: str, pdf: str | os.PathLike | None = None,  # noqa: ANN001
                 json_path: str | os.PathLike | None = None, deidentify: bool = False, *,
-                max_key_images: int = 6, salt: str | None = None, log: bool = True) -> dict:
-    """Export one case as PDF and/or JSON; returns the (possibly de-identified) report content, with the written
-    paths in ``content["files"]`` (not part of the written JSON).
+                max_key_images: int = 6, salt: str | None = None, log: bool = True) -> ExportResult:
+    """Export one case as PDF and/or JSON, both written from one :class:`~medviewer.report.model.Report`; returns
+    that (possibly de-identified) report and the written paths (:class:`ExportResult`).
 
     pdf / json_path: output files, or existing folders (then the file is named by
     :func:`medviewer.report.deid.safe_basename`, never from the patient's name or ID). deidentify: PS3.15 Basic
@@ -182,9 +201,9 @@ def export_case(store, study_uid: str, pdf: str | os.PathLike | None = None,  # 
     """
     salt = salt if salt is not None else installation_salt()
     identified = build_report(store, study_uid, max_key_images=max_key_images, salt=salt)
-    content = deidentify_report(identified, salt) if deidentify else identified
-    jp = resolve_output(json_path, content, ".json") if json_path is not None else None
-    pp = resolve_output(pdf, content, ".pdf") if pdf is not None else None
+    report = deidentify_report(identified, salt) if deidentify else identified
+    jp = resolve_output(json_path, report, ".json") if json_path is not None else None
+    pp = resolve_output(pdf, report, ".pdf") if pdf is not None else None
     jp = check_output_target(jp) if jp is not None else None
     pp = check_output_target(pp) if pp is not None else None
     for target in (jp, pp):
@@ -201,15 +220,15 @@ def export_case(store, study_uid: str, pdf: str | os.PathLike | None = None,  # 
             jp.parent.mkdir(parents=True, exist_ok=True)
             jtmp = jp.with_name(f".{jp.name}.{os.getpid()}.json.tmp")
             tmps.append(jtmp)
-            jtmp.write_text(json.dumps(content, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+            jtmp.write_text(report_json(report), encoding="utf-8")
         if pp is not None:
             from medviewer.report.pdf import write_pdf
 
             pp.parent.mkdir(parents=True, exist_ok=True)
             ptmp = pp.with_name(f".{pp.name}.{os.getpid()}.pdf.tmp")
             tmps.append(ptmp)
-            images = render_key_images(store, identified, content)
-            files["pages"] = str(write_pdf(content, ptmp, images))
+            images = render_key_images(store, identified, report)
+            files["pages"] = str(write_pdf(report, ptmp, images))
         if pp is not None:
             os.replace(ptmp, pp)
             files["pdf"] = str(pp)
@@ -223,10 +242,8 @@ def export_case(store, study_uid: str, pdf: str | os.PathLike | None = None,  # 
     if log and files and not getattr(store, "read_only", False):
         store.log_event(study_uid, "report exported", deidentified=bool(deidentify),
                         pdf=files.get("pdf", ""), json=files.get("json", ""),
-                        pseudonym=content.get("pseudonym", ""))
-    result = dict(content)
-    result["files"] = files
-    return result
+                        pseudonym=report.pseudonym)
+    return ExportResult(report=report, files=files)
 
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")

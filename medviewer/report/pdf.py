@@ -20,6 +20,7 @@ from xml.sax.saxutils import escape
 
 from medviewer.report import fonts as _fonts
 from medviewer.report.fonts import find_ttf, printable, stand_in, ttf_charset
+from medviewer.report.model import AIResultEntry, Report
 from medviewer.report.render import METHOD_NAMES
 
 __all__ = ["write_pdf", "register_fonts", "register_fallback_font", "FONT_MISSING_WARNING"]
@@ -339,23 +340,24 @@ def _jpeg(img, quality: int = 90) -> io.BytesIO:  # noqa: ANN001 - PIL image
 # ------------------------------------------------------------------------------------------------------------------
 
 
-def _header_section(d: _Doc, content: dict, width: float) -> list:
+def _header_section(d: _Doc, report: Report, width: float) -> list:
     from reportlab.lib.units import mm
 
-    h = content.get("header", {})
-    deid = bool(content.get("deidentified"))
+    h = report.header
+    deid = report.deidentified
     removed = "removed (de-identified)"
+    actions = report.deidentification.actions if report.deidentification is not None else {}
 
     def val(kw: str, fmt=lambda x: x) -> str:  # noqa: ANN001
         if kw not in h or h.get(kw) in ("", None):
-            return removed if deid and kw in (content.get("deidentification") or {}).get("actions", {}) else DASH
+            return removed if deid and kw in actions else DASH
         return fmt(str(h[kw]))
 
     lw = 30 * mm
     vw = width / 2 - lw
     rows = []
     if deid:
-        rows.append(["Pseudonym", content.get("pseudonym", ""), "Patient ID", val("PatientID")])
+        rows.append(["Pseudonym", report.pseudonym, "Patient ID", val("PatientID")])
         rows.append(["Patient name", val("PatientName", _fmt_name), "Birth date", val("PatientBirthDate",
                                                                                       _fmt_date)])
     else:
@@ -367,10 +369,9 @@ def _header_section(d: _Doc, content: dict, width: float) -> list:
     rows.append(["Accession", val("AccessionNumber"), "Study ID", val("StudyID")])
     if not deid:
         rows.append(["Modalities", val("ModalitiesInStudy", lambda s: s.replace("\\", ", ")), "Status",
-                     content.get("case", {}).get("status", "")])
+                     report.case.status])
     else:
-        rows.append(["Status", content.get("case", {}).get("status", ""), "Images",
-                     str(content.get("case", {}).get("n_images", ""))])
+        rows.append(["Status", report.case.status, "Images", str(report.case.n_images)])
     extras = [("InstitutionName", "Institution"), ("ReferringPhysicianName", "Referring physician"),
               ("PatientAge", "Age"), ("Manufacturer", "Manufacturer"), ("ManufacturerModelName", "Model"),
               ("StationName", "Station"), ("BodyPartExamined", "Body part"), ("OperatorsName", "Operator"),
@@ -401,10 +402,10 @@ def _header_section(d: _Doc, content: dict, width: float) -> list:
     return [d.table(cells, [lw, vw, lw, vw], header=False, zebra=False, style_extra=extra)]
 
 
-def _banner(d: _Doc, content: dict, width: float) -> list:
+def _banner(d: _Doc, report: Report, width: float) -> list:
     from reportlab.platypus import Table, TableStyle
 
-    body = [d.p("NOT FOR DIAGNOSTIC USE", "banner"), d.p(content.get("disclaimer", ""), "bannersmall")]
+    body = [d.p("NOT FOR DIAGNOSTIC USE", "banner"), d.p(report.disclaimer, "bannersmall")]
     t = Table([[body]], colWidths=[width], hAlign="LEFT")
     t.setStyle(TableStyle([("BACKGROUND", (0, 0), (-1, -1), d.colors.HexColor("#A61B1B")),
                            ("LEFTPADDING", (0, 0), (-1, -1), 6), ("RIGHTPADDING", (0, 0), (-1, -1), 6),
@@ -412,111 +413,110 @@ def _banner(d: _Doc, content: dict, width: float) -> list:
     return [t]
 
 
-def _signoff(d: _Doc, content: dict) -> list:
-    s = content.get("sign_off", {})
-    if s.get("signed"):
-        who = s.get("reader") or ("(reader removed)" if content.get("deidentified") else "(no reader recorded)")
-        text = f"<b>Signed off</b> by {d.text(who)} at {d.text(_fmt_iso(s.get('signed_at')))}."
+def _signoff(d: _Doc, report: Report) -> list:
+    s = report.sign_off
+    if s.signed:
+        who = s.reader or ("(reader removed)" if report.deidentified else "(no reader recorded)")
+        text = f"<b>Signed off</b> by {d.text(who)} at {d.text(_fmt_iso(s.signed_at))}."
     else:
-        text = f"<b>Not signed off</b> (status: {d.text(s.get('status', ''))})."
+        text = f"<b>Not signed off</b> (status: {d.text(s.status)})."
     return [d.p(text, "body", raw=True)]
 
 
-def _note_section(d: _Doc, content: dict, width: float) -> list:
-    from reportlab.lib.units import mm
-
-    note = content.get("note", {})
+def _note_section(d: _Doc, report: Report, width: float) -> list:
+    note = report.note
     out = [d.p("Report note", "h2")]
-    if note.get("text"):
-        out.append(d.p(note["text"], "note"))
-        out.append(d.p(f"Note saved {_fmt_iso(note.get('saved_at'))} ({note.get('versions', 0)} version"
-                       f"{'s' if note.get('versions', 0) != 1 else ''}).", "small"))
+    if note.text:
+        out.append(d.p(note.text, "note"))
+        out.append(d.p(f"Note saved {_fmt_iso(note.saved_at)} ({note.versions} version"
+                       f"{'s' if note.versions != 1 else ''}).", "small"))
     else:
         out.append(d.p("No note was written for this case.", "body"))
-    findings = note.get("findings") or []
-    if findings:
+    if note.findings:
         out.append(d.p("Findings classified from the note", "h3"))
         rows = [["Finding", "P", "Threshold", "Model call", "Radiologist"]]
-        for f in findings:
-            rows.append([f["label"], _fmt_p(f.get("probability")), _fmt_p(f.get("threshold")),
-                         "positive" if f.get("positive") else "negative", f.get("decision") or DASH])
+        for f in note.findings:
+            rows.append([f.label, _fmt_p(f.probability), _fmt_p(f.threshold),
+                         "positive" if f.positive else "negative", f.decision or DASH])
         w = [width * 0.34, width * 0.12, width * 0.14, width * 0.18, width * 0.22]
         out.append(d.table(rows, w))
-        cur = note.get("findings_current")
-        out.append(d.p(f"Classifier {note.get('model', '')} {note.get('model_version', '')}, run "
-                       f"{_fmt_iso(note.get('classified_at'))}"
+        cur = note.findings_current
+        out.append(d.p(f"Classifier {note.model} {note.model_version}, run "
+                       f"{_fmt_iso(note.classified_at)}"
                        + ("" if cur in (None, True) else " on an earlier version of the note") + ". Positives after "
-                       f"the radiologist's review: {', '.join(note.get('positives') or []) or 'none'}.", "small"))
-    del mm
+                       f"the radiologist's review: {', '.join(note.positives) or 'none'}.", "small"))
     return out
 
 
-def _scores_section(d: _Doc, content: dict, width: float) -> list:
-    scores = content.get("radiologist_scores") or []
+def _scores_section(d: _Doc, report: Report, width: float) -> list:
+    scores = report.radiologist_scores
     out = [d.p("Radiologist assessment", "h2")]
     if not scores:
         out.append(d.p("No radiologist call recorded.", "body"))
     else:
         rows = [["Finding", "Call", "Confidence", "Overrides AI", "Reader", "Time", "Comment"]]
-        for s in scores:
-            if not s.get("current"):
-                continue
-            rows.append([s["label"], s["call"], f"{s['confidence']}/5" if s.get("confidence") else DASH,
-                         "yes" if s.get("override") else "no", s.get("reader") or DASH,
-                         _fmt_iso(s.get("created_at")), s.get("comment") or DASH])
+        for s in report.current_reader_calls():
+            rows.append([s.label, s.call, f"{s.confidence}/5" if s.confidence else DASH,
+                         "yes" if s.override else "no", s.reader or DASH,
+                         _fmt_iso(s.created_at), s.comment or DASH])
         w = [0.15, 0.09, 0.12, 0.10, 0.14, 0.17, 0.23]
         out.append(d.table(rows, [width * x for x in w]))
-        earlier = sum(1 for s in scores if not s.get("current"))
+        earlier = sum(1 for s in scores if not s.current)
         if earlier:
             out.append(d.p(f"{earlier} earlier call{'s' if earlier != 1 else ''} superseded (kept in the case "
                            "history).", "small"))
     return out
 
 
-def _ai_section(d: _Doc, content: dict, width: float) -> list:
-    ai = content.get("ai", {})
-    results = ai.get("results") or []
+def _ai_call(r: AIResultEntry) -> str:
+    """``POSITIVE`` / ``negative``: the AI call of a result that has one."""
+    return "POSITIVE" if r.positive else "negative"
+
+
+def _ai_section(d: _Doc, report: Report, width: float) -> list:
+    ai = report.ai
+    results = ai.results
     out = [d.p("AI results", "h2")]
     if not results:
         out.append(d.p("No AI result for this case.", "body"))
         return out
-    for card in ai.get("models", []):
-        if not card.get("available"):
-            out.append(d.p(f"{card.get('name')}: {card.get('note', 'model card not available')}.", "body"))
+    for card in ai.models:
+        if not card.available:
+            note = card.note if card.note is not None else "model card not available"
+            out.append(d.p(f"{card.name}: {note}.", "body"))
             continue
-        m = card.get("test_metrics", {})
+        m = card.test_metrics or {}
         metr = ", ".join(f"{k.replace('_', ' ')} {float(m[k]):.3f}" for k in ("auc", "accuracy", "sensitivity",
                                                                               "specificity") if k in m)
         n = f" (n = {m['n']}" + (f", {m['n_positive']} positive)" if "n_positive" in m else ")") if "n" in m else ""
-        text = (f"<b>{d.text(card['name'])} {d.text(card['version'])}</b>: {d.text(card.get('task', ''))}. "
-                f"<b>Intended use:</b> {d.text(card.get('intended_use', ''))}. "
+        text = (f"<b>{d.text(card.name)} {d.text(card.version)}</b>: {d.text(card.task or '')}. "
+                f"<b>Intended use:</b> {d.text(card.intended_use or '')}. "
                 f"<b>Test metrics</b>{d.text(n)}: {d.text(metr or 'not recorded')}. "
-                f"Threshold {float(card.get('threshold', 0)):.3f} on P({d.text(card.get('positive_label', ''))})"
-                + (f" ({d.text(card['threshold_rule'])})" if card.get("threshold_rule") else "")
-                + f"; trained on {d.text(card.get('training_data', ''))}; weights "
-                f"{d.text(card.get('weights_sha256', '')[:12])}...")
+                f"Threshold {float(card.threshold or 0):.3f} on P({d.text(card.positive_label or '')})"
+                + (f" ({d.text(card.threshold_rule)})" if card.threshold_rule else "")
+                + f"; trained on {d.text(card.training_data or '')}; weights "
+                f"{d.text((card.weights_sha256 or '')[:12])}...")
         out.append(d.p(text, "body", raw=True))
     rows = [["Image", "Model", "P(positive)", "Threshold", "AI call", "Heat map", "Time"]]
     shown = results[:60]
     for r in shown:
-        if r.get("score") is None:  # outside the model's intended use: no probability, no call
-            rows.append([r.get("image", ""), f"{r['model']} {r['version']}", DASH, _fmt_p(r["threshold"]),
-                         "no call", DASH, _fmt_iso(r.get("created_at"))])
+        if r.score is None:  # outside the model's intended use: no probability, no call
+            rows.append([r.image, f"{r.model} {r.version}", DASH, _fmt_p(r.threshold),
+                         "no call", DASH, _fmt_iso(r.created_at)])
             continue
-        rows.append([r.get("image", ""), f"{r['model']} {r['version']}",
-                     f"{_fmt_p(r['score'])} ({r['positive_label']})", _fmt_p(r["threshold"]),
-                     "POSITIVE" if r["positive"] else "negative",
-                     f"{_fmt_method(r.get('heatmap_method'))} {r.get('heatmap_label') or ''}".strip() if r.get(
-                         "has_heatmap") else DASH, _fmt_iso(r.get("created_at"))])
+        rows.append([r.image, f"{r.model} {r.version}",
+                     f"{_fmt_p(r.score)} ({r.positive_label})", _fmt_p(r.threshold), _ai_call(r),
+                     f"{_fmt_method(r.heatmap_method)} {r.heatmap_label or ''}".strip() if r.has_heatmap else DASH,
+                     _fmt_iso(r.created_at)])
     w = [0.16, 0.17, 0.17, 0.10, 0.10, 0.13, 0.17]
     out.append(d.table(rows, [width * x for x in w]))
     for r in shown:
-        notes = ([r["scope"]] if r.get("scope") else []) + list(r.get("warnings") or [])
+        notes = ([r.scope] if r.scope else []) + list(r.warnings)
         if notes:
-            out.append(d.p(f"{d.text(r.get('image', ''))}: {d.text('; '.join(notes))}.", "small", raw=True))
+            out.append(d.p(f"{d.text(r.image)}: {d.text('; '.join(notes))}.", "small", raw=True))
     if len(results) > len(shown):
         out.append(d.p(f"... and {len(results) - len(shown)} more results (see the JSON export).", "small"))
-    out.append(d.p(ai.get("disclaimer", ""), "small"))
+    out.append(d.p(ai.disclaimer, "small"))
     return out
 
 
@@ -583,53 +583,51 @@ class _ImageBlock:
         return cls.cls(top, image, caption, max_w, max_h, min_h)
 
 
-def _key_images_section(d: _Doc, content: dict, images, width: float) -> list:  # noqa: ANN001
+def _key_images_section(d: _Doc, report: Report, images, width: float) -> list:  # noqa: ANN001
     from reportlab.lib.units import mm
     from reportlab.platypus import Spacer
 
-    keys = content.get("key_images") or []
+    keys = report.key_images
     heading = d.p("Key images", "h2")
     out: list = []
     if not keys:
         return [heading, d.p("No image in this case.", "body")]
     for n, k in enumerate(keys):
         img = images[n] if images is not None and n < len(images) else None
-        parts = [k.get("image", ""), k.get("series_description") or "", k.get("reason", "")]
+        parts = [k.image, k.series_description or "", k.reason]
         title = f"Key image {n + 1}: " + " \N{EM DASH} ".join(p for p in parts if p)
         top = ([heading] if n == 0 else []) + [d.p(title, "h3")]
         caption = []
         if img is None:
-            caption.append(d.p(f"Image not shown: {k.get('error') or 'not rendered'}.", "warn"))
-        sp = k.get("pixel_spacing_mm")
-        win = k.get("window")
-        cap = [f"SOPInstanceUID {k.get('sop_instance_uid', '')}"]
-        if int(k.get("number_of_frames") or 1) > 1:
-            cap.append(f"frame {int(k.get('frame', 0)) + 1} of {k['number_of_frames']}")
+            caption.append(d.p(f"Image not shown: {k.error or 'not rendered'}.", "warn"))
+        sp = k.pixel_spacing_mm
+        win = k.window
+        cap = [f"SOPInstanceUID {k.sop_instance_uid}"]
+        if int(k.number_of_frames or 1) > 1:
+            cap.append(f"frame {int(k.frame) + 1} of {k.number_of_frames}")
         if sp:
             cap.append(f"pixel spacing {sp[0]:.3f} x {sp[1]:.3f} mm")
         else:
             cap.append("no pixel spacing (sizes in pixels)")
         if win:
-            cap.append(f"window C {win['center']:g} / W {win['width']:g}")
-        if k.get("burned_in_annotation"):
-            cap.append(f"BurnedInAnnotation {k['burned_in_annotation']}")
+            cap.append(f"window C {win.center:g} / W {win.width:g}")
+        if k.burned_in_annotation:
+            cap.append(f"BurnedInAnnotation {k.burned_in_annotation}")
         caption.append(d.p("; ".join(cap) + ".", "caption"))
-        for r in k.get("ai_results") or []:
-            if r.get("score") is None:
-                caption.append(d.p(f"AI {r['model']} {r['version']}: no call, {r.get('scope', '')}.", "caption"))
+        for r in k.ai_results:
+            if r.score is None:
+                caption.append(d.p(f"AI {r.model} {r.version}: no call, {r.scope}.", "caption"))
                 continue
-            caption.append(d.p(f"AI {r['model']} {r['version']}: P({r['positive_label']}) = {_fmt_p(r['score'])}, "
-                               f"threshold {_fmt_p(r['threshold'])} \N{RIGHTWARDS ARROW} "
-                               f"{'POSITIVE' if r['positive'] else 'negative'}"
-                               + (f"; heat map: {_fmt_method(r['heatmap_method'])} for class {r['heatmap_label']}"
-                                  if r.get("has_heatmap") else "") + ".", "caption"))
-        anns = k.get("annotations") or []
+            caption.append(d.p(f"AI {r.model} {r.version}: P({r.positive_label}) = {_fmt_p(r.score)}, "
+                               f"threshold {_fmt_p(r.threshold)} \N{RIGHTWARDS ARROW} {_ai_call(r)}"
+                               + (f"; heat map: {_fmt_method(r.heatmap_method)} for class {r.heatmap_label}"
+                                  if r.has_heatmap else "") + ".", "caption"))
+        anns = k.annotations
         table = None
         if anns:
             rows = [["#", "Kind", "Text", "Measurement", "Source"]]
             for i, a in enumerate(anns, 1):
-                rows.append([str(i), a.get("kind", ""), a.get("text") or DASH, a.get("label") or DASH,
-                             a.get("measurement_source", "")])
+                rows.append([str(i), a.kind, a.text or DASH, a.label or DASH, a.measurement_source])
             w = [0.05, 0.10, 0.25, 0.45, 0.15]
             table = d.table(rows, [width * x for x in w])
         if table is not None and len(anns) <= 8:  # a short table stays with its picture
@@ -640,52 +638,50 @@ def _key_images_section(d: _Doc, content: dict, images, width: float) -> list:  
                 out.append(d.p(f"Annotations of key image {n + 1}", "h3"))
                 out.append(table)
         out.append(Spacer(1, 5 * mm))
-    other = content.get("other_annotations") or []
+    other = report.other_annotations
     if other:
         out.append(d.p("Annotations on other images", "h3"))
         rows = [["Image", "Kind", "Text", "Measurement (stored)"]]
         for a in other:
-            rows.append([a.get("image", ""), a.get("kind", ""), a.get("text") or DASH, a.get("label") or DASH])
+            rows.append([a.image or "", a.kind, a.text or DASH, a.label or DASH])
         out.append(d.table(rows, [width * x for x in (0.2, 0.1, 0.25, 0.45)]))
     return out
 
 
-def _audit_section(d: _Doc, content: dict, width: float) -> list:
+def _audit_section(d: _Doc, report: Report, width: float) -> list:
     from reportlab.platypus import KeepTogether
 
-    ts = content.get("timestamps", {})
+    ts = report.timestamps
     names = [("case_created", "Case created"), ("case_updated", "Case updated"), ("note_saved", "Note saved"),
              ("findings_classified", "Note findings classified"), ("last_ai_result", "Latest AI result"),
              ("last_radiologist_score", "Latest radiologist call"), ("signed_off", "Signed off"),
              ("report_generated", "Report generated")]
-    rows = [["Event", "Time (UTC)"]] + [[label, _fmt_iso(ts.get(key))] for key, label in names]
-    rows.append(["Entries in the case history", str(content.get("events", 0))])
-    if content.get("deidentified"):
+    rows = [["Event", "Time (UTC)"]] + [[label, _fmt_iso(getattr(ts, key))] for key, label in names]
+    rows.append(["Entries in the case history", str(report.events)])
+    if report.deidentified:
         rows.append(["Note", "de-identified report: every time is shifted by the same secret number of days"])
     out = [KeepTogether([d.p("Timestamps and audit", "h2"), d.table(rows, [width * 0.45, width * 0.55])])]
-    deid = content.get("deidentification")
-    if deid:
+    deid = report.deidentification
+    if deid is not None:
         block = [d.p("De-identification", "h3"),
-                 d.p(f"{deid.get('profile', '')}. PatientIdentityRemoved: {deid.get('PatientIdentityRemoved', '')}. "
-                     f"Method: {deid.get('DeidentificationMethod', '')}. Codes: "
-                     + ", ".join(f"{c['CodeValue']} {c['CodeMeaning']}"
-                                 for c in deid.get("DeidentificationMethodCodeSequence", []))
-                     + f". {deid.get('uids_replaced', 0)} UIDs replaced. Pixel data not cleaned: key images are "
+                 d.p(f"{deid.profile}. PatientIdentityRemoved: {deid.PatientIdentityRemoved}. "
+                     f"Method: {deid.DeidentificationMethod}. Codes: "
+                     + ", ".join(f"{c.CodeValue} {c.CodeMeaning}" for c in deid.DeidentificationMethodCodeSequence)
+                     + f". {deid.uids_replaced} UIDs replaced. Pixel data not cleaned: key images are "
                        "drawn without patient text.", "small")]
-        acts = deid.get("actions", {})
-        if acts:
-            block.append(d.p("Header actions: " + "; ".join(f"{k} {v}" for k, v in acts.items()) + ".", "small"))
+        if deid.actions:
+            block.append(d.p("Header actions: " + "; ".join(f"{k} {v}" for k, v in deid.actions.items()) + ".",
+                             "small"))
         out.append(KeepTogether(block))
-    out.append(d.p(f"Generated by {content.get('generator', {}).get('name', 'medviewer')} "
-                   f"{content.get('generator', {}).get('version', '')}, report schema {content.get('schema', '')}.",
-                   "small"))
+    out.append(d.p(f"Generated by {report.generator.name} {report.generator.version}, report schema "
+                   f"{report.schema}.", "small"))
     return out
 
 
-def write_pdf(content: dict, out_path: str | os.PathLike, images=None) -> int:  # noqa: ANN001
-    """Write the report ``content`` (from :func:`medviewer.report.content.build_report`) as an A4 PDF.
+def write_pdf(report: Report, out_path: str | os.PathLike, images=None) -> int:  # noqa: ANN001
+    """Write ``report`` (from :func:`medviewer.report.content.build_report`, possibly de-identified) as an A4 PDF.
 
-    images: PIL images aligned with ``content["key_images"]`` (None entries, or None for none: the key images are
+    images: PIL images aligned with ``report.key_images`` (None entries, or None for none: the key images are
     listed without pictures). The file is written to a temporary name beside ``out_path`` and renamed, so a failed
     export never leaves a partial PDF. Returns the number of pages.
 
@@ -700,46 +696,46 @@ def write_pdf(content: dict, out_path: str | os.PathLike, images=None) -> int:  
     page_w = A4[0]
     margin = 15 * mm
     width = page_w - 2 * margin
-    deid = bool(content.get("deidentified"))
-    h = content.get("header", {})
+    deid = report.deidentified
+    h = report.header
     if deid:
-        who = f"Pseudonym {content.get('pseudonym', '')} (de-identified)"
+        who = f"Pseudonym {report.pseudonym} (de-identified)"
     else:
         who = f"{_fmt_name(h.get('PatientName', '')) or '(no name)'}  ID {h.get('PatientID', '') or DASH}"
         if h.get("StudyDate"):
             who += f"  study {_fmt_date(h['StudyDate'])}"
-    generated = _fmt_iso(content.get("generated_at"))
+    generated = _fmt_iso(report.generated_at)
     story = [d.p("Radiology case report", "title")]
     sub = h.get("StudyDescription") or ("De-identified report" if deid else "")
     if deid and h.get("StudyDescription"):
         sub += " (de-identified report)"
     if sub:
         story.append(d.p(sub, "subtitle"))
-    story += _banner(d, content, width)
+    story += _banner(d, report, width)
     story.append(Spacer(1, 3 * mm))
     warn_at = len(story)
-    story += _header_section(d, content, width)
+    story += _header_section(d, report, width)
     story.append(Spacer(1, 2 * mm))
-    story += _signoff(d, content)
-    for w in content.get("warnings") or []:
+    story += _signoff(d, report)
+    for w in report.warnings:
         story.append(d.p(f"\N{WARNING SIGN} {w}", "warn"))
-    story += _note_section(d, content, width)
-    story += _scores_section(d, content, width)
-    story += _ai_section(d, content, width)
-    story += _key_images_section(d, content, images, width)
-    story += _audit_section(d, content, width)
+    story += _note_section(d, report, width)
+    story += _scores_section(d, report, width)
+    story += _ai_section(d, report, width)
+    story += _key_images_section(d, report, images, width)
+    story += _audit_section(d, report, width)
 
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
     # Document information: nothing about the patient. A de-identified report's dates are its shifted
     # generation time (never the real time, which would give the secret date shift away), and "invariant" mode
     # keeps the real time out of the file ID too.
-    title = "medviewer report" + (f" {content.get('pseudonym', '')}" if deid else "")
+    title = "medviewer report" + (f" {report.pseudonym}" if deid else "")
     doc = SimpleDocTemplate(str(tmp), pagesize=A4, leftMargin=margin, rightMargin=margin, topMargin=14 * mm,
                             bottomMargin=20 * mm, title=title, author="medviewer",
                             subject="Not for diagnostic use", creator="medviewer", invariant=1 if deid else None)
     canvasmaker = _footer_canvas(d.regular, who, generated, d.charset,
-                                 _pdf_date(content.get("generated_at")) if deid else None, d.runs)
+                                 _pdf_date(report.generated_at) if deid else None, d.runs)
     if d.missing:
         story.insert(warn_at, d.p(FONT_MISSING_WARNING, "warn"))
     try:
