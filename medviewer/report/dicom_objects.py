@@ -157,10 +157,22 @@ def _read_headers(store, study_uid: str, sops: set[str]) -> tuple[dict, list[str
             warnings.append(f"image {sop} is not in the case: its results are left out")
             continue
         try:
-            out[sop] = pydicom.dcmread(path, stop_before_pixels=True)
+            ds = pydicom.dcmread(path, stop_before_pixels=True)
         except Exception as exc:  # noqa: BLE001 - a missing/damaged file drops its references, not the object
             warnings.append(f"image {sop} cannot be read ({type(exc).__name__}): its results are left out")
+            continue
+        # Type 2 attributes of the Patient and General Study modules (PS3.3 C.7.1.1, C.7.2.1) that the source
+        # left out are copied as empty ("unknown"), which is what they mean; highdicom needs them present.
+        for kw in _TYPE2_COPIED:
+            if kw not in ds:
+                setattr(ds, kw, "")
+        out[sop] = ds
     return out, warnings
+
+
+#: Type 2 Patient / General Study attributes copied into our objects (empty when the source lacks them).
+_TYPE2_COPIED = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
+                 "ReferringPhysicianName", "StudyID", "AccessionNumber")
 
 
 def _library_view(header):  # noqa: ANN001, ANN202 - pydicom Dataset
