@@ -402,16 +402,27 @@ def cmd_classify_note(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
     else:
         for n, (text, res) in enumerate(zip(texts, results), 1):
-            found = ", ".join(f"{k} ({res.probabilities[k]:.2f})" for k in res.positives) or "none"
             short = " ".join(text.split())
-            print(f"[{n}] {short[:70]}{'...' if len(short) > 70 else ''}\n    findings: {found}")
+            print(f"[{n}] {short[:70]}{'...' if len(short) > 70 else ''}")
+            if not res.classified:
+                print(f"    not classified: {res.reason}")
+                continue
+            found = ", ".join(f"{k} ({res.probabilities[k]:.2f})" for k in res.positives) or "none"
+            print(f"    present: {found}")
+            hedged = res.uncertain
+            if hedged:
+                print("    uncertain: " + ", ".join(f"{k} ({res.uncertain_probabilities[k]:.2f})" for k in hedged))
+            if res.windows > 1:
+                print(f"    (read in {res.windows} overlapping windows, {res.tokens} word pieces)")
     return 0
 
 
 def add_classify_note_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("classify-note", help="classify free-text notes into chest X-ray findings",
                        description="Classify each TEXT (and each --file, one note per file) into the 14 "
-                                   "ChestX-ray14 findings + normal with the bundled notes model.")
+                                   "ChestX-ray14 findings + normal with the bundled notes model: each finding "
+                                   "present, absent or uncertain (hedged). Empty notes and notes not in English "
+                                   "are reported, not classified.")
     p.add_argument("texts", nargs="*", metavar="TEXT")
     p.add_argument("--file", action="append", metavar="F", help="a file holding one note (repeatable)")
     p.add_argument("--json", action="store_true", help="print a JSON list, one entry per note, in order")

@@ -41,6 +41,55 @@ def test_negation_and_uncertainty(clf, text, label, expected):
     assert (label in res.positives) == expected, (text, res.probabilities[label], res.thresholds[label])
 
 
+FILLER = ["The heart size is normal.", "The mediastinal contours are within normal limits.",
+          "Lungs are clear bilaterally.", "There is no focal airspace consolidation.", "No pleural effusion is seen.",
+          "The osseous structures are intact.", "Trachea is midline.",
+          "Comparison is made with the prior radiograph from last year."]
+
+
+def test_finding_in_the_last_sentence_of_a_1000_token_note_is_found(clf):
+    body = " ".join(FILLER[i % len(FILLER)] for i in range(120))
+    text = body + " Small right apical pneumothorax."
+    res = clf.classify([text])[0]
+    assert res.tokens >= 1000 and res.windows > 1
+    assert "Pneumothorax" in res.positives
+    assert res.state("normal") == "absent"
+    # the same note without the last sentence is normal, read in windows too
+    plain = clf.classify([body])[0]
+    assert plain.windows > 1 and plain.positives == ["normal"]
+
+
+@pytest.mark.parametrize("text", ["", "   ", "\n\n\t"])
+def test_empty_note_is_not_classified(clf, text):
+    res = clf.classify([text])[0]
+    assert res.status == "no_text" and not res.classified
+    assert res.positives == [] and res.to_dict()["findings"] == []
+    assert res.state("normal") == "absent"
+
+
+@pytest.mark.parametrize("text", ["Kein Pneumothorax.", "Pas de pneumothorax.", "Sin neumotórax.",
+                                  "Нет пневмоторакса."])
+def test_non_english_note_is_not_classified(clf, text):
+    res = clf.classify([text])[0]
+    assert res.status == "language_not_supported" and "English" in res.reason
+    assert res.positives == [] and res.to_dict()["findings"] == []
+
+
+def test_three_states(clf):
+    res = clf.classify(["Small left pleural effusion. Possible right lower lobe pneumonia. No pneumothorax."])[0]
+    states = res.states
+    assert states["Effusion"] == "present"
+    assert states["Pneumonia"] == "uncertain"
+    assert states["Pneumothorax"] == "absent"
+    assert res.positives.count("Pneumonia") == 0 and res.uncertain == ["Pneumonia"]
+    d = res.to_dict()
+    assert d["status"] == "classified" and d["present"] == res.positives and d["uncertain"] == ["Pneumonia"]
+    by = {f["label"]: f for f in d["findings"]}
+    assert [f["label"] for f in d["findings"]] == list(res.probabilities)
+    assert by["Pneumonia"]["state"] == "uncertain" and by["Pneumonia"]["positive"] is False
+    assert by["Effusion"]["positive"] is True
+
+
 def test_loads_offline_without_network(tmp_path):
     """In a fresh process with HF_HUB_OFFLINE=1 and no usable proxy/cache, the model loads from the package."""
     code = ("import os\nfrom medviewer.notes.model import NoteClassifier\n"
@@ -86,19 +135,26 @@ def test_card_figures_match_an_independent_test_evaluation(clf):
 def test_classify_note_cli_json_in_order(tmp_path):
     f = tmp_path / "note.txt"
     f.write_text("Moderate cardiomegaly.")
-    texts = ["No pneumothorax.", "Small left pleural effusion."]
-    out = subprocess.run([sys.executable, "-m", "medviewer", "classify-note", "--json", *texts, "--file", str(f)],
+    texts = ["No pneumothorax.", "Small left pleural effusion. Cannot exclude a small pneumothorax."]
+    out = subprocess.run([sys.executable, "-m", "medviewer", "classify-note", "--json", *texts, "", "Kein Erguss.",
+                          "--file", str(f)],
                          capture_output=True, text=True, timeout=300, env=dict(os.environ, HF_HUB_OFFLINE="1"))
     assert out.returncode == 0, out.stderr[-2000:]
     entries = json.loads(out.stdout)
-    assert [e["text"] for e in entries] == texts + ["Moderate cardiomegaly."]
-    for e in entries:
+    assert [e["text"] for e in entries] == texts + ["", "Kein Erguss.", "Moderate cardiomegaly."]
+    for e in entries[:2] + entries[4:]:
+        assert e["status"] == "classified" and e["windows"] == 1
         labels = [x["label"] for x in e["findings"]]
         assert len(labels) == 15 and "Effusion" in labels
         for x in e["findings"]:
             assert 0.0 <= x["probability"] <= 1.0 and isinstance(x["positive"], bool)
-    eff = {x["label"]: x for x in entries[1]["findings"]}["Effusion"]
-    assert eff["positive"] is True
+            assert x["state"] in ("present", "absent", "uncertain") and x["positive"] == (x["state"] == "present")
+            assert 0.0 <= x["uncertain_probability"] <= 1.0
+    by = {x["label"]: x for x in entries[1]["findings"]}
+    assert by["Effusion"]["state"] == "present" and by["Effusion"]["positive"] is True
+    assert by["Pneumothorax"]["state"] == "uncertain" and entries[1]["uncertain"] == ["Pneumothorax"]
+    assert entries[2]["status"] == "no_text" and entries[2]["findings"] == []
+    assert entries[3]["status"] == "language_not_supported" and entries[3]["findings"] == []
 
 
 def test_manual_lora_merge_equals_peft_merge(clf):

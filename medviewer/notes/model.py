@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +52,12 @@ def _offline() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:  # no "Loading weights" progress bar on the terminal of `medviewer classify-note`
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass
 
 
 def _note_net(encoder, head_dropout: float = 0.1):  # noqa: ANN001, ANN202
@@ -131,24 +137,85 @@ def trainable_state(net) -> dict:  # noqa: ANN001
     return state
 
 
+#: The three states of a finding (CheXpert / NegBio convention): mentioned as there, not there (negated or not
+#: mentioned), or hedged ("possible", "cannot exclude", "?"). "normal" is only ever present or absent.
+PRESENT, ABSENT, UNCERTAIN = "present", "absent", "uncertain"
+STATES = (PRESENT, ABSENT, UNCERTAIN)
+
+
 @dataclass
 class NoteResult:
-    """Findings of one note: per-label probability and decision (probability >= that label's threshold)."""
+    """Findings of one note.
+
+    ``status`` is ``"classified"``, ``"no_text"`` (empty or whitespace-only note: nothing is classified) or
+    ``"language_not_supported"`` (not English); ``reason`` says why in words when not classified, and then
+    ``probabilities`` is empty and there are no findings. When classified, per label: ``probabilities`` (P(present),
+    the maximum over the note's windows), ``thresholds``, ``uncertain_probabilities`` (P(hedged)) and
+    ``uncertain_thresholds``; the state is "present" when P(present) >= its threshold, else "uncertain" when
+    P(hedged) >= its threshold, else "absent". ``windows``: how many overlapping windows the note was read in
+    (1 unless it is longer than the encoder's 256 word pieces); ``tokens``: its length in word pieces.
+    """
 
     probabilities: dict[str, float]
     thresholds: dict[str, float]
     model: str
     version: str
+    uncertain_probabilities: dict[str, float] = field(default_factory=dict)
+    uncertain_thresholds: dict[str, float] = field(default_factory=dict)
+    status: str = "classified"
+    reason: str = ""
+    language: str = "en"
+    windows: int = 1
+    tokens: int = 0
+
+    @property
+    def classified(self) -> bool:
+        return self.status == "classified"
+
+    def state(self, label: str) -> str:
+        """"present", "uncertain" or "absent" ("absent" for every label of a note that was not classified)."""
+        p = self.probabilities.get(label)
+        if p is None:
+            return ABSENT
+        if p >= self.thresholds[label]:
+            return PRESENT
+        u = self.uncertain_probabilities.get(label, 0.0)
+        if label != "normal" and u >= self.uncertain_thresholds.get(label, 0.5):
+            return UNCERTAIN
+        return ABSENT
+
+    @property
+    def states(self) -> dict[str, str]:
+        return {k: self.state(k) for k in self.probabilities}
 
     @property
     def positives(self) -> list[str]:
-        return [k for k, p in self.probabilities.items() if p >= self.thresholds[k]]
+        """Labels in state "present" (hedged findings are not positive: the gold standard's convention)."""
+        return [k for k in self.probabilities if self.state(k) == PRESENT]
+
+    @property
+    def uncertain(self) -> list[str]:
+        """Labels in state "uncertain" (mentioned with a hedge)."""
+        return [k for k in self.probabilities if self.state(k) == UNCERTAIN]
 
     def to_dict(self) -> dict:
+        """JSON-ready: ``{"model", "version", "status", "reason", "language", "windows", "tokens", "present",
+        "uncertain", "findings": [{"label", "state", "probability", "threshold", "positive",
+        "uncertain_probability", "uncertain_threshold"}, ...]}``; ``findings`` is empty when the note was not
+        classified, else it has the 15 labels in :data:`LABELS` order. ``positive`` is ``state == "present"``."""
+        findings = []
+        for k, p in self.probabilities.items():
+            st = self.state(k)
+            findings.append({
+                "label": k, "state": st, "probability": float(p), "threshold": float(self.thresholds[k]),
+                "positive": st == PRESENT,
+                "uncertain_probability": float(self.uncertain_probabilities.get(k, 0.0)),
+                "uncertain_threshold": float(self.uncertain_thresholds.get(k, 0.5)),
+            })
         return {
-            "model": self.model, "version": self.version,
-            "findings": [{"label": k, "probability": float(p), "threshold": float(self.thresholds[k]),
-                          "positive": bool(p >= self.thresholds[k])} for k, p in self.probabilities.items()],
+            "model": self.model, "version": self.version, "status": self.status, "reason": self.reason,
+            "language": self.language, "windows": int(self.windows), "tokens": int(self.tokens),
+            "present": self.positives, "uncertain": self.uncertain, "findings": findings,
         }
 
 
@@ -167,8 +234,9 @@ class NoteClassifier:
         self.fusion = card.get("fusion")
         source = self.fusion["thresholds"] if self.fusion else card["thresholds"]
         self.thresholds = {k: float(source[k]) for k in LABELS}
+        self.uncertain_thresholds = {k: 0.5 for k in LABELS}
         self._lock = threading.Lock()
-        self._rules = None
+        self._rule_labeler = None
 
     @classmethod
     def load(cls, directory: str | Path | None = None, threads: int | None = 1) -> "NoteClassifier":
@@ -198,6 +266,7 @@ class NoteClassifier:
         arch = card["architecture"]
         path = encoder_dir()
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        tokenizer.model_max_length = 1 << 30  # long notes are windowed, never silently truncated (no warning)
         encoder = AutoModel.from_pretrained(path, local_files_only=True)
         state = load_state_dict(weights)
         merge_lora(encoder, {k[5:]: v for k, v in state.items() if k.startswith("lora.")}, arch["lora_r"],
@@ -209,7 +278,8 @@ class NoteClassifier:
         return cls(net, tokenizer, card, int(arch.get("max_length", 256)))
 
     def probabilities(self, texts: list[str], batch: int = 16) -> np.ndarray:
-        """(N, 15) float64 probabilities in :data:`LABELS` order."""
+        """(N, 15) float64 transformer probabilities of P(present) in :data:`LABELS` order, one row per text as
+        given (each text is read as one window: truncated at ``max_length``; :meth:`classify` windows long notes)."""
         import torch
 
         out = []
@@ -220,23 +290,76 @@ class NoteClassifier:
                 out.append(torch.sigmoid(self.net(enc["input_ids"], enc["attention_mask"])).numpy())
         return np.concatenate(out).astype(np.float64) if out else np.zeros((0, len(LABELS)))
 
-    def combined(self, texts: list[str]) -> np.ndarray:
-        """(N, 15) scores of the shipped classifier: the transformer's probabilities, combined with the rule
-        labeler's negation-aware 0/1 decisions when the card has a ``fusion`` section
-        (``p = w * p_transformer + (1 - w) * rule``, w chosen on validation)."""
-        probs = self.probabilities(texts)
-        if not self.fusion:
-            return probs
-        if self._rules is None:
+    def _rules(self):  # noqa: ANN202
+        if self._rule_labeler is None:
             from medviewer.notes.rules import RuleLabeler
 
-            self._rules = RuleLabeler()
-        rules = np.array([[d[k] for k in LABELS] for d in self._rules.label_many(texts)], dtype=np.float64)
-        w = float(self.fusion["transformer_weight"])
-        return w * probs + (1 - w) * rules
+            self._rule_labeler = RuleLabeler(uncertain_value=0.5)
+        return self._rule_labeler
+
+    def combined(self, texts: list[str]) -> np.ndarray:
+        """(N, 15) P(present) of the shipped classifier for each text read as one window: the transformer's
+        probabilities, combined with the rule labeler's negation-aware 0/1 decisions when the card has a
+        ``fusion`` section (``p = w * p_transformer + (1 - w) * rule``, w chosen on validation)."""
+        return self.window_scores(texts)[0]
+
+    def window_scores(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(P(present), P(hedged)), each (N, 15), for texts that each fit one window. This model version has no
+        hedge output: a finding is hedged when the rule labeler's best mention of it is uncertain."""
+        probs = self.probabilities(texts)
+        rules = np.array([[d[k] for k in LABELS] for d in self._rules().label_many(texts)], dtype=np.float64)
+        hedged = (rules == 0.5).astype(np.float64)
+        if self.fusion:
+            w = float(self.fusion["transformer_weight"])
+            probs = w * probs + (1 - w) * (rules >= 1.0)
+        return probs, hedged
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        """Length of each text in word pieces, without the special tokens."""
+        if not texts:
+            return []
+        return [len(ids) for ids in self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+
+    def windows(self, text: str) -> list[str]:
+        """The windows the classifier reads ``text`` in (:func:`medviewer.notes.windows.note_windows`)."""
+        from medviewer.notes.windows import note_windows
+
+        return note_windows(text, self.count_tokens, self.max_length - 2)
 
     def classify(self, texts: list[str]) -> list[NoteResult]:
-        """Findings for each text (empty text -> all probabilities computed on "", i.e. the model's prior)."""
-        probs = self.combined([t or "" for t in texts])
-        return [NoteResult({k: float(p) for k, p in zip(LABELS, row)}, self.thresholds, self.card["name"],
-                           self.card["version"]) for row in probs]
+        """Findings of each note, in order. An empty / whitespace-only note gives status "no_text" and a note not
+        in English "language_not_supported", without findings. A note longer than the encoder's window is read
+        in overlapping windows (:meth:`windows`): per finding the maximum P(present) and P(hedged) over the
+        windows, and "normal" the minimum (normal only if every window is)."""
+        from medviewer.notes.language import check_note
+
+        name, version = str(self.card["name"]), str(self.card["version"])
+        results: list[NoteResult | None] = [None] * len(texts)
+        spans: list[tuple[int, int, int]] = []
+        flat: list[str] = []
+        for i, text in enumerate(texts):
+            gate = check_note(text)
+            if not gate.ok:
+                results[i] = NoteResult({}, {}, name, version, status=gate.status, reason=gate.reason,
+                                        language=gate.language, windows=0, tokens=0)
+                continue
+            text = self.prepare(text)
+            wins = self.windows(text)
+            spans.append((i, len(flat), len(flat) + len(wins)))
+            flat.extend(wins)
+        if flat:
+            present, hedged = self.window_scores(flat)
+            normal = LABELS.index("normal")
+            for i, a, b in spans:
+                p = present[a:b].max(axis=0)
+                p[normal] = present[a:b, normal].min()
+                u = hedged[a:b].max(axis=0)
+                u[normal] = 0.0
+                results[i] = NoteResult({k: float(v) for k, v in zip(LABELS, p)}, self.thresholds, name, version,
+                                        {k: float(v) for k, v in zip(LABELS, u)}, self.uncertain_thresholds,
+                                        windows=b - a, tokens=self.count_tokens([texts[i]])[0])
+        return results  # type: ignore[return-value]
+
+    def prepare(self, text: str) -> str:
+        """The text the model reads (this model version reads the note as typed)."""
+        return text
