@@ -185,3 +185,45 @@ def test_eval_rules_cli_val(capsys):
     assert main(["--split", "val"]) == 0
     out = capsys.readouterr().out
     assert "val: 459 reports, micro-F1" in out and "Pleural_Thickening" in out
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Notes as typed: abbreviations, misspellings, lists and "finding: value" fragments (medviewer.notes.normalize).
+# ------------------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, expected", [
+    ("Sm L eff, no PTX.", "small left effusion, no pneumothorax."),
+    ("?PNA RLL", "questionable pneumonia right lower lobe"),
+    ("s/p CABG w/o ptx; c/w CHF", "status post CABG without pneumothorax; consistent with congestive heart failure"),
+    ("LLL atx, RML consol, LUL/RUL infilt", "left lower lobe atelectasis, right middle lobe consolidation, "
+                                            "left upper lobe/right upper lobe infiltrate"),
+    ("bilat pl effs, HH", "bilateral pleural effusions, hiatal hernia"),
+    ("pnuemothorax, efusion, cardiomegally, atelectsis, consolidaton, emphysmea",
+     "pneumothorax, effusion, cardiomegaly, atelectasis, consolidation, emphysema"),
+    ("3 cm mass RUL. 2 L NC.", "3 cm mass right upper lobe. 2 left NC."),  # "cm" is never cardiomegaly
+    ("No acute cardiopulmonary abnormality.", "No acute cardiopulmonary abnormality."),
+    ("The mediastinum is engorged bilaterally.", "The mediastinum is engorged bilaterally."),  # valid words kept
+])
+def test_expand_note(text, expected):
+    from medviewer.notes.normalize import expand_note
+
+    assert expand_note(text) == expected
+
+
+@pytest.mark.parametrize("text, label, expected", [
+    ("Lg R PTX.", "Pneumothorax", 1.0),
+    ("no ptx", "Pneumothorax", 0.0),
+    ("PTX: none", "Pneumothorax", 0.0),
+    ("effusion - neg", "Effusion", 0.0),
+    ("nodule: ?", "Nodule", 0.5),
+    ("PTX?", "Pneumothorax", 0.5),
+    ("r/o PNA", "Pneumonia", 0.5),
+    ("Effusion: no pneumothorax.", "Effusion", 1.0),
+    ("cardiomeg\n- no PTX\n- sm L eff", "Effusion", 1.0),  # the "no" of one line does not reach the next
+    ("cardiomeg\n- no PTX\n- sm L eff", "Pneumothorax", 0.0),
+    ("cardiomeg\n- no PTX\n- sm L eff", "Cardiomegaly", 1.0),
+    ("pnuemothorax on the right", "Pneumothorax", 1.0),
+    ("HH", "Hernia", 1.0),
+])
+def test_typed_notes(text, label, expected):
+    assert RuleLabeler(uncertain_value=0.5, label_hernia=True).label(text)[label] == expected, (text, label)

@@ -53,7 +53,7 @@ __all__ = [
     "RuleLabeler", "label_text", "Mention", "normalize", "split_sentences",
     "FINDING_PATTERNS", "OTHER_PATTERNS", "ALWAYS_ABNORMAL",
     "NEGATION_PRE", "NEGATION_POST", "PSEUDO_NEGATIONS", "UNCERTAIN_PRE", "UNCERTAIN_POST", "UNCERTAIN_STRONG",
-    "SCOPE_BREAKERS",
+    "SCOPE_BREAKERS", "FRAGMENT_NEGATIVE", "FRAGMENT_UNCERTAIN",
 ]
 
 POSITIVE, NEGATIVE, UNCERTAIN = "positive", "negative", "uncertain"
@@ -182,6 +182,19 @@ SCOPE_BREAKERS: tuple[str, ...] = (
     r"whereas", r"while", r"there (is|are)", r";", r":",
 )
 
+#: Fragments typed as "finding: value" ("PTX: none", "effusion - neg", "nodule: ?"): the value right after the
+#: mention, alone up to the end of its clause, decides.
+FRAGMENT_NEGATIVE: tuple[str, ...] = (
+    r"none", r"negative", r"no", r"absent", r"nil", r"not seen", r"not present", r"not identified", r"resolved",
+    r"gone", r"0",
+)
+FRAGMENT_UNCERTAIN: tuple[str, ...] = (
+    r"possible", r"questionable", r"equivocal", r"cannot exclude", r"can't exclude", r"not excluded",
+    r"rule out", r"maybe", r"uncertain", r"indeterminate",
+)
+_FRAGMENT_SEP = r"\s*(?:[:=\u2013-]\s*|(?:is|are)\s+)?"
+_FRAGMENT_END = r"\s*(?=[.,;)]|$)"
+
 # An "other" mention described as normal ("aortic contours are within normal limits", "normal ... aorta").
 _OTHER_NORMAL_POST = re.compile(
     r"[^,;]{0,40}?\b(is|are|appears?|remains?)( \w+)? (normal|unremarkable|within normal limits|intact|symmetric)"
@@ -217,8 +230,25 @@ def _split_run_on(m: re.Match) -> str:
     return m.group(0) if m.group(1) in _FUNCTION_WORDS else m.group(1) + ". "
 
 
+# a line break, with the list bullet or item number that may start the next line
+_LINE_BREAK = re.compile(r"[ \t]*\n\s*(?:(?:[-*\u2022>]+|\d{1,2}[.)])[ \t]+)?")
+
+
+def _line_break(m: re.Match) -> str:
+    """A line break ends a sentence (notes typed as lists / lines rarely end them with a full stop)."""
+    before = m.string[:m.start()].rstrip()
+    return " " if not before or before[-1] in ".;:?!" else ". "
+
+
 def normalize(text: str) -> str:
-    """Run-on sections split, lower case, de-identification tokens made neutral, whitespace collapsed."""
+    """Abbreviations expanded and finding words' misspellings corrected (:func:`medviewer.notes.normalize.
+    expand_note`), lines and list items made sentences, run-on sections split, lower case, de-identification
+    tokens made neutral, whitespace collapsed."""
+    from medviewer.notes.normalize import expand_note
+
+    text = expand_note(text)
+    if "\n" in text:
+        text = _LINE_BREAK.sub(_line_break, text.strip())
     t = _RUN_ON.sub(_split_run_on, text).lower()
     t = re.sub(r"<br\s*/?>", " ", t)
     t = re.sub(r"x-x{2,}", "x-ray", t)
@@ -283,6 +313,8 @@ class RuleLabeler:
         self._unc_pre = re.compile(_words(UNCERTAIN_PRE[:-1]) + "|" + UNCERTAIN_PRE[-1])
         self._unc_post = re.compile(r"[^,;.]{0,30}?\b" + _words(UNCERTAIN_POST[:-1]) + r"|\s*" + UNCERTAIN_POST[-1])
         self._break = re.compile(_words(SCOPE_BREAKERS[:-2]) + "|[;:]")
+        self._frag_neg = re.compile(_FRAGMENT_SEP + _words(FRAGMENT_NEGATIVE) + _FRAGMENT_END)
+        self._frag_unc = re.compile(_FRAGMENT_SEP + r"(?:\?|" + _words(FRAGMENT_UNCERTAIN) + ")" + _FRAGMENT_END)
 
     # -- mentions ------------------------------------------------------------------------------------------------
     def _status(self, t: str, lo: int, hi: int, start: int, end: int, breaks: list[int]) -> str:
@@ -291,6 +323,10 @@ class RuleLabeler:
         c_lo = breaks[i - 1] if i else lo
         j = bisect.bisect_left(breaks, end)
         c_hi = breaks[j] if j < len(breaks) else hi
+        if self._frag_neg.match(t, end, hi):
+            return NEGATIVE
+        if self._frag_unc.match(t, end, hi):
+            return UNCERTAIN
         if self._neg_post.match(t, end, c_hi):
             return NEGATIVE
         if self._unc_strong.search(t, c_lo, start) or self._unc_strong_post.match(t, end, c_hi):
