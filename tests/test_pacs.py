@@ -250,7 +250,9 @@ def test_pacs_rejects_wrong_called_ae(pacs):
     node = PacsNode(name="x", ae_title="NOT_ORTHANC", host="127.0.0.1", port=pacs.dicom_port)
     with pytest.raises(PacsError) as e:
         service.echo(node)
-    assert e.value.cause == "unknown-ae" and "Called AE title not recognised" in str(e.value)
+    # the rejection's reason, or (when the PACS closes the socket before pynetdicom reads its A-ASSOCIATE-RJ) the
+    # called AE title named in the message
+    assert e.value.cause in ("unknown-ae", "rejected") and "NOT_ORTHANC" in str(e.value)
 
 
 def test_pacs_refuses_unknown_calling_ae(pacs, ge_study, tmp_path):

@@ -129,8 +129,9 @@ def _associate(ae, node: PacsNode, what: str, ext_neg=None, handlers=None):  # n
                         f"{node.timeout_s:g} s (is the PACS running, and are the host and port right?)",
                         "connection")
     if assoc.is_aborted:
-        raise PacsError(f"{node.describe()} aborted the association request (it may not accept {what} from "
-                        f"{node.our_ae_title})", "rejected")
+        raise PacsError(f"{node.describe()} closed the connection during association negotiation: it does not "
+                        f"accept our association for {what} (check the PACS's AE title, we called {node.ae_title}, "
+                        f"and that it knows our AE title {node.our_ae_title})", "rejected")
     raise PacsError(f"cannot connect to {node.describe()}: connection refused or no answer within "
                     f"{node.timeout_s:g} s", "connection")
 
@@ -283,10 +284,14 @@ def _watch_cancel(assoc, cancel: threading.Event | None, finished: threading.Eve
             if cancel.wait(0.05):
                 if not finished.is_set():
                     log.info("transfer cancelled: aborting the association")
-                    assoc.abort()
-                    # wake a request waiting for the next response (pynetdicom's DIMSE queue returns
-                    # (None, None) for "aborted"; a local abort does not post it itself)
+                    # wake the request waiting for its next response first (pynetdicom's DIMSE queue returns
+                    # (None, None) for "aborted"; a local abort does not post it, and the abort itself may fail
+                    # when the peer's data is in flight)
                     assoc.dimse.msg_queue.put((None, None))
+                    try:
+                        assoc.abort()
+                    except Exception:  # noqa: BLE001 - the association is going away either way
+                        log.debug("abort after cancel raised", exc_info=True)
                 return
 
     threading.Thread(target=run, name="pacs-cancel", daemon=True).start()
@@ -425,6 +430,9 @@ def get(node: PacsNode, study_uid: str, dest: str | Path, *, series_uid: str = "
     finally:
         if assoc.is_established:
             assoc.release()
+        # the C-STORE handler runs on the association's thread: after a cancel or a lost connection, let an object
+        # being written finish, so that what get() reports is what is on disk
+        assoc.join(timeout=node.timeout_s)
     result.seconds = time.perf_counter() - t0
     return result
 

@@ -35,6 +35,7 @@ SHORTCUTS = [
     ("Alt+Down / Alt+Up", "next / previous case of the worklist"),
     ("Ctrl+L", "show the worklist"),
     ("Ctrl+E / Ctrl+Shift+E", "export the case report (PDF) / de-identified"),
+    ("Ctrl+Shift+Q", "query/retrieve from a PACS"),
     ("F1", "this help"),
 ]
 

@@ -176,6 +176,7 @@ class MainWindow(QMainWindow):
         self.worklist.cancel_requested.connect(self.cancel_rescore)
         self.worklist.history_requested.connect(self.show_history)
         self.worklist.export_requested.connect(self.export_report)
+        self.worklist.send_requested.connect(self.send_to_pacs)
         wl_dock = QDockWidget("Worklist", self)
         wl_dock.setWidget(self.worklist)
         wl_dock.setObjectName("worklist")
@@ -184,6 +185,8 @@ class MainWindow(QMainWindow):
         self.worklist_dock = wl_dock
         self.rescore_job: Job | None = None
         self.export_job: Job | None = None
+        self.pacs_dialog = None  # the Query/Retrieve dialog, made on first use and kept (a retrieval outlives it)
+        self.send_dialog = None
         self._pending_case: str | None = None
         self.closed = False
         self._case_panel_timer = QTimer(self)
@@ -240,6 +243,8 @@ class MainWindow(QMainWindow):
         self.recent_menu = file_menu.addMenu("Open &recent")
         self._refresh_recent()
         file_menu.addSeparator()
+        self._action("&Query/Retrieve from PACS...", self.show_pacs, "Ctrl+Shift+Q", file_menu)
+        file_menu.addSeparator()
         self._action("&Export report (PDF)...", lambda: self.export_report(), "Ctrl+E", file_menu)
         self._action("Export report, de-&identified...", lambda: self.export_report(deidentify=True),
                      "Ctrl+Shift+E", file_menu)
@@ -294,6 +299,7 @@ class MainWindow(QMainWindow):
         self._action("Show worklist", lambda: (self.worklist_dock.show(), self.worklist_dock.raise_()), "Ctrl+L",
                      cases)
         self._action("Case history...", lambda: self.show_history(), None, cases)
+        self._action("&Send to PACS...", lambda: self.send_to_pacs(), None, cases)
         from medviewer.ui.annotations import build_annotation_actions
 
         annotate = self.menuBar().addMenu("A&nnotate")
@@ -701,6 +707,42 @@ class MainWindow(QMainWindow):
         dialog = CaseHistoryDialog(case_history(self.store, uid, model), title=title, parent=self)
         dialog.show()
         self.history_dialog = dialog
+
+    # ---------------------------------------------------------------------------------------------- PACS
+    def show_pacs(self):  # noqa: ANN201 - QueryRetrieveDialog
+        """Show the Query/Retrieve dialog (one per window, kept: its retrieval goes on while it is hidden)."""
+        from medviewer.ui.pacs_dialog import QueryRetrieveDialog
+
+        if self.pacs_dialog is None:
+            self.pacs_dialog = QueryRetrieveDialog(self.runner, self.store, self)
+            self.pacs_dialog.study_retrieved.connect(self.open_retrieved)
+        self.pacs_dialog.show()
+        self.pacs_dialog.raise_()
+        self.pacs_dialog.activateWindow()
+        return self.pacs_dialog
+
+    def open_retrieved(self, study_uid: str, folder: str) -> None:
+        """Open a study retrieved from a PACS (registered as a case already) like any folder, its case first."""
+        self.open_path(folder)
+        self._pending_case = study_uid
+
+    def send_to_pacs(self, study_uid: str | None = None):  # noqa: ANN201 - SendDialog | None
+        """The Send to PACS dialog for a case (default: the open case, else the worklist's selection)."""
+        from medviewer.ui.pacs_send import SendDialog
+
+        uid = study_uid or self.case_uid or (self.worklist.selected_uids() or [None])[0]
+        if uid is None or self.store.get_case(uid) is None:
+            self.statusBar().showMessage("Send to PACS: open or select a case first")
+            return None
+        if self.send_dialog is not None and self.send_dialog.job is not None:
+            self.send_dialog.show()  # one send at a time: show the one running
+            self.send_dialog.raise_()
+            return self.send_dialog
+        if self.send_dialog is not None:
+            self.send_dialog.deleteLater()
+        self.send_dialog = SendDialog(self.runner, self.store, uid, self, flush=self.writer.flush)
+        self.send_dialog.show()
+        return self.send_dialog
 
     # ---------------------------------------------------------------------------------------------- re-score
     def _check_stale_models(self) -> None:

@@ -344,7 +344,7 @@ class WorklistWidget(QWidget):
 
     Signals: ``case_activated(str)`` (double-click or Enter), ``rescore_requested(object)`` (list of selected
     StudyInstanceUIDs, or None for every case), ``history_requested(str)``, ``export_requested(str)``,
-    ``cancel_requested()``.
+    ``send_requested(str)`` (Send to PACS), ``cancel_requested()``.
 
     :meth:`select_next` / :meth:`select_previous` move through the rows in their visible (sorted, filtered) order
     and stop at the ends (they return None there and keep the selection; no wrap-around, so reading to the end of
@@ -355,6 +355,7 @@ class WorklistWidget(QWidget):
     rescore_requested = Signal(object)
     history_requested = Signal(str)
     export_requested = Signal(str)
+    send_requested = Signal(str)  # "Send to PACS…" on a case
     cancel_requested = Signal()
 
     def __init__(self, parent: QWidget | None = None):
@@ -639,6 +640,7 @@ class WorklistWidget(QWidget):
         rescore.setEnabled(not self._busy)
         menu.addAction("History…", lambda: self.history_requested.emit(uid))
         menu.addAction("Export…", lambda: self.export_requested.emit(uid))
+        menu.addAction("Send to PACS…", lambda: self.send_requested.emit(uid))
         menu.popup(self.table.viewport().mapToGlobal(pos))
 
     def _update_buttons(self, *_: Any) -> None:
