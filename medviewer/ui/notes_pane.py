@@ -43,7 +43,11 @@ SNIPPETS = [
 ]
 
 class FindingChip(QToolButton):
-    """A finding suggested by the model; click cycles suggested -> confirmed -> rejected -> suggested."""
+    """A finding suggested by the model; click cycles suggested -> confirmed -> rejected -> suggested.
+
+    ``kind`` is "present" (the note states it) or "uncertain" (the note hedges it: "possible", "?", "cannot
+    exclude"): an uncertain chip has a dashed amber border and a "?" after its label; confirming it records the
+    finding as present, rejecting it as absent."""
 
     STYLES = {
         "suggested": "QToolButton { background: #2b3a4a; border: 1px solid #4a6a8a; border-radius: 9px; "
@@ -53,12 +57,15 @@ class FindingChip(QToolButton):
         "rejected": "QToolButton { background: #4a2b2b; border: 1px solid #a05050; border-radius: 9px; "
                     "padding: 2px 8px; text-decoration: line-through; }",
     }
+    UNCERTAIN_STYLE = ("QToolButton { background: #3d3524; border: 1px dashed #d0a040; border-radius: 9px; "
+                       "padding: 2px 8px; color: #f0d8a0; }")
     ORDER = ("suggested", "confirmed", "rejected")
 
-    def __init__(self, label: str, probability: float, state: str = "suggested"):
+    def __init__(self, label: str, probability: float, state: str = "suggested", kind: str = "present"):
         super().__init__()
         self.label = label
         self.probability = probability
+        self.kind = kind
         self.state = state
         self.clicked.connect(self.cycle)
         self._refresh()
@@ -69,9 +76,17 @@ class FindingChip(QToolButton):
 
     def _refresh(self) -> None:
         mark = {"suggested": "", "confirmed": " \u2713", "rejected": " \u2717"}[self.state]
-        self.setText(f"{self.label.replace('_', ' ')} {self.probability:.2f}{mark}")
-        self.setStyleSheet(self.STYLES[self.state])
-        self.setToolTip(f"{self.label}: P = {self.probability:.3f} ({self.state}); click to confirm / reject")
+        hedge = " ?" if self.kind == "uncertain" else ""
+        self.setText(f"{self.label.replace('_', ' ')}{hedge} {self.probability:.2f}{mark}")
+        uncertain_suggested = self.kind == "uncertain" and self.state == "suggested"
+        self.setStyleSheet(self.UNCERTAIN_STYLE if uncertain_suggested else self.STYLES[self.state])
+        what = "uncertain: hedged in the note, P(hedged)" if self.kind == "uncertain" else "present, P"
+        self.setToolTip(f"{self.label}: {what} = {self.probability:.3f} ({self.state}); click to confirm / reject")
+
+
+def _state(f: dict) -> str:
+    """The state of a stored finding (findings saved before three states have only ``positive``)."""
+    return f.get("state") or ("present" if f.get("positive") else "absent")
 
 
 class NotesPane(QWidget):
@@ -125,7 +140,7 @@ class NotesPane(QWidget):
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addLayout(top)
         layout.addWidget(self.editor, 1)
-        layout.addWidget(QLabel("Findings (click: confirm / reject)"))
+        layout.addWidget(QLabel("Findings (click: confirm / reject; dashed ?: uncertain)"))
         layout.addWidget(self.chip_box)
         layout.addWidget(self.status)
 
@@ -202,7 +217,12 @@ class NotesPane(QWidget):
         findings = result.to_dict()["findings"]
         self._show_chips(findings, {k: v for k, v in previous.items() if v != "suggested"})
         self._save_findings(reader_action=False)
-        self.status.setText(f"{result.model} {result.version}: {len(result.positives)} finding(s)")
+        if not getattr(result, "classified", True):
+            self.status.setText(f"Not classified: {result.reason}")
+        else:
+            hedged = len(getattr(result, "uncertain", []))
+            self.status.setText(f"{result.model} {result.version}: {len(result.positives)} finding(s)"
+                                + (f", {hedged} uncertain" if hedged else ""))
         self.classified.emit(result)
 
     def _show_chips(self, findings: list[dict], decisions: dict[str, str]) -> None:
@@ -210,10 +230,11 @@ class NotesPane(QWidget):
             chip.setParent(None)
             chip.deleteLater()
         self.chips = []
-        shown = [f for f in findings if f.get("positive")] + [
-            f for f in findings if not f.get("positive") and f["label"] in decisions]
-        for n, f in enumerate(sorted(shown, key=lambda f: LABELS.index(f["label"]))):
-            chip = FindingChip(f["label"], float(f["probability"]), decisions.get(f["label"], "suggested"))
+        shown = [f for f in findings if _state(f) in ("present", "uncertain") or f["label"] in decisions]
+        for n, f in enumerate(sorted(shown, key=lambda f: (_state(f) == "uncertain", LABELS.index(f["label"])))):
+            kind = "uncertain" if _state(f) == "uncertain" else "present"
+            p = float(f.get("uncertain_probability", 0.0) if kind == "uncertain" else f["probability"])
+            chip = FindingChip(f["label"], p, decisions.get(f["label"], "suggested"), kind)
             chip.clicked.connect(lambda _=False: self._save_findings(reader_action=True))
             self.chip_layout.addWidget(chip, n // 3, n % 3)
             self.chips.append(chip)
