@@ -170,3 +170,22 @@ def test_opening_and_reading_never_wait_for_a_writer(db_url):
     finally:
         proc.kill()
         proc.wait(10)
+
+
+def test_sign_off_checks_changes_made_elsewhere_since_the_reader_saw_the_case(two):
+    """The GUI's check: this workstation's own queued writes after the time the case was shown do not count,
+    another workstation's do."""
+    a, b = two
+    shown = time.time()
+    time.sleep(0.01)
+    a.save_text(UID, "My own edit, written by the queue after the case was shown.")
+    a.sign_off(UID, "Dr A", unchanged_elsewhere_since=shown)  # own change: no conflict
+    a.set_status(UID, "in progress")
+    shown = time.time()
+    time.sleep(0.01)
+    b.save_text(UID, "Dr B adds a finding.")
+    assert b.changed_elsewhere_since(UID, shown) == [] and a.changed_elsewhere_since(UID, shown) == [
+        "note saved on ws-b"]
+    with pytest.raises(ConflictError, match="ws-b"):
+        a.sign_off(UID, "Dr A", unchanged_elsewhere_since=shown)
+    assert a.get_case(UID).status == "in progress"

@@ -624,13 +624,15 @@ class CaseStore:
             return [{k: v for k, v in r._mapping.items() if k not in ("id", "case_id")} for r in rows]
 
     def set_status(self, study_instance_uid: str, status: str, reader: str = "",
-                   expected_revision: int | None = None) -> None:
+                   expected_revision: int | None = None, unchanged_elsewhere_since: float | None = None) -> None:
         """Set the workflow status. "reported" is the sign-off: it records ``reader`` and the time.
 
-        expected_revision: the case's :attr:`Case.revision` when the reader last saw it; when another
-        workstation changed the case since, nothing is written and ConflictError says who and what. A sign-off is
-        never silently overwritten: signing a case someone else signed raises ConflictError too. Raises
-        CaseStoreError for an unknown status or case."""
+        Optimistic concurrency (nothing is written and ConflictError says who changed what, when):
+        ``expected_revision``: the case's :attr:`Case.revision` when the reader last saw it, and it changed since;
+        ``unchanged_elsewhere_since``: UTC epoch seconds since which the reader has not been shown the case's
+        changes, and another workstation changed it after that (this workstation's own queued writes do not
+        count). A sign-off is never silently overwritten: signing a case someone else signed raises ConflictError
+        too. Raises CaseStoreError for an unknown status or case."""
         if status not in S.STATUSES:
             raise CaseStoreError(f"unknown status {status!r} (one of {', '.join(S.STATUSES)})")
         with self.engine.begin() as conn:
@@ -640,6 +642,8 @@ class CaseStore:
             if expected_revision is not None and row.revision != expected_revision:
                 raise self._conflict(conn, cid, f"the case changed since you opened it (revision "
                                                 f"{expected_revision} -> {row.revision})")
+            if unchanged_elsewhere_since is not None and self._changed_elsewhere(conn, cid, unchanged_elsewhere_since):
+                raise self._conflict(conn, cid, "another workstation changed the case since it was shown to you")
             if status == "reported" and row.status == "reported" and row.reported_by and row.reported_by != reader:
                 raise self._conflict(conn, cid, f"it was already signed off by {row.reported_by}")
             values: dict[str, Any] = {"status": status, "updated_at": time.time(),
@@ -654,9 +658,32 @@ class CaseStore:
                 raise self._conflict(conn, cid, "another workstation changed it at the same moment")
             self._event(conn, cid, "signed off" if status == "reported" else "status", status=status, reader=reader)
 
-    def sign_off(self, study_instance_uid: str, reader: str, expected_revision: int | None = None) -> None:
+    def sign_off(self, study_instance_uid: str, reader: str, expected_revision: int | None = None,
+                 unchanged_elsewhere_since: float | None = None) -> None:
         """Mark the case reported by ``reader`` (see :meth:`set_status`)."""
-        self.set_status(study_instance_uid, "reported", reader, expected_revision)
+        self.set_status(study_instance_uid, "reported", reader, expected_revision, unchanged_elsewhere_since)
+
+    def _changed_elsewhere(self, conn: Connection, cid: int, since: float) -> bool:
+        """Whether an event of the case after ``since`` came from another workstation."""
+        for (detail_json,) in conn.execute(select(S.events.c.detail_json).where(S.events.c.case_id == cid,
+                                                                                 S.events.c.at > since)):
+            ws = json.loads(detail_json or "{}").get("workstation", "")
+            if ws and ws != self.workstation:
+                return True
+        return False
+
+    def changed_elsewhere_since(self, study_instance_uid: str, since: float) -> list[str]:
+        """The kinds of the case's events after ``since`` made on other workstations (e.g. ["note saved"])."""
+        out: list[str] = []
+        with self._read() as conn:
+            rows = conn.execute(select(S.events.c.kind, S.events.c.detail_json).join(
+                S.cases, S.cases.c.id == S.events.c.case_id).where(
+                S.cases.c.study_instance_uid == study_instance_uid, S.events.c.at > since))
+            for kind, detail_json in rows:
+                ws = json.loads(detail_json or "{}").get("workstation", "")
+                if ws and ws != self.workstation:
+                    out.append(f"{kind} on {ws}")
+        return out
 
     def _conflict(self, conn: Connection, cid: int, what: str) -> ConflictError:
         """A ConflictError naming the last change of the case by another workstation (from its events)."""

@@ -144,6 +144,7 @@ class MainWindow(QMainWindow):
         self.writer = StoreWriter(self)
         self.writer.failed.connect(self._on_store_failed)
         self.writer.written.connect(self._on_store_written)
+        self.writer.conflict.connect(self._on_store_conflict)
         self.notes = NotesPane(self.store, self.runner, writer=self.writer)
         self.writer.recovered.connect(lambda: self.statusBar().showMessage("Saving works again: everything is saved"))
         notes_dock = QDockWidget("Notes", self)
@@ -196,6 +197,13 @@ class MainWindow(QMainWindow):
         self.case_annotations: dict[str, dict] = {}  # study uid -> {annotation uid: Annotation}
         self._shown_status: dict[str, str] = {}  # study uid -> status last shown in the Case dock
         self.case_uid: str | None = None
+        from medviewer.ui.presence import CasePresence
+
+        # several workstations on one store: who else reads the open case, refresh on their changes
+        self.presence = CasePresence(self.store, self.writer, self.runner, self)
+        self.presence.others_reading.connect(self._on_others_reading)
+        self.presence.changed_elsewhere.connect(self._on_changed_elsewhere)
+        self.presence.store_changed.connect(self.refresh_worklist)
         for v in self.grid.viewers:
             v.annotations.annotation_saved.connect(lambda a, v=v: self._annotation_saved(v, a))
             v.annotations.annotation_deleted.connect(lambda uid, v=v: self._annotation_deleted(v, uid))
@@ -494,7 +502,9 @@ class MainWindow(QMainWindow):
         self.notes.set_study(entry.study.study_instance_uid, title)
         if entry.study.study_instance_uid != self.case_uid:
             self.case_uid = entry.study.study_instance_uid
-            self.writer.submit(self.store.log_event, self.case_uid, "case opened")
+            if not self.store.read_only:  # a read-only (damaged) store is never written; its banner says so
+                self.writer.submit(self.store.log_event, self.case_uid, "case opened")
+            self.presence.open(self.case_uid, self.case_panel.reader.text().strip())
             # Follow the open case in the worklist (on the next refresh if it is not listed yet).
             self._select_case_on_refresh = not self.worklist.select_uid(self.case_uid)
         self.refresh_case_panel()
@@ -632,8 +642,33 @@ class MainWindow(QMainWindow):
     def _sign_off(self, reader: str) -> None:
         if self.case_uid is None:
             return
-        self.writer.submit(self.store.sign_off, self.case_uid, reader, label=f"case:{self.case_uid}")
+        # refused (ConflictError -> _on_store_conflict) if another workstation changed the case after the reader
+        # was shown it, or signed it already
+        self.writer.submit(self.store.sign_off, self.case_uid, reader, None, self.presence.shown_since,
+                           label=f"case:{self.case_uid}")
         self.statusBar().showMessage(f"Case signed off by {reader}")
+
+    def _on_store_conflict(self, label: str, message: str) -> None:
+        """A write refused because another workstation changed the case: say so; show the case as it is now."""
+        log.warning("%s", message)
+        self.statusBar().showMessage(message)
+        self._tell(QMessageBox.Icon.Warning, message)
+        self.presence.seen()
+        self.refresh_case_panel()
+        self.refresh_worklist()
+
+    def _on_others_reading(self, uid: str, others: list) -> None:
+        if uid == self.case_uid:
+            msg = f"This case is also open on another workstation: {', '.join(others)}"
+            self.statusBar().showMessage(msg)
+            self._tell(QMessageBox.Icon.Information, msg + ". Changes are kept for both; a sign-off made on a case "
+                       "changed elsewhere since you opened it is refused.")
+
+    def _on_changed_elsewhere(self, uid: str, changes: list) -> None:
+        if uid == self.case_uid:
+            self.statusBar().showMessage("Changed on another workstation: " + ", ".join(changes[:4]))
+            self.presence.seen()
+            self.refresh_case_panel()
 
     def _reopen(self) -> None:
         if self.case_uid is not None:
@@ -1057,6 +1092,7 @@ class MainWindow(QMainWindow):
             super().closeEvent(event)
             return
         self.closed = True  # signals still queued (store writes, worklist jobs) are ignored from here on
+        self.presence.close()  # this workstation reads no case any more (queued before the final flush)
         self.notes.shutdown()  # every keystroke is written before the window goes
         self.writer.close()  # and every annotation, score and AI result
         if self.writer.lost:
@@ -1095,6 +1131,8 @@ class MainWindow(QMainWindow):
             items.append({"write": name, "args": [a.to_dict() if hasattr(a, "to_dict") else
                                                   (a if isinstance(a, (str, int, float, bool, list, dict, type(None)))
                                                    else repr(a)) for a in args]})
+        from medviewer.store.cases import display_url
+
         stamp = _time.strftime("%Y%m%d-%H%M%S")
         for folder in (self._data_dir_or_none(), tempfile.gettempdir()):
             if folder is None:
@@ -1102,7 +1140,7 @@ class MainWindow(QMainWindow):
             path = os.path.join(folder, f"unsaved-changes-{stamp}.json")
             try:
                 with open(path, "w", encoding="utf-8") as f:
-                    json.dump({"store": self.store.url, "changes": items}, f, indent=1, default=repr)
+                    json.dump({"store": display_url(self.store.url), "changes": items}, f, indent=1, default=repr)
                 return path
             except OSError as exc:
                 log.warning("unsaved changes not written to %s: %s", path, exc)

@@ -111,7 +111,10 @@ class StoreWriter(QObject):
     """Runs case-store writes on one background thread, in submission order, so the GUI thread never waits for
     the disk (an SQLite commit with ``synchronous=FULL`` is an fsync).
 
-    A write that raises (database locked past its busy timeout, disk full, read-only file...) is **not dropped**:
+    A write refused by optimistic concurrency (:class:`medviewer.store.cases.ConflictError`: another workstation
+    changed the case, nothing was overwritten) is not retried: ``conflict`` says so and the reader decides again.
+    Any other write that raises (database locked past its busy timeout, disk full, read-only file...) is **not
+    dropped**:
     ``failed`` carries the message, and the same write is retried with a growing pause (1 s .. 15 s) before any
     later one, so the order of versions is kept; ``recovered`` fires when it finally goes through. ``close()``
     flushes; when writes still fail then, they and every write queued behind them go to ``lost`` as
@@ -124,6 +127,7 @@ class StoreWriter(QObject):
     failed = Signal(str)
     recovered = Signal()
     written = Signal(str)  # the label given to submit(), after a successful write
+    conflict = Signal(str, str)  # (label, message): another workstation changed the case; the write was refused
 
     RETRY_S = (1.0, 2.0, 4.0, 8.0, 15.0)
 
@@ -145,8 +149,13 @@ class StoreWriter(QObject):
         self.queue.put((fn, args, label))
 
     def _attempt(self, fn: Callable[..., Any], args: tuple, label: str) -> bool:
+        from medviewer.store.cases import ConflictError
+
         try:
             fn(*args)
+        except ConflictError as exc:  # a decision made on a stale view of the case: refused, reported, not retried
+            self.conflict.emit(label, str(exc))
+            return True
         except Exception as exc:  # noqa: BLE001 - surfaced through `failed`, retried, never swallowed
             orig = getattr(exc, "orig", None)  # SQLAlchemy wraps the driver's error; show that one
             from medviewer.store.cases import describe_store_error

@@ -45,9 +45,9 @@ from PySide6.QtWidgets import (
 
 #: Column titles, in order.
 COLUMNS = ("Patient", "Patient ID", "Study date", "Modality", "Description", "Status", "AI score", "Note findings",
-           "Radiologist", "Annotations")
+           "Radiologist", "Annotations", "Being read by")
 (COL_PATIENT, COL_PATIENT_ID, COL_DATE, COL_MODALITY, COL_DESCRIPTION, COL_STATUS, COL_AI, COL_NOTES,
- COL_RADIOLOGIST, COL_ANNOTATIONS) = range(len(COLUMNS))
+ COL_RADIOLOGIST, COL_ANNOTATIONS, COL_READERS) = range(len(COLUMNS))
 #: Sort key of a cell (numbers for scores and counts, None for empty: always sorted last).
 SORT_ROLE = Qt.ItemDataRole.UserRole
 #: StudyInstanceUID of a row (any column).
@@ -169,11 +169,12 @@ class WorklistModel(QAbstractTableModel):
             rad = f"{r.radiologist_label or 'finding'} {'+' if r.radiologist_positive else MINUS}"
             if r.radiologist_confidence:
                 rad += f" ({r.radiologist_confidence}/5)"
-        return (format_patient_name(c.patient_name), c.patient_id, format_date(c.study_date),
-                str(c.modalities or "").replace("\\", "/"), c.study_description, c.status,
+        # a damaged store (opened read-only) can hand back NULLs: every cell is text
+        return (format_patient_name(c.patient_name), str(c.patient_id or ""), format_date(c.study_date),
+                str(c.modalities or "").replace("\\", "/"), str(c.study_description or ""), str(c.status or ""),
                 format_score(r.ai_score, r.ai_positive) if r.ai_status != "out_of_scope" else "out of scope",
                 ", ".join(r.note_findings), rad,
-                str(r.n_annotations) if r.n_annotations else "")
+                str(r.n_annotations) if r.n_annotations else "", ", ".join(r.being_read_by))
 
     def _sort_key(self, row: int, col: int) -> Any:
         r = self._rows[row]
@@ -219,6 +220,8 @@ class WorklistModel(QAbstractTableModel):
             return f"reported by {r.case.reported_by} {_local_time(r.case.reported_at)}"
         if col in (COL_PATIENT, COL_DESCRIPTION, COL_NOTES):
             return self._cells[row][col] or None
+        if col == COL_READERS and self._cells[row][col]:
+            return f"open on another workstation now: {self._cells[row][col]}"
         return None
 
     # ---- Qt interface

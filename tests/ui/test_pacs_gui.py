@@ -127,7 +127,7 @@ def _screenshot(widget, name: str) -> None:  # noqa: ANN001
 
 def _no_modal_left() -> None:
     QApplication.processEvents()
-    assert QApplication.activeModalWidget() is None
+    _m = QApplication.activeModalWidget(); assert _m is None, getattr(_m, "text", lambda: "")()
     assert not [w for w in QApplication.topLevelWidgets() if isinstance(w, QMessageBox) and w.isVisible()]
 
 

@@ -59,7 +59,7 @@ def test_model_texts_and_default_date_order(qtbot):
     assert first.data() == "DOE, JANE"
     texts = [w.proxy.index(1, c).data() for c in range(w.proxy.columnCount())]
     assert texts == ["DOE, JANE", "MRN1001", "2024-03-05", "CR", "CHEST PA", "in progress", "0.87 +",
-                     "Consolidation, Pneumonia", "pneumonia + (4/5)", "2"]
+                     "Consolidation, Pneumonia", "pneumonia + (4/5)", "2", ""]
     assert "pneumonia-cnn" in w.proxy.index(1, COL_AI).data(Qt.ItemDataRole.ToolTipRole)
     assert w.proxy.index(3, 3).data() == "CT/SR"
     # AI positive is coloured; a radiologist override (SMITH: AI +, radiologist -) is coloured too.
