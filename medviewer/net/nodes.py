@@ -114,12 +114,14 @@ class PacsNode:
 @dataclass
 class NetSettings:
     """The saved nodes and our Storage SCP's settings (``our_ae_title``, ``scp_port``, ``cache_dir``: where
-    retrieved and received studies land; "" = ``<data dir>/pacs-cache``)."""
+    retrieved and received studies land; "" = ``<data dir>/pacs-cache``; ``listen``: the app runs the Storage SCP
+    while it is open, to receive studies pushed to us and C-MOVEs)."""
 
     nodes: list[PacsNode] = field(default_factory=list)
     our_ae_title: str = DEFAULT_OUR_AE
     scp_port: int = DEFAULT_SCP_PORT
     cache_dir: str = ""
+    listen: bool = False
 
     def node(self, name: str) -> PacsNode | None:
         """The node called ``name`` (case-insensitive), or None."""
@@ -152,7 +154,7 @@ def load_settings(path: str | Path | None = None) -> NetSettings:
         nodes = [PacsNode(**{k: v for k, v in d.items() if k in known}) for d in raw.get("nodes", [])]
         return NetSettings(nodes=nodes, our_ae_title=str(raw.get("our_ae_title") or DEFAULT_OUR_AE),
                            scp_port=int(raw.get("scp_port") or DEFAULT_SCP_PORT),
-                           cache_dir=str(raw.get("cache_dir") or ""))
+                           cache_dir=str(raw.get("cache_dir") or ""), listen=bool(raw.get("listen", False)))
     except (OSError, ValueError, TypeError, AttributeError) as exc:
         log.warning("PACS settings %s cannot be read (%s): using defaults; the file is kept", p, exc)
         return NetSettings()
@@ -162,7 +164,7 @@ def save_settings(settings: NetSettings, path: str | Path | None = None) -> Path
     """Write the settings atomically (no secrets are part of them). Returns the path."""
     p = Path(path) if path is not None else settings_path()
     data = {"nodes": [asdict(n) for n in settings.nodes], "our_ae_title": settings.our_ae_title,
-            "scp_port": settings.scp_port, "cache_dir": settings.cache_dir}
+            "scp_port": settings.scp_port, "cache_dir": settings.cache_dir, "listen": settings.listen}
     tmp = p.with_name(p.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
     os.replace(tmp, p)

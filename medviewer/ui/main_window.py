@@ -204,6 +204,16 @@ class MainWindow(QMainWindow):
         self.presence.others_reading.connect(self._on_others_reading)
         self.presence.changed_elsewhere.connect(self._on_changed_elsewhere)
         self.presence.store_changed.connect(self.refresh_worklist)
+        from medviewer.net.nodes import load_settings
+        from medviewer.ui.pacs_listener import PacsListener
+
+        # studies pushed to us (when the PACS settings say so) become cases in the worklist
+        self.pacs_listener = PacsListener(self.store, self)
+        self.pacs_listener.received.connect(lambda _uid, _n, msg: (self.statusBar().showMessage(msg),
+                                                                   self.refresh_worklist()))
+        self.pacs_listener.failed.connect(self.statusBar().showMessage)
+        if not self.store.read_only:
+            self.pacs_listener.apply(load_settings())
         for v in self.grid.viewers:
             v.annotations.annotation_saved.connect(lambda a, v=v: self._annotation_saved(v, a))
             v.annotations.annotation_deleted.connect(lambda uid, v=v: self._annotation_deleted(v, uid))
@@ -749,7 +759,7 @@ class MainWindow(QMainWindow):
         from medviewer.ui.pacs_dialog import QueryRetrieveDialog
 
         if self.pacs_dialog is None:
-            self.pacs_dialog = QueryRetrieveDialog(self.runner, self.store, self)
+            self.pacs_dialog = QueryRetrieveDialog(self.runner, self.store, self, listener=self.pacs_listener)
             self.pacs_dialog.study_retrieved.connect(self.open_retrieved)
         self.pacs_dialog.show()
         self.pacs_dialog.raise_()
@@ -775,7 +785,8 @@ class MainWindow(QMainWindow):
             return self.send_dialog
         if self.send_dialog is not None:
             self.send_dialog.deleteLater()
-        self.send_dialog = SendDialog(self.runner, self.store, uid, self, flush=self.writer.flush)
+        self.send_dialog = SendDialog(self.runner, self.store, uid, self, flush=self.writer.flush,
+                                      listener=self.pacs_listener)
         self.send_dialog.show()
         return self.send_dialog
 
@@ -1093,6 +1104,7 @@ class MainWindow(QMainWindow):
             return
         self.closed = True  # signals still queued (store writes, worklist jobs) are ignored from here on
         self.presence.close()  # this workstation reads no case any more (queued before the final flush)
+        self.pacs_listener.stop()
         self.notes.shutdown()  # every keystroke is written before the window goes
         self.writer.close()  # and every annotation, score and AI result
         if self.writer.lost:

@@ -77,9 +77,12 @@ class QueryRetrieveDialog(QDialog):
     series_listed = Signal(int)
     retrieval_ended = Signal(str)  # "finished", "cancelled" or "failed"
 
-    def __init__(self, runner: JobRunner, store, parent: QWidget | None = None):  # noqa: ANN001 - CaseStore
+    def __init__(self, runner: JobRunner, store, parent: QWidget | None = None,  # noqa: ANN001 - CaseStore
+                 listener=None):  # noqa: ANN001 - medviewer.ui.pacs_listener.PacsListener
         super().__init__(parent)
         self.setWindowTitle("Query/Retrieve from PACS")
+        #: the app's Storage SCP controller: a C-MOVE goes to its listener when it runs; settings changes apply
+        self.listener = listener
         self.setStyleSheet(PACS_STYLE)
         self.resize(1040, 720)
         self.runner = runner
@@ -237,6 +240,8 @@ class QueryRetrieveDialog(QDialog):
     def reload_settings(self, settings: NetSettings | None = None) -> None:
         self.settings = settings if settings is not None else load_settings()
         fill_node_combo(self.node_combo, self.settings)
+        if self.listener is not None:
+            self.listener.apply(self.settings)
 
     # ------------------------------------------------------------------------------------------------ search
     def current_query(self) -> Query:
@@ -375,10 +380,11 @@ class QueryRetrieveDialog(QDialog):
             set_status(self.status, f"The PACS cache cannot be created: {exc.strerror or exc}", error=True)
             return
         settings, store = self.settings, self.store
+        scp = self.listener.scp if self.listener is not None else None
         outcome: list[Retrieved] = []  # the worker's outcome, read also when the job ends as cancelled
 
         def work(state: TaskState) -> Retrieved:
-            out = retrieve_case(node, study_uid, series_uids, dest, move, settings, store, state, hint)
+            out = retrieve_case(node, study_uid, series_uids, dest, move, settings, store, state, hint, scp)
             outcome.append(out)
             return out
 

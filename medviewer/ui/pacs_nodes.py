@@ -13,6 +13,7 @@ import os
 
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDialog,
     QDoubleSpinBox,
@@ -146,10 +147,15 @@ class NodeEditor(QDialog):
         self.scp_port.setRange(1, 65535)
         self.scp_port.setValue(int(self.settings.scp_port))
         self.scp_port.setToolTip("The port our Storage SCP listens on during a C-MOVE (the PACS must know it)")
+        self.listen = QCheckBox("Receive studies pushed to us while medviewer is open")
+        self.listen.setChecked(bool(self.settings.listen))
+        self.listen.setToolTip("Keep our Storage SCP running on the port above: studies other systems send to our AE "
+                               "title become cases in the worklist, and C-MOVEs go to it")
         local = QGroupBox("This workstation")
         lform = QFormLayout(local)
         lform.addRow("Our AE title", self.our_ae)
         lform.addRow("Storage SCP port", self.scp_port)
+        lform.addRow("", self.listen)
 
         right = QVBoxLayout()
         right.addWidget(node_box)
@@ -292,7 +298,7 @@ class NodeEditor(QDialog):
                     self.node_list.setCurrentRow(i)
                     raise
             self.settings = NetSettings(nodes=nodes, our_ae_title=our_ae, scp_port=self.scp_port.value(),
-                                        cache_dir=self.settings.cache_dir)
+                                        cache_dir=self.settings.cache_dir, listen=self.listen.isChecked())
             path = save_settings(self.settings)
         except PacsError as exc:
             set_status(self.status, f"Not saved: {exc}", error=True)

@@ -40,10 +40,12 @@ class Retrieved:
 
 
 def retrieve_case(node: PacsNode, study_uid: str, series_uids: list[str], dest: Path, move: bool,
-                  settings: NetSettings, store, state: TaskState, hint: int | None = None) -> Retrieved:  # noqa: ANN001
+                  settings: NetSettings, store, state: TaskState, hint: int | None = None,  # noqa: ANN001
+                  scp=None) -> Retrieved:  # noqa: ANN001 - medviewer.net.dimse.StorageSCP
     """Worker: retrieve ``study_uid`` (or each of ``series_uids``) into ``dest`` with progress per image on
     ``state`` and its cancel event, then register it as a case in ``store``. ``hint``: the number of images the
-    query announced (for the progress of several series). Raises PacsError."""
+    query announced (for the progress of several series). ``scp``: the app's running Storage SCP (a C-MOVE goes
+    to it; without one a listener is started for the transfer). Raises PacsError."""
     from medviewer.net import service
     from medviewer.net.files import study_folder
 
@@ -60,7 +62,7 @@ def retrieve_case(node: PacsNode, study_uid: str, series_uids: list[str], dest: 
             state.progress(base + done, whole if total or hint else 0, message)
 
         t = service.retrieve(node, study_uid, dest, series_uid=series_uid, move=move, settings=settings,
-                             progress=progress, cancel=state.cancel_event)
+                             scp=scp if move else None, progress=progress, cancel=state.cancel_event)
         out.received += len(t.files)
         out.already += t.already
         out.failed += t.failed

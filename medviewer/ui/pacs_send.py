@@ -144,10 +144,12 @@ class SendDialog(QDialog):
     send_ended = Signal(str)
 
     def __init__(self, runner: JobRunner, store, study_uid: str, parent: QWidget | None = None,  # noqa: ANN001
-                 flush: Callable[[], object] | None = None, settings: NetSettings | None = None):
+                 flush: Callable[[], object] | None = None, settings: NetSettings | None = None,
+                 listener=None):  # noqa: ANN001 - medviewer.ui.pacs_listener.PacsListener
         super().__init__(parent)
         self.setStyleSheet(PACS_STYLE)
         self.runner, self.store, self.study_uid, self.flush = runner, store, study_uid, flush
+        self.listener = listener  # the app's Storage SCP: node-editor changes to it apply at once
         self.settings = settings if settings is not None else load_settings()
         self.job: Job | None = None
         self.result: Sent | None = None  # the last send's outcome
@@ -221,7 +223,8 @@ class SendDialog(QDialog):
         from medviewer.ui.pacs_nodes import NodeEditor
 
         editor = NodeEditor(self.runner, self)
-        editor.saved.connect(lambda s: (setattr(self, "settings", s), fill_node_combo(self.node_combo, s)))
+        editor.saved.connect(lambda s: (setattr(self, "settings", s), fill_node_combo(self.node_combo, s),
+                                        self.listener.apply(s) if self.listener is not None else None))
         editor.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         self.node_editor = editor
         editor.open()

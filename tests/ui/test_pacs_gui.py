@@ -430,3 +430,39 @@ def test_send_errors_and_nothing_selected(qtbot, window, nodes, ge_dir):
     assert window.send_to_pacs() is None
     assert "open or select a case first" in window.statusBar().currentMessage()
 
+
+
+def test_app_listener_receives_pushed_studies_and_takes_c_moves(pacs, ge_study, scp_port, qtbot):
+    """With "Receive studies pushed to us" saved, the window runs our Storage SCP: a study Orthanc pushes becomes a
+    case in the worklist, and a C-MOVE from the Query/Retrieve dialog goes to that listener (no second one on the
+    same port)."""
+    import json
+
+    from medviewer.ui.main_window import MainWindow
+
+    study_uid, uids = ge_study
+    save_settings(NetSettings(nodes=[pacs.node()], scp_port=scp_port, listen=True))
+    win = MainWindow()
+    qtbot.addWidget(win)
+    try:
+        assert win.pacs_listener.scp is not None and win.pacs_listener.scp.port == scp_port
+        orthanc_id = pacs.rest("POST", "/tools/lookup", study_uid.encode())[0]["ID"]
+        pacs.rest("POST", "/modalities/medviewer/store", json.dumps({"Resources": [orthanc_id],
+                                                                     "Synchronous": True}).encode())
+        qtbot.waitUntil(lambda: study_uid in getattr(win, "worklist_rows", {}), timeout=NET_TIMEOUT_MS)
+        assert "Received 28 object(s)" in win.statusBar().currentMessage()
+        assert {i["sop_instance_uid"] for i in win.store.case_images(study_uid)} == uids
+        # a C-MOVE through the dialog lands through the running listener
+        shutil.rmtree(win.pacs_listener.root / study_uid)
+        dialog = win.show_pacs()
+        from medviewer.ui.pacs_retrieve import retrieve_case
+        from medviewer.jobs import TaskState
+
+        out = retrieve_case(pacs.node(), study_uid, [], win.pacs_listener.root, True, dialog.settings, win.store,
+                            TaskState(), None, win.pacs_listener.scp)
+        assert out.received == 28 and out.case_ids
+        # switching it off stops listening
+        win.pacs_listener.apply(NetSettings(nodes=[pacs.node()], scp_port=scp_port, listen=False))
+        assert win.pacs_listener.scp is None
+    finally:
+        win.close()
