@@ -127,7 +127,8 @@ def _screenshot(widget, name: str) -> None:  # noqa: ANN001
 
 def _no_modal_left() -> None:
     QApplication.processEvents()
-    _m = QApplication.activeModalWidget(); assert _m is None, getattr(_m, "text", lambda: "")()
+    modal = QApplication.activeModalWidget()
+    assert modal is None, getattr(modal, "text", lambda: "")()
     assert not [w for w in QApplication.topLevelWidgets() if isinstance(w, QMessageBox) and w.isVisible()]
 
 
