@@ -150,11 +150,12 @@ def main() -> int:
               "of linear)")
     per_worker = 1000.0 / total  # steady state, one core, no start-up
     workers = 20 * 16
-    minutes = 100_000 / (per_worker * workers) / 60
+    seconds = 100_000 / (per_worker * workers)
     db_writes_per_s = workers * per_worker * 2  # an AI result and a note result per study
     print(f"  extrapolation: one worker core does {per_worker:.1f} studies/s in steady state; 100,000 studies on "
-          f"20 nodes x 16 cores = {workers} workers -> {minutes:.0f} min of compute, with the database taking "
-          f"{db_writes_per_s:.0f} committed writes/s (one PostgreSQL server; see benchmarks/README.md)")
+          f"20 nodes x 16 cores = {workers} workers -> {seconds:.0f} s of compute if nothing else limited it; the "
+          f"database would have to take {db_writes_per_s:.0f} committed result writes/s (one PostgreSQL server), "
+          "and the files would have to be read at that rate: see benchmarks/README.md for where it really ends up")
     return 0
 
 
