@@ -57,6 +57,20 @@ def pydicom_charset_file(name: str) -> str:
     return str(found[0])
 
 
+def dicom_files(folder: Path) -> list[Path]:
+    """The DICOM files directly in ``folder``, sorted (LICENSE, DIRFILE and other non-DICOM files left out)."""
+    out = []
+    for p in sorted(Path(folder).iterdir()):
+        if not p.is_file():
+            continue
+        try:
+            pydicom.dcmread(p, stop_before_pixels=True)
+        except Exception:  # noqa: BLE001 - not a DICOM file
+            continue
+        out.append(p)
+    return out
+
+
 def normal_of(iop) -> np.ndarray:
     """Unit slice normal, computed here (not by medviewer): row cosines x column cosines."""
     o = np.asarray([float(v) for v in iop], dtype=np.float64)

@@ -16,25 +16,13 @@ from medviewer.net import dicomweb, dimse, service
 from medviewer.net.nodes import PacsError, PacsNode, parse_node
 from medviewer.net.orthanc import LocalOrthanc, available, free_port
 from medviewer.net.query import Query
-from tests.conftest import pydicom_charset_file, pydicom_testfile
+from tests.conftest import dicom_files, pydicom_charset_file, pydicom_testfile
 
 if not available():
     if os.environ.get("CI"):
         pytest.fail("Orthanc is not installed (.ci/run installs Debian's orthanc and orthanc-dicomweb)",
                     pytrace=False)
     pytest.skip("Orthanc is not installed (apt-get install orthanc orthanc-dicomweb)", allow_module_level=True)
-
-
-def _series_files(folder: Path) -> list[Path]:
-    out = []
-    for p in sorted(folder.iterdir()):
-        if p.is_file():
-            try:
-                pydicom.dcmread(p, stop_before_pixels=True)
-            except Exception:  # noqa: BLE001 - LICENSE, DIRFILE...: not an image to upload
-                continue
-            out.append(p)
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +35,7 @@ def pacs(tmp_path_factory, ge_dir, scp_port):
     """An Orthanc holding the GE head CT (28 slices), a Japanese-named MR (ISO 2022 IR 87) and a JPEG-LS MR."""
     folder = tmp_path_factory.mktemp("orthanc")
     with LocalOrthanc(folder, our_port=scp_port, users={"reader": "pw-for-tests"}) as server:
-        ge = _series_files(ge_dir)
+        ge = dicom_files(ge_dir)
         assert server.upload(ge) == len(ge)
         server.upload([pydicom_charset_file("chrH31.dcm"), pydicom_testfile("MR_small_jpeg_ls_lossless.dcm")])
         server.ge_files = ge
@@ -58,7 +46,7 @@ def pacs(tmp_path_factory, ge_dir, scp_port):
 def ge_study(ge_dir) -> tuple[str, str, set[str]]:
     uids = set()
     study = series = ""
-    for p in _series_files(ge_dir):
+    for p in dicom_files(ge_dir):
         ds = pydicom.dcmread(p, stop_before_pixels=True)
         uids.add(str(ds.SOPInstanceUID))
         study, series = str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID)
@@ -285,7 +273,7 @@ def test_unreachable_pacs():
 
 # ----------------------------------------------------------------------------------------------- send / lost
 def test_c_store_and_stow_rs_into_empty_pacs(tmp_path, ge_dir, monkeypatch):
-    files = _series_files(ge_dir)
+    files = dicom_files(ge_dir)
     with LocalOrthanc(tmp_path / "o", users={"u": "p"}) as server:
         sent = service.send(server.node(), files[:10] + [Path(ge_dir) / "LICENSE"])
         assert (len(sent.files), sent.failed) == (10, 1) and "LICENSE" in sent.messages[0]
@@ -297,7 +285,7 @@ def test_c_store_and_stow_rs_into_empty_pacs(tmp_path, ge_dir, monkeypatch):
 
 
 def test_pacs_goes_away_mid_transfer(tmp_path, ge_dir):
-    files = _series_files(ge_dir)
+    files = dicom_files(ge_dir)
     study_uid = str(pydicom.dcmread(files[0], stop_before_pixels=True).StudyInstanceUID)
     server = LocalOrthanc(tmp_path / "o").start()
     try:

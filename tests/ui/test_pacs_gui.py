@@ -24,6 +24,7 @@ from PySide6.QtWidgets import QApplication, QLineEdit, QMessageBox
 from ui_helpers import LOAD_TIMEOUT_MS, Heartbeat, wait_idle
 
 from medviewer.net import service
+from tests.conftest import dicom_files
 from medviewer.net.nodes import NetSettings, PacsError, PacsNode, load_settings, save_settings
 from medviewer.net.orthanc import LocalOrthanc, available, free_port
 
@@ -36,17 +37,6 @@ if not available():
 NET_TIMEOUT_MS = 60000
 
 
-def _dicom_files(folder: Path) -> list[Path]:
-    out = []
-    for p in sorted(folder.iterdir()):
-        try:
-            pydicom.dcmread(p, stop_before_pixels=True)
-        except Exception:  # noqa: BLE001 - LICENSE and other non-DICOM files are not uploaded
-            continue
-        out.append(p)
-    return out
-
-
 @pytest.fixture(scope="module")
 def scp_port() -> int:
     return free_port()
@@ -56,7 +46,7 @@ def scp_port() -> int:
 def pacs(tmp_path_factory, ge_dir, scp_port):
     """An Orthanc holding the GE head CT, knowing us as MEDVIEWER at 127.0.0.1:scp_port (C-MOVE destination)."""
     with LocalOrthanc(tmp_path_factory.mktemp("orthanc"), our_port=scp_port) as server:
-        files = _dicom_files(ge_dir)
+        files = dicom_files(ge_dir)
         assert server.upload(files) == len(files) == 28
         yield server
 
@@ -64,7 +54,7 @@ def pacs(tmp_path_factory, ge_dir, scp_port):
 @pytest.fixture(scope="module")
 def ge_study(ge_dir) -> tuple[str, set[str]]:
     uids, study = set(), ""
-    for p in _dicom_files(ge_dir):
+    for p in dicom_files(ge_dir):
         ds = pydicom.dcmread(p, stop_before_pixels=True)
         uids.add(str(ds.SOPInstanceUID))
         study = str(ds.StudyInstanceUID)
