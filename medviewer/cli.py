@@ -504,6 +504,14 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(f"{prog}: --sr/--seg/--sc write DICOM objects into the patient's study (identified, to send to the "
               "PACS); they cannot be de-identified: leave out --deidentify", file=sys.stderr)
         return 2
+    named = [(flag, value) for flag, value in (("--pdf", args.pdf), ("--json", args.json), ("--sr", args.sr),
+                                                ("--seg", args.seg), ("--sc", args.sc)) if value]
+    for i, (fa, va) in enumerate(named):
+        for fb, vb in named[i + 1:]:
+            if not os.path.isdir(va) and _same_output(va, vb) and {fa, fb} != {"--pdf", "--json"}:
+                print(f"{prog}: {fa} and {fb} name the same file ({va}); give two different files, or a folder "
+                      "for both", file=sys.stderr)
+                return 2
     if args.pdf and args.json and _same_output(args.pdf, args.json):
         print(f"{prog}: --pdf and --json name the same file ({args.pdf}); give two different files, or a folder "
               "for both", file=sys.stderr)

@@ -181,7 +181,9 @@ def cmd_send(args: argparse.Namespace) -> int:
     except PacsError as exc:
         return _fail(exc)
     how = "STOW-RS" if node.is_dicomweb else "C-STORE"
-    print(f"{how}: {len(result.files)} sent, {result.failed} failed, of {result.total}", file=sys.stderr)
+    print(f"{how}: {len(result.files)} sent, {result.failed} failed, of {result.total}"
+          + (f" ({result.skipped} files skipped: not DICOM objects to send)" if result.skipped else ""),
+          file=sys.stderr)
     for m in result.messages:
         print(f"warning: {m}", file=sys.stderr)
     if result.cancelled:
@@ -195,12 +197,27 @@ def cmd_listen(args: argparse.Namespace) -> int:
     from medviewer.net.dimse import StorageSCP
     from medviewer.net.nodes import load_settings
     from medviewer.net.service import register_retrieved
-    from medviewer.store.cases import open_default_store
+    from medviewer.store.cases import CaseStoreError, open_default_store
 
     settings = load_settings()
-    dest = Path(args.dest) if args.dest else settings.cache_path()
     port = args.port if args.port is not None else settings.scp_port
-    store = open_default_store()
+    if not 1 <= port <= 65535:
+        print(f"{PROG}: port {port} is not in 1..65535", file=sys.stderr)
+        return 2
+    dest = Path(args.dest) if args.dest else settings.cache_path()
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"{PROG}: cannot use --dest {dest}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    if not dest.is_dir():
+        print(f"{PROG}: --dest {dest} is not a folder", file=sys.stderr)
+        return 2
+    try:
+        store = open_default_store()
+    except CaseStoreError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 2
     lock = threading.Lock()
 
     def on_study(study_uid: str, paths: list[Path]) -> None:

@@ -28,6 +28,14 @@ def cmd_rescore(args: argparse.Namespace) -> int:
     if args.workers is not None and args.workers < 1:
         print(f"{PROG}: --workers must be 1 or more", file=sys.stderr)
         return 2
+    if args.scheduler:
+        from medviewer.store.archive import check_scheduler_address
+
+        try:
+            check_scheduler_address(args.scheduler)
+        except ValueError as exc:
+            print(f"{PROG}: {exc}", file=sys.stderr)
+            return 2
     try:
         store = open_default_store()
     except CaseStoreError as exc:

@@ -106,3 +106,12 @@ def test_killed_run_resumes(archive, db_url, tmp_path):
     summary = json.loads(rerun.stdout)
     assert summary["n_skipped"] >= before - 1 and summary["n_rescored"] + summary["n_skipped"] == 6
     assert all(len(store.ai_results(u)) == 1 for u in uids)
+
+
+def test_scheduler_addresses_are_checked():
+    from medviewer.store.archive import check_scheduler_address
+
+    assert check_scheduler_address("tcp://10.0.0.5:8786") == "tcp://10.0.0.5:8786"
+    for bad in ("garbage", "tcp://host", "tcp://host:99999", "http:/x"):
+        with pytest.raises(ValueError, match="not a dask scheduler address"):
+            check_scheduler_address(bad)

@@ -272,11 +272,24 @@ def test_unreachable_pacs():
 
 
 # ----------------------------------------------------------------------------------------------- send / lost
+def _write_dicomdir(path: Path) -> None:
+    from pydicom.data import get_testdata_file
+
+    src = get_testdata_file("DICOMDIR", download=False)
+    if src is None:
+        pytest.skip("pydicom's DICOMDIR test file is not available")
+    path.write_bytes(Path(src).read_bytes())
+
+
 def test_c_store_and_stow_rs_into_empty_pacs(tmp_path, ge_dir, monkeypatch):
     files = dicom_files(ge_dir)
     with LocalOrthanc(tmp_path / "o", users={"u": "p"}) as server:
-        sent = service.send(server.node(), files[:10] + [Path(ge_dir) / "LICENSE"])
-        assert (len(sent.files), sent.failed) == (10, 1) and "LICENSE" in sent.messages[0]
+        dicomdir = tmp_path / "DICOMDIR"
+        _write_dicomdir(dicomdir)
+        sent = service.send(server.node(), files[:10] + [Path(ge_dir) / "LICENSE", dicomdir])
+        # a LICENSE and a DICOMDIR are not objects to store: skipped, not failures
+        assert (len(sent.files), sent.failed, sent.skipped) == (10, 0, 2)
+        assert "LICENSE: skipped" in sent.messages[0] and "DICOMDIR" in sent.messages[1]
         assert len(server.instances()) == 10
         monkeypatch.setenv("MEDVIEWER_PACS_SECRET", "p")
         stowed = service.send(server.web_node(auth="basic", username="u"), files[10:])

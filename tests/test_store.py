@@ -412,3 +412,15 @@ def test_store_errors_are_named_in_words(message, words):
     from medviewer.store.cases import describe_store_error
 
     assert words in describe_store_error(sqlite3.OperationalError(message))
+
+
+@pytest.mark.parametrize("url", ["nonsense", "mysql://bob:pw@h/x", "postgresql+psycopg://bob:pw@[::1/x"])
+def test_unusable_store_urls_are_one_clear_error_without_the_password(url, monkeypatch, tmp_path):
+    monkeypatch.setenv("MEDVIEWER_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("MEDVIEWER_DB_URL", url)
+    with pytest.raises(CaseStoreError, match="is not usable") as e:
+        open_default_store()
+    assert "pw" not in str(e.value) and "\n" not in str(e.value)
+    from medviewer.__main__ import main
+
+    assert main(["worklist", "--csv", str(tmp_path / "w.csv")]) == 2

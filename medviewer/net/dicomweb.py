@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from medviewer.net.dimse import Progress, Transfer
+from medviewer.net.dimse import Progress, Transfer, sendable
 from medviewer.net.files import present_sop_uids, safe_uid, write_object
 from medviewer.net.nodes import PacsError, PacsNode
 from medviewer.net.query import Query, row_from_dataset
@@ -238,6 +238,12 @@ def store(node: PacsNode, paths: Iterable[str | Path], *, progress: Progress | N
         if cancel is not None and cancel.is_set():
             result.cancelled = True
             break
+        kind = sendable(path)
+        if kind != "ok":
+            result.skipped += 1
+            result.total -= 1
+            result.messages.append(f"{path.name}: skipped: {kind}")
+            continue
         try:
             ds = pydicom.dcmread(path)
             _ = ds.SOPInstanceUID

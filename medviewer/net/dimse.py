@@ -60,6 +60,7 @@ class Transfer:
     cancelled: bool = False
     messages: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    skipped: int = 0  # (send) files that are not DICOM objects to send: no DICOM header, or a DICOMDIR
 
     @property
     def done(self) -> int:
@@ -607,6 +608,38 @@ def _file_header(path: Path):  # noqa: ANN202 - (sop class, transfer syntax) or 
     return sop, ts
 
 
+def sendable(path: Path) -> str:
+    """"ok" for a file to send; else why it is left out without counting as a failure: not a DICOM file (no
+    DICM prefix: a LICENSE, a README...) or a DICOMDIR (Media Storage Directory, PS3.10: a media index, not an
+    object a PACS stores)."""
+    from medviewer.io.sopclass import MEDIA_STORAGE_DIRECTORY
+
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(132)
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    if len(head) < 132 or head[128:132] != b"DICM":
+        import pydicom
+
+        try:  # a DICOM file without the Part 10 preamble is still sent
+            ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPClassUID"])
+            if "SOPClassUID" not in ds:
+                return "not a DICOM object"
+        except Exception:  # noqa: BLE001 - not DICOM at all
+            return "not a DICOM file"
+        return "ok"
+    import pydicom
+
+    try:
+        meta = pydicom.filereader.read_file_meta_info(path)
+    except Exception:  # noqa: BLE001 - a damaged header: let the send report it
+        return "ok"
+    if str(meta.get("MediaStorageSOPClassUID", "")) == MEDIA_STORAGE_DIRECTORY:
+        return "a DICOMDIR (media index), not an object to store"
+    return "ok"
+
+
 def store(node: PacsNode, paths: Iterable[str | Path], *, progress: Progress | None = None,
           cancel: threading.Event | None = None) -> Transfer:
     """C-STORE files to ``node`` (PS3.4 B.2). Each file is offered in its own transfer syntax and uncompressed; a
@@ -619,6 +652,11 @@ def store(node: PacsNode, paths: Iterable[str | Path], *, progress: Progress | N
     plan: list[tuple[Path, str, str]] = []
     for p in paths:
         path = Path(p)
+        kind = sendable(path)
+        if kind != "ok":
+            result.skipped += 1
+            result.messages.append(f"{path.name}: skipped: {kind}")
+            continue
         try:
             sop, ts = _file_header(path)
         except Exception as exc:  # noqa: BLE001 - a broken file is reported and skipped

@@ -479,7 +479,9 @@ def _heat_results(store, report: Report) -> list:  # noqa: ANN001
         if res is not None and res.heatmap_png:
             out.append(res)
     if not out:
-        raise NoHeatmapError(f"no heat map for this case ({uid}): score its radiographs with a heat map first")
+        raise NoHeatmapError(f"no heat map for this case ({uid}): only AI results on chest radiographs within the "
+                             "model's intended use have one (export scores the case's CR/DX images when it has no AI "
+                             "result yet, unless --no-ai; in the app: R on the image)")
     return out
 
 

@@ -137,11 +137,32 @@ def rescore_if_stale(db_url: str, study_uid: str, image_model_name: str | None, 
     return {**summary, "skipped": False}
 
 
+class SchedulerError(RuntimeError):
+    """The dask scheduler address is malformed or nothing that speaks dask answers there."""
+
+
+def check_scheduler_address(address: str) -> str:
+    """``address`` if it looks like a dask scheduler address (``tcp://host:port``, ``tls://host:port`` or
+    ``host:port``); raises ValueError naming what is wrong."""
+    import re
+
+    text = address.strip()
+    m = re.match(r"^(?:(tcp|tls|inproc|ucx|ws|wss)://)?(\[[0-9a-fA-F:]+\]|[^:/\s]+):(\d{1,5})$", text)
+    if not m or not 1 <= int(m.group(3)) <= 65535:
+        raise ValueError(f"--scheduler {address!r} is not a dask scheduler address (tcp://HOST:PORT)")
+    return text
+
+
 def _client(workers: int, scheduler: str):  # noqa: ANN202 - (distributed.Client, cluster or None)
     from distributed import Client, LocalCluster
 
     if scheduler:
-        return Client(scheduler, timeout="30s"), None
+        try:
+            return Client(check_scheduler_address(scheduler), timeout="15s"), None
+        except (OSError, TimeoutError, MemoryError, ValueError) as exc:
+            # MemoryError: a non-dask service (e.g. an HTTP server) answered and its bytes were read as a frame size
+            raise SchedulerError(f"no dask scheduler at {scheduler}: {type(exc).__name__}: "
+                                 f"{' '.join(str(exc).split())[:200]}") from exc
     cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
                            silence_logs=logging.WARNING)
     return Client(cluster), cluster
@@ -226,4 +247,5 @@ def rescore_archive(store: CaseStore, study_uids: list[str], *, image_model_name
     return summary
 
 
-__all__ = ["ArchiveSummary", "select_cases", "current_weights", "is_current", "rescore_if_stale", "rescore_archive"]
+__all__ = ["ArchiveSummary", "SchedulerError", "check_scheduler_address", "select_cases", "current_weights",
+           "is_current", "rescore_if_stale", "rescore_archive"]

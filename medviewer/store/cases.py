@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import and_, create_engine, event, func, insert, select, update
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 
 from medviewer.imaging.annotations import Annotation
 from medviewer.notes.store import NoteRecord
@@ -252,7 +252,10 @@ def default_url() -> str:
     setting = data_dir() / "store.json"
     if setting.is_file():
         try:
-            url = str(json.loads(setting.read_text(encoding="utf-8")).get("url", "")).strip()
+            raw = json.loads(setting.read_text(encoding="utf-8")).get("url", "")
+            if not isinstance(raw, str):
+                raise ValueError(f"url must be a string, not {type(raw).__name__}")
+            url = raw.strip()
         except (OSError, ValueError, AttributeError) as exc:
             raise CaseStoreError(f"{setting} cannot be read ({exc}); fix or remove it") from exc
         if url:
@@ -501,7 +504,14 @@ class CaseStore:
         except (DBAPIError, OSError) as exc:
             orig = getattr(exc, "orig", None) or exc
             where = display_url(self.url) if getattr(self, "url", None) else "(data directory)"
-            raise CaseStoreError(f"cannot open the case store {where}: {type(orig).__name__}: {orig}") from exc
+            detail = " ".join(str(orig).split())  # one line (libpq adds a tabbed hint line)
+            raise CaseStoreError(f"cannot open the case store {where}: {type(orig).__name__}: {detail}") from exc
+        except (ArgumentError, ImportError, ValueError, TypeError) as exc:  # a URL SQLAlchemy cannot use
+            where = display_url(str(getattr(self, "url", "") or ""))
+            raise CaseStoreError(f"the case store URL {where!r} is not usable ({type(exc).__name__}: "
+                                 f"{' '.join(str(exc).split())}); use sqlite:///FILE or "
+                                 "postgresql+psycopg://USER@HOST/DB (MEDVIEWER_DB_URL or <data dir>/store.json)"
+                                 ) from exc
         if self.read_only:
             self._reader = self.engine
 
