@@ -28,6 +28,13 @@ class Report:
     id: str
     text: str
     labels: np.ndarray
+    mesh: tuple[str, ...] = ()
+
+
+def _mesh(xml_bytes: bytes) -> tuple[str, ...]:
+    """The report's major MeSH headings ("Hernia, Hiatal", "Pleural Effusion/right/small", ...)."""
+    root = ET.fromstring(xml_bytes)
+    return tuple(" ".join("".join(n.itertext()).split()) for n in root.iter("major"))
 
 
 def _sections(xml_bytes: bytes) -> dict[str, str]:
@@ -50,6 +57,28 @@ def read_test_ids(path: str | Path) -> set[str]:
     return {line.strip() for line in text.splitlines() if line.strip()}
 
 
+def load_unlabelled_reports(directory: str | Path = DEFAULT_DIR) -> list[Report]:
+    """Reports of the tarball that have text but no gold labels and are not test ids (their ``labels`` are all 0:
+    unknown), with their MeSH headings; sorted by numeric id."""
+    directory = Path(directory)
+    with open(directory / "openi_gld_std14.csv", newline="", encoding="utf-8") as fp:
+        gold = {row["filename"].strip() for row in csv.DictReader(fp)}
+    test_ids = read_test_ids(directory / "openi-testset.txt")
+    out = []
+    with tarfile.open(directory / "NLMCXR_reports.tgz") as tar:
+        for member in tar:
+            if not member.isfile() or not member.name.endswith(".xml"):
+                continue
+            rid = "CXR" + Path(member.name).stem
+            if rid in gold or rid in test_ids:
+                continue
+            xml = tar.extractfile(member).read()
+            text = report_text(_sections(xml))
+            if text:
+                out.append(Report(rid, text, np.zeros(len(LABELS), dtype=np.uint8), _mesh(xml)))
+    return sorted(out, key=lambda r: int(r.id[3:]))
+
+
 def load_reports(directory: str | Path = DEFAULT_DIR) -> tuple[list[Report], list[Report]]:
     """(train+val reports, test reports), each sorted by numeric id; only reports with gold labels and text.
 
@@ -64,19 +93,22 @@ def load_reports(directory: str | Path = DEFAULT_DIR) -> tuple[list[Report], lis
             labels[row["filename"].strip()] = np.array([int(row[k]) for k in LABELS], dtype=np.uint8)
     test_ids = read_test_ids(directory / "openi-testset.txt")
     texts: dict[str, str] = {}
+    mesh: dict[str, tuple[str, ...]] = {}
     with tarfile.open(directory / "NLMCXR_reports.tgz") as tar:
         for member in tar:
             if not member.isfile() or not member.name.endswith(".xml"):
                 continue
             rid = "CXR" + Path(member.name).stem
             if rid in labels:
-                texts[rid] = report_text(_sections(tar.extractfile(member).read()))
+                xml = tar.extractfile(member).read()
+                texts[rid] = report_text(_sections(xml))
+                mesh[rid] = _mesh(xml)
     train, test = [], []
     for rid in sorted(labels, key=lambda r: int(r[3:])):
         text = texts.get(rid, "")
         if not text:
             continue
-        (test if rid in test_ids else train).append(Report(rid, text, labels[rid]))
+        (test if rid in test_ids else train).append(Report(rid, text, labels[rid], mesh.get(rid, ())))
     return train, test
 
 

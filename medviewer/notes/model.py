@@ -48,6 +48,19 @@ def encoder_dir() -> Path:
     return path
 
 
+def _load_encoder(path):  # noqa: ANN001, ANN202
+    """The packaged encoder without its pooler (mean pooling is used), without transformers' load report."""
+    from transformers import AutoModel
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # "pooler.dense.* UNEXPECTED": the pooler is left out on purpose
+    try:
+        return AutoModel.from_pretrained(path, local_files_only=True, add_pooling_layer=False)
+    finally:
+        hf_logging.set_verbosity(level)
+
+
 def _offline() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -60,42 +73,69 @@ def _offline() -> None:
         pass
 
 
-def _note_net(encoder, head_dropout: float = 0.1):  # noqa: ANN001, ANN202
-    """Encoder -> mean pooling (as sentence-transformers) -> LayerNorm -> dropout -> linear head (15 logits)."""
+def _note_net(encoder, head_dropout: float = 0.1, n_features: int = 0, n_states: int = 1):  # noqa: ANN001, ANN202
+    """Encoder -> mean pooling (as sentence-transformers) -> LayerNorm -> dropout -> [+ rule features] -> linear
+    head. ``n_states`` 1: 15 logits (sigmoid, model 1.x); 3: 15 x 3 logits (softmax over absent / present /
+    uncertain per label, model 2.x). ``n_features``: rule-labeler features (:mod:`medviewer.notes.features`)
+    appended to the normalised embedding before the head (0: none)."""
     from torch import nn
 
     class NoteNet(nn.Module):
         def __init__(self):
             super().__init__()
             self.encoder = encoder
+            self.n_features = n_features
+            self.n_states = n_states
             self.dropout = nn.Dropout(head_dropout)
             # The mean-pooled sentence embeddings are small (std ~0.1 across reports); a LayerNorm rescales them
             # so the linear head learns at a normal rate.
             self.norm = nn.LayerNorm(encoder.config.hidden_size)
-            self.head = nn.Linear(encoder.config.hidden_size, len(LABELS))
+            self.head = nn.Linear(encoder.config.hidden_size + n_features, len(LABELS) * n_states)
 
-        def forward(self, input_ids, attention_mask):  # noqa: ANN001, ANN201
+        def forward(self, input_ids, attention_mask, features=None):  # noqa: ANN001, ANN201
+            import torch
+
             hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
             mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-            return self.head(self.dropout(self.norm(pooled)))
+            z = self.dropout(self.norm(pooled))
+            if self.n_features:
+                if features is None:
+                    features = z.new_zeros((z.shape[0], self.n_features))
+                z = torch.cat([z, features.to(z.dtype)], dim=1)
+            out = self.head(z)
+            return out if self.n_states == 1 else out.view(-1, len(LABELS), self.n_states)
 
     return NoteNet()
 
 
-def build_network(lora_r: int = 16, lora_alpha: int = 32, lora_dropout: float = 0.05, head_dropout: float = 0.1):  # noqa: ANN201
+def build_network(lora_r: int = 16, lora_alpha: int = 32, lora_dropout: float = 0.05, head_dropout: float = 0.1,
+                  n_features: int = 0, n_states: int = 1):  # noqa: ANN201
     """For training: encoder + LoRA (trainable, via peft) + LayerNorm/head (trainable). Returns (module,
     tokenizer)."""
     _offline()
     from peft import LoraConfig, get_peft_model
-    from transformers import AutoModel, AutoTokenizer
+    from transformers import AutoTokenizer
 
     path = encoder_dir()
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    encoder = AutoModel.from_pretrained(path, local_files_only=True)
+    tokenizer.model_max_length = 1 << 30
+    encoder = _load_encoder(path)
     config = LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, target_modules=LORA_TARGETS,
                         bias="none")
-    return _note_net(get_peft_model(encoder, config), head_dropout), tokenizer
+    return _note_net(get_peft_model(encoder, config), head_dropout, n_features, n_states), tokenizer
+
+
+def quantize_encoder(net) -> None:  # noqa: ANN001
+    """Dynamic int8 quantisation of the encoder's Linear layers in place (weights int8, activations quantised on
+    the fly; ``torch.ao.quantization.quantize_dynamic``): about 2x faster on CPU. The head stays float32."""
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        net.encoder = torch.ao.quantization.quantize_dynamic(net.encoder, {torch.nn.Linear}, dtype=torch.qint8)
 
 
 def merge_lora(encoder, lora_state: dict, lora_r: int, lora_alpha: int) -> int:  # noqa: ANN001
@@ -121,6 +161,8 @@ def merge_lora(encoder, lora_state: dict, lora_r: int, lora_alpha: int) -> int: 
             b = lora_state[key[: -len("lora_A.weight")] + "lora_B.weight"]
             path = key[: -len(".lora_A.weight")]
             path = path[len("base_model.model."):] if path.startswith("base_model.model.") else path
+            if path.startswith("pooler.") and getattr(encoder, "pooler", None) is None:
+                continue  # model 1.x adapted the unused pooler too; inference loads the encoder without it
             module = encoder.get_submodule(path)
             module.weight += scale * (b.to(module.weight.dtype) @ a.to(module.weight.dtype))
             merged += 1
@@ -234,16 +276,21 @@ class NoteClassifier:
         self.fusion = card.get("fusion")
         source = self.fusion["thresholds"] if self.fusion else card["thresholds"]
         self.thresholds = {k: float(source[k]) for k in LABELS}
-        self.uncertain_thresholds = {k: 0.5 for k in LABELS}
+        unc = card.get("uncertain_thresholds", {})
+        self.uncertain_thresholds = {k: float(unc.get(k, 0.5)) for k in LABELS}
+        self.use_rule_features = True  # False: the transformer alone (the card's ablation figure)
+        self.decision = str(card.get("decision", "thresholds"))
         self._lock = threading.Lock()
         self._rule_labeler = None
 
     @classmethod
-    def load(cls, directory: str | Path | None = None, threads: int | None = 1) -> "NoteClassifier":
+    def load(cls, directory: str | Path | None = None, threads: int | None = 1,
+             quantize: bool | None = None) -> "NoteClassifier":
         """Load the card + adapter from ``models/notes-minilm`` and merge it into the packaged encoder.
 
         ``threads`` sets torch's intra-op threads (default 1: on a busy 2-core machine two threads ran about 20x
-        slower than one; None leaves torch's setting).
+        slower than one; None leaves torch's setting). ``quantize``: dynamic int8 quantisation of the encoder
+        (default: as the card's ``architecture.quantization`` says; the card's figures are measured that way).
 
         Raises
         ------
@@ -252,7 +299,7 @@ class NoteClassifier:
         """
         _offline()
         import torch
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoTokenizer
 
         from medviewer.modelfiles import ModelFileError, load_state_dict, sha256_file
 
@@ -267,28 +314,49 @@ class NoteClassifier:
         path = encoder_dir()
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
         tokenizer.model_max_length = 1 << 30  # long notes are windowed, never silently truncated (no warning)
-        encoder = AutoModel.from_pretrained(path, local_files_only=True)
+        encoder = _load_encoder(path)
         state = load_state_dict(weights)
         merge_lora(encoder, {k[5:]: v for k, v in state.items() if k.startswith("lora.")}, arch["lora_r"],
                    arch["lora_alpha"])
-        net = _note_net(encoder, 0.0)
+        n_states = 3 if arch.get("outputs") == "three_state" else 1
+        net = _note_net(encoder, 0.0, len(arch.get("rule_features", [])), n_states)
         net.head.load_state_dict({k[5:]: v for k, v in state.items() if k.startswith("head.")})
         net.norm.load_state_dict({k[5:]: v for k, v in state.items() if k.startswith("norm.")})
         net.eval()
+        if quantize is None:
+            quantize = arch.get("quantization") == "dynamic_int8"
+        if quantize:
+            quantize_encoder(net)
         return cls(net, tokenizer, card, int(arch.get("max_length", 256)))
 
-    def probabilities(self, texts: list[str], batch: int = 16) -> np.ndarray:
-        """(N, 15) float64 transformer probabilities of P(present) in :data:`LABELS` order, one row per text as
-        given (each text is read as one window: truncated at ``max_length``; :meth:`classify` windows long notes)."""
+    def _outputs(self, texts: list[str], batch: int = 16) -> np.ndarray:
+        """Network outputs for texts that each fit one window: (N, 15) sigmoid probabilities (model 1.x) or
+        (N, 15, 3) softmax probabilities of absent / present / uncertain (model 2.x)."""
         import torch
 
         out = []
         with self._lock, torch.inference_mode():
             for i in range(0, len(texts), batch):
-                enc = self.tokenizer(list(texts[i:i + batch]), truncation=True, max_length=self.max_length,
-                                     padding=True, return_tensors="pt")
-                out.append(torch.sigmoid(self.net(enc["input_ids"], enc["attention_mask"])).numpy())
-        return np.concatenate(out).astype(np.float64) if out else np.zeros((0, len(LABELS)))
+                chunk = list(texts[i:i + batch])
+                enc = self.tokenizer(chunk, truncation=True, max_length=self.max_length, padding=True,
+                                     return_tensors="pt")
+                feats = None
+                if self.net.n_features and self.use_rule_features:
+                    from medviewer.notes.features import rule_features
+
+                    feats = torch.from_numpy(rule_features(chunk))
+                logits = self.net(enc["input_ids"], enc["attention_mask"], feats)
+                probs = torch.sigmoid(logits) if self.net.n_states == 1 else torch.softmax(logits, dim=-1)
+                out.append(probs.numpy())
+        shape = (0, len(LABELS)) if self.net.n_states == 1 else (0, len(LABELS), self.net.n_states)
+        return np.concatenate(out).astype(np.float64) if out else np.zeros(shape)
+
+    def probabilities(self, texts: list[str], batch: int = 16) -> np.ndarray:
+        """(N, 15) float64 network probabilities of P(present) in :data:`LABELS` order, one row per text as
+        given (each text is read as one window: truncated at ``max_length``; :meth:`classify` windows long notes
+        and prepares the text first)."""
+        out = self._outputs(texts, batch)
+        return out if out.ndim == 2 else out[:, :, 1]
 
     def _rules(self):  # noqa: ANN202
         if self._rule_labeler is None:
@@ -298,21 +366,25 @@ class NoteClassifier:
         return self._rule_labeler
 
     def combined(self, texts: list[str]) -> np.ndarray:
-        """(N, 15) P(present) of the shipped classifier for each text read as one window: the transformer's
-        probabilities, combined with the rule labeler's negation-aware 0/1 decisions when the card has a
-        ``fusion`` section (``p = w * p_transformer + (1 - w) * rule``, w chosen on validation)."""
+        """(N, 15) P(present) of the shipped classifier for each text read as one window."""
         return self.window_scores(texts)[0]
 
     def window_scores(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """(P(present), P(hedged)), each (N, 15), for texts that each fit one window. This model version has no
-        hedge output: a finding is hedged when the rule labeler's best mention of it is uncertain."""
-        probs = self.probabilities(texts)
+        """(P(present), P(hedged)), each (N, 15), for texts that each fit one window.
+
+        Model 2.x: the softmax of the three-state head (the rule labeler's reading is one of its inputs). Model
+        1.x (no hedge output): the transformer's probabilities, combined with the rule labeler's 0/1 decisions
+        when the card has a ``fusion`` section (``p = w * p_transformer + (1 - w) * rule``); a finding is hedged
+        when the rule labeler's best mention of it is uncertain."""
+        out = self._outputs(texts)
+        if out.ndim == 3:
+            return out[:, :, 1], out[:, :, 2]
         rules = np.array([[d[k] for k in LABELS] for d in self._rules().label_many(texts)], dtype=np.float64)
         hedged = (rules == 0.5).astype(np.float64)
         if self.fusion:
             w = float(self.fusion["transformer_weight"])
-            probs = w * probs + (1 - w) * (rules >= 1.0)
-        return probs, hedged
+            out = w * out + (1 - w) * (rules >= 1.0)
+        return out, hedged
 
     def count_tokens(self, texts: list[str]) -> list[int]:
         """Length of each text in word pieces, without the special tokens."""
@@ -328,38 +400,78 @@ class NoteClassifier:
 
     def classify(self, texts: list[str]) -> list[NoteResult]:
         """Findings of each note, in order. An empty / whitespace-only note gives status "no_text" and a note not
-        in English "language_not_supported", without findings. A note longer than the encoder's window is read
-        in overlapping windows (:meth:`windows`): per finding the maximum P(present) and P(hedged) over the
-        windows, and "normal" the minimum (normal only if every window is)."""
+        in English "language_not_supported", without findings. The note is prepared (:meth:`prepare`); one
+        longer than the encoder's window is read in overlapping windows (:meth:`windows`): per finding the
+        maximum P(present) and P(hedged) over the windows, and "normal" the minimum (normal only if every window
+        is)."""
+        name, version = str(self.card["name"]), str(self.card["version"])
+        p, u, gates, sizes = self._note_scores(list(texts))
+        results = []
+        for i, gate in enumerate(gates):
+            if not gate.ok:
+                results.append(NoteResult({}, {}, name, version, status=gate.status, reason=gate.reason,
+                                          language=gate.language, windows=0, tokens=0))
+                continue
+            thr, uthr = self.note_thresholds(p[i], u[i])
+            results.append(NoteResult({k: float(v) for k, v in zip(LABELS, p[i])}, thr, name, version,
+                                      {k: float(v) for k, v in zip(LABELS, u[i])}, uthr,
+                                      windows=sizes[i][0], tokens=sizes[i][1]))
+        return results
+
+    def note_thresholds(self, p: np.ndarray, u: np.ndarray) -> tuple[dict[str, float], dict[str, float]]:
+        """The thresholds of one note's decisions. ``decision: "thresholds"`` (card): the card's fixed per-label
+        thresholds. ``decision: "argmax"``: each finding takes its most probable state (absent = 1 - P(present) -
+        P(hedged)), written as this note's thresholds so that "present" is still P(present) >= threshold:
+        threshold = max(P(hedged), (1 - P(hedged)) / 2), uncertain threshold = (1 - P(present)) / 2; "normal" at
+        0.5."""
+        if self.decision != "argmax":
+            return self.thresholds, self.uncertain_thresholds
+        thr, uthr = {}, {}
+        for k, pk, uk in zip(LABELS, p, u):
+            if k == "normal":
+                thr[k], uthr[k] = 0.5, 0.5
+            else:
+                thr[k] = float(max(uk, (1.0 - uk) / 2.0))
+                uthr[k] = float((1.0 - pk) / 2.0)
+        return thr, uthr
+
+    def prepare(self, text: str) -> str:
+        """The text the model reads: abbreviations expanded and finding words' misspellings corrected
+        (:func:`medviewer.notes.normalize.expand_note`) when the card says so (model 2.x), else as typed."""
+        if self.card["architecture"].get("normalizer"):
+            from medviewer.notes.normalize import expand_note
+
+            return expand_note(text)
+        return text
+
+    def note_scores(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray, list]:
+        """(P(present), P(hedged)) per note, (N, 15) each, combined over each note's windows as :meth:`classify`
+        does, and the gate of each note (rows of notes that are not classified are 0)."""
+        p, u, gates, _ = self._note_scores(texts)
+        return p, u, gates
+
+    def _note_scores(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray, list, list[tuple[int, int]]]:
         from medviewer.notes.language import check_note
 
-        name, version = str(self.card["name"]), str(self.card["version"])
-        results: list[NoteResult | None] = [None] * len(texts)
-        spans: list[tuple[int, int, int]] = []
-        flat: list[str] = []
-        for i, text in enumerate(texts):
-            gate = check_note(text)
-            if not gate.ok:
-                results[i] = NoteResult({}, {}, name, version, status=gate.status, reason=gate.reason,
-                                        language=gate.language, windows=0, tokens=0)
-                continue
-            text = self.prepare(text)
-            wins = self.windows(text)
-            spans.append((i, len(flat), len(flat) + len(wins)))
-            flat.extend(wins)
+        gates = [check_note(t) for t in texts]
+        p = np.zeros((len(texts), len(LABELS)))
+        u = np.zeros((len(texts), len(LABELS)))
+        sizes = [(0, 0)] * len(texts)  # (windows, word pieces) per note
+        spans, flat = [], []
+        for i, (text, gate) in enumerate(zip(texts, gates)):
+            if gate.ok:
+                prepared = self.prepare(text)
+                n_tokens = self.count_tokens([prepared])[0]
+                wins = [prepared] if n_tokens <= self.max_length - 2 else self.windows(prepared)
+                sizes[i] = (len(wins), n_tokens)
+                spans.append((i, len(flat), len(flat) + len(wins)))
+                flat.extend(wins)
         if flat:
             present, hedged = self.window_scores(flat)
             normal = LABELS.index("normal")
             for i, a, b in spans:
-                p = present[a:b].max(axis=0)
-                p[normal] = present[a:b, normal].min()
-                u = hedged[a:b].max(axis=0)
-                u[normal] = 0.0
-                results[i] = NoteResult({k: float(v) for k, v in zip(LABELS, p)}, self.thresholds, name, version,
-                                        {k: float(v) for k, v in zip(LABELS, u)}, self.uncertain_thresholds,
-                                        windows=b - a, tokens=self.count_tokens([texts[i]])[0])
-        return results  # type: ignore[return-value]
-
-    def prepare(self, text: str) -> str:
-        """The text the model reads (this model version reads the note as typed)."""
-        return text
+                p[i] = present[a:b].max(axis=0)
+                p[i, normal] = present[a:b, normal].min()
+                u[i] = hedged[a:b].max(axis=0)
+                u[i, normal] = 0.0
+        return p, u, gates, sizes

@@ -1,4 +1,6 @@
-"""Combine the fine-tuned transformer with the rule labeler and record it in the notes model card.
+"""Model 1.x only: combine the fine-tuned transformer with the rule labeler after the fact and record it in the
+notes model card. Model 2.x learns the combination itself (the rule labeler's reading is an input of its head,
+:mod:`medviewer.training.train_notes`), so this script refuses a three-state card.
 
     python -m medviewer.training.fuse_notes [--model models/notes-minilm]
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -42,6 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     model_dir = Path(args.model)
     card_path = model_dir / "card.json"
     card = json.loads(card_path.read_text())
+    if card.get("architecture", {}).get("outputs") == "three_state":
+        print("fuse_notes: this card is a three-state model (2.x) that takes the rule labeler as an input; "
+              "there is nothing to fuse", file=sys.stderr)
+        return 2
     card.pop("fusion", None)
     (model_dir / "card.json").write_text(json.dumps(card, indent=2))
     clf = NoteClassifier.load(model_dir, threads=2)
