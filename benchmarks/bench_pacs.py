@@ -65,7 +65,7 @@ def main() -> int:
     args = ap.parse_args()
 
     from medviewer.net import dicomweb, dimse
-    from medviewer.net.orthanc import LocalOrthanc, available, free_port
+    from tests.orthanc_server import LocalOrthanc, available, free_port
 
     if not available():
         print("Orthanc is not installed (apt-get install orthanc orthanc-dicomweb)")

@@ -14,7 +14,7 @@ import pytest
 
 from medviewer.net import dicomweb, dimse, service
 from medviewer.net.nodes import PacsError, PacsNode, parse_node
-from medviewer.net.orthanc import LocalOrthanc, available, free_port
+from tests.orthanc_server import LocalOrthanc, available, free_port
 from medviewer.net.query import Query
 from tests.conftest import dicom_files, pydicom_charset_file, pydicom_testfile
 

@@ -11,7 +11,7 @@ import pydicom
 import pytest
 
 from medviewer.imaging.annotations import Annotation
-from medviewer.net.orthanc import LocalOrthanc, available
+from tests.orthanc_server import LocalOrthanc, available
 
 if not available():
     if os.environ.get("CI"):

@@ -13,8 +13,11 @@ by :func:`printable` rather than rendered as empty boxes (the PDF then says so).
 from __future__ import annotations
 
 import functools
+import logging
 import os
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 #: ASCII stand-ins for characters a font may lack (measurement labels use ² ° ⚠ ±).
 _FALLBACK = {
@@ -62,7 +65,8 @@ def find_ttf(bold: bool = False) -> Path | None:
         try:
             for p in d.rglob(name):
                 return p
-        except OSError:
+        except OSError as exc:
+            log.info("font folder %s not searchable: %s", d, exc)
             continue
     try:
         import matplotlib

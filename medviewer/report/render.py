@@ -12,6 +12,8 @@ patient text unless asked to (``patient_text``); de-identified exports never pas
 
 from __future__ import annotations
 
+import logging
+
 import math
 from dataclasses import dataclass, field
 
@@ -29,6 +31,9 @@ METHOD_NAMES = {"gradcam": "Grad-CAM", "integrated_gradients": "Integrated Gradi
 
 #: RGB of annotation lines and labels (the viewer's annotation yellow).
 ANNOTATION_COLOUR = (255, 214, 10)
+
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -73,8 +78,8 @@ class FrameImage:
         if self.window is None and self.voi_lut is not None:
             try:
                 return to_display(self.values, invert=self.monochrome1, lut=self.voi_lut)
-            except ValueError:
-                pass
+            except ValueError as exc:
+                log.warning("VOI LUT not applicable (%s): the image is shown with an automatic window", exc)
         window = self.window or auto_window(self.values, exclude=self.padding)
         try:
             return to_display(self.values, window, invert=self.monochrome1)

@@ -134,6 +134,7 @@ def as_int(text: str) -> int | None:
     try:
         return int(str(text).strip())
     except ValueError:
+        log.debug("instance count %r is not a number: shown as unknown", text)
         return None
 
 

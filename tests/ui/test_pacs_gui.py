@@ -26,7 +26,7 @@ from ui_helpers import LOAD_TIMEOUT_MS, Heartbeat, wait_idle
 from medviewer.net import service
 from tests.conftest import dicom_files
 from medviewer.net.nodes import NetSettings, PacsError, PacsNode, load_settings, save_settings
-from medviewer.net.orthanc import LocalOrthanc, available, free_port
+from tests.orthanc_server import LocalOrthanc, available, free_port
 
 if not available():
     if os.environ.get("CI"):
