@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import and_, create_engine, event, func, insert, select, update
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, CursorResult, Engine
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
 from medviewer.imaging.annotations import Annotation
@@ -455,6 +455,20 @@ def _note_result(row) -> NoteResult:  # noqa: ANN001
                       run_id=m["run_id"], created_at=m["created_at"])
 
 
+def _radiologist(row) -> RadiologistScore:  # noqa: ANN001
+    values: dict[str, Any] = dict(row._mapping)
+    values["positive"], values["override"] = bool(values["positive"]), bool(values["override"])
+    return RadiologistScore(**values)
+
+
+def _new_id(result: CursorResult) -> int:
+    """The primary key of the row that a single-row INSERT just added."""
+    key = result.inserted_primary_key
+    if key is None:
+        raise CaseStoreError("the database gave no primary key for the new row")
+    return int(key[0])
+
+
 def _annotation(row) -> Annotation:  # noqa: ANN001
     m = row._mapping
     return Annotation(m["kind"], [tuple(p) for p in json.loads(m["points_json"])], m["sop_instance_uid"],
@@ -558,8 +572,8 @@ class CaseStore:
             if not create:
                 raise CaseStoreError(f"no case for StudyInstanceUID {study_instance_uid}")
             now = time.time()
-            cid = conn.execute(insert(S.cases).values(study_instance_uid=study_instance_uid, created_at=now,
-                                                      updated_at=now)).inserted_primary_key[0]
+            cid = _new_id(conn.execute(insert(S.cases).values(study_instance_uid=study_instance_uid, created_at=now,
+                                                              updated_at=now)))
             self._event(conn, cid, "case created")
         return int(cid)
 
@@ -786,8 +800,7 @@ class CaseStore:
                              .values(text=text, saved_at=now))
                 self._touch(conn, cid)
                 return int(last.id)
-            vid = conn.execute(insert(S.note_versions).values(case_id=cid, text=text, saved_at=now)
-                               ).inserted_primary_key[0]
+            vid = _new_id(conn.execute(insert(S.note_versions).values(case_id=cid, text=text, saved_at=now)))
             self._touch(conn, cid)
             self._event(conn, cid, "note saved", note_version_id=vid, chars=len(text))
             return int(vid)
@@ -804,10 +817,10 @@ class CaseStore:
             cid = self._case_id(conn, study_instance_uid)
             vid = conn.execute(select(func.max(S.note_versions.c.id)).where(S.note_versions.c.case_id == cid)
                                ).scalar()
-            rid = conn.execute(insert(S.note_results).values(
+            rid = _new_id(conn.execute(insert(S.note_results).values(
                 case_id=cid, note_version_id=vid, model=model, model_version=model_version,
                 weights_sha256=weights_sha256, findings_json=json.dumps(findings),
-                decisions_json=json.dumps(decisions), run_id=run_id, created_at=time.time())).inserted_primary_key[0]
+                decisions_json=json.dumps(decisions), run_id=run_id, created_at=time.time())))
             self._touch(conn, cid, start_work=start_work and run_id is None)
             positives = [f["label"] for f in findings if f.get("positive")]
             self._event(conn, cid, "note findings", note_result_id=rid, model=model, model_version=model_version,
@@ -918,7 +931,7 @@ class CaseStore:
         heat = getattr(result, "heatmap", None)
         with self.engine.begin() as conn:
             cid = self._case_id(conn, study_instance_uid)
-            rid = conn.execute(insert(S.ai_results).values(
+            rid = _new_id(conn.execute(insert(S.ai_results).values(
                 case_id=cid, sop_instance_uid=result.sop_instance_uid, frame=int(result.frame), model=result.model,
                 model_version=result.version, weights_sha256=result.weights_sha256,
                 probabilities_json=json.dumps(result.probabilities), positive_label=result.positive_label,
@@ -927,7 +940,7 @@ class CaseStore:
                 heatmap_png=_heatmap_png(heat) if heat is not None else None, run_id=run_id,
                 created_at=time.time(), status=status, scope_reason=str(getattr(result, "scope_reason", "")),
                 warnings_json=json.dumps(list(getattr(result, "warnings", []) or [])),
-                ood_score=ood)).inserted_primary_key[0]
+                ood_score=ood)))
             self._touch(conn, cid, start_work=False)
             self._event(conn, cid, "ai result", ai_result_id=rid, model=result.model, version=result.version,
                         weights_sha256=result.weights_sha256, sop_instance_uid=result.sop_instance_uid,
@@ -973,9 +986,9 @@ class CaseStore:
                 ai_pos = conn.execute(select(S.ai_results.c.positive).where(S.ai_results.c.id == ai_result_id)
                                       ).scalar()
                 override = ai_pos is not None and bool(ai_pos) != bool(positive)
-            sid = conn.execute(insert(S.radiologist_scores).values(
+            sid = _new_id(conn.execute(insert(S.radiologist_scores).values(
                 case_id=cid, label=label, positive=bool(positive), confidence=confidence, ai_result_id=ai_result_id,
-                override=override, comment=comment, reader=reader, created_at=time.time())).inserted_primary_key[0]
+                override=override, comment=comment, reader=reader, created_at=time.time())))
             self._touch(conn, cid)
             self._event(conn, cid, "radiologist score", label=label, positive=bool(positive), confidence=confidence,
                         override=override, ai_result_id=ai_result_id, reader=reader)
@@ -985,10 +998,9 @@ class CaseStore:
         """Every radiologist call of the case, oldest first (the last per label is the current one)."""
         with self._read() as conn:
             cid = self._case_id(conn, study_instance_uid, create=False)
-            return [RadiologistScore(**{k: (bool(v) if k in ("positive", "override") else v)
-                                        for k, v in r._mapping.items()})
-                    for r in conn.execute(select(S.radiologist_scores).where(S.radiologist_scores.c.case_id == cid)
-                                          .order_by(S.radiologist_scores.c.id))]
+            return [_radiologist(r) for r in conn.execute(
+                select(S.radiologist_scores).where(S.radiologist_scores.c.case_id == cid)
+                .order_by(S.radiologist_scores.c.id))]
 
     # ------------------------------------------------------------------------------------------------ events
     def events(self, study_instance_uid: str) -> list[Event]:
@@ -1007,9 +1019,9 @@ class CaseStore:
     def start_run(self, reason: str, models: dict[str, str], n_cases: int) -> int:
         """Record the start of a re-score run ({model name: weights sha256}); returns its id."""
         with self.engine.begin() as conn:
-            return int(conn.execute(insert(S.rescore_runs).values(
+            return _new_id(conn.execute(insert(S.rescore_runs).values(
                 reason=reason, models_json=json.dumps(models), n_cases=n_cases, state="running",
-                started_at=time.time())).inserted_primary_key[0])
+                started_at=time.time())))
 
     def update_run(self, run_id: int, n_done: int | None = None, state: str | None = None) -> None:
         """Progress (``n_done``) or end (``state`` finished/cancelled/failed) of a re-score run."""
@@ -1040,11 +1052,11 @@ class CaseStore:
         ai, nr, rs, an = S.ai_results, S.note_results, S.radiologist_scores, S.annotations
         # Latest AI result per (case, image, frame, model): MAX(id) of each group, joined back for its values.
         # MIN(id) orders the groups by first appearance, the order in which the case score takes ties.
-        groups = select(func.min(ai.c.id).label("first_id"), func.max(ai.c.id).label("last_id")).group_by(
+        grouped = select(func.min(ai.c.id).label("first_id"), func.max(ai.c.id).label("last_id")).group_by(
             ai.c.case_id, ai.c.sop_instance_uid, ai.c.frame, ai.c.model)
         if model:
-            groups = groups.where(ai.c.model == model)
-        groups = groups.subquery("g")
+            grouped = grouped.where(ai.c.model == model)
+        groups = grouped.subquery("g")
         q_ai = select(groups.c.first_id, groups.c.last_id, ai.c.case_id, ai.c.model, ai.c.score, ai.c.positive,
                       ai.c.weights_sha256, ai.c.created_at, ai.c.status, ai.c.scope_reason).join_from(
             groups, ai, ai.c.id == groups.c.last_id)

@@ -10,8 +10,8 @@ Migrations: :data:`MIGRATIONS` maps a version number to a function that brings t
 version to that one, run inside one transaction together with the ``schema_version`` row that records it.
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations`` here: the ``annotations`` table below would rebind that name (a
+# ``__future__._Feature`` to type checkers), and nothing in this module needs postponed annotations.
 from typing import Callable
 
 from sqlalchemy import (Boolean, Column, Float, ForeignKey, Index, Integer, LargeBinary, MetaData, String, Table,
