@@ -15,11 +15,15 @@ import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from medviewer.net.dimse import Progress, Transfer, sendable
 from medviewer.net.files import present_sop_uids, safe_uid, write_object
 from medviewer.net.nodes import PacsError, PacsNode
 from medviewer.net.query import Query, row_from_dataset
+
+if TYPE_CHECKING:
+    from pydicom import Dataset
 
 log = logging.getLogger(__name__)
 
@@ -211,10 +215,10 @@ def store(node: PacsNode, paths: Iterable[str | Path], *, progress: Progress | N
 
     t0 = time.perf_counter()
     result = Transfer()
-    paths = [Path(p) for p in paths]
-    result.total = len(paths)
+    files = [Path(p) for p in paths]
+    result.total = len(files)
     c = client(node)
-    pending: list[tuple[Path, object]] = []
+    pending: list[tuple[Path, Dataset]] = []
 
     def flush() -> None:
         if not pending:
@@ -225,7 +229,7 @@ def store(node: PacsNode, paths: Iterable[str | Path], *, progress: Progress | N
             raise _http_error(node, "STOW-RS", exc) from exc
         failed = {str(item.get("ReferencedSOPInstanceUID", "")) for item in rsp.get("FailedSOPSequence", [])}
         for path, ds in pending:
-            if str(ds.SOPInstanceUID) in failed:  # type: ignore[attr-defined]
+            if str(ds.SOPInstanceUID) in failed:
                 result.failed += 1
                 result.messages.append(f"{path.name}: refused by the server")
             else:
@@ -234,7 +238,7 @@ def store(node: PacsNode, paths: Iterable[str | Path], *, progress: Progress | N
         if progress is not None:
             progress(len(result.files) + result.failed, result.total, "stored")
 
-    for path in paths:
+    for path in files:
         if cancel is not None and cancel.is_set():
             result.cancelled = True
             break

@@ -23,10 +23,15 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from medviewer.net.files import present_sop_uids, safe_uid, write_object
 from medviewer.net.nodes import PacsError, PacsNode
 from medviewer.net.query import Query, row_from_dataset
+
+if TYPE_CHECKING:
+    from pynetdicom.events import EventHandlerType
+    from pynetdicom.transport import ThreadedAssociationServer
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +166,7 @@ def _accepted(assoc, sop_class: str, what: str, node: PacsNode) -> None:  # noqa
 # --------------------------------------------------------------------------------------------- echo / find
 def echo(node: PacsNode) -> float:
     """C-ECHO (PS3.4 A.4, Verification). Returns the round trip in seconds (association included)."""
-    from pynetdicom.sop_class import Verification
+    from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]  # made at import through globals()
 
     ae = _ae(node)
     ae.add_requested_context(Verification)
@@ -181,7 +186,7 @@ def echo(node: PacsNode) -> float:
 
 
 def _find_model(level: str) -> str:
-    from pynetdicom.sop_class import (
+    from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # made at import through globals()
         PatientRootQueryRetrieveInformationModelFind,
         StudyRootQueryRetrieveInformationModelFind,
     )
@@ -314,7 +319,7 @@ def _plan(node: PacsNode, study_uid: str, series_uid: str, dest: Path, result: T
 
         log.warning("%s did not return SOPClassUID at image level: offering the common storage classes",
                     node.describe())
-        classes = [cx.abstract_syntax for cx in StoragePresentationContexts][:40]
+        classes = [str(cx.abstract_syntax) for cx in StoragePresentationContexts if cx.abstract_syntax][:40]
     if not missing:
         return None
     return ([] if len(missing) == len(wanted) else missing), classes
@@ -407,7 +412,9 @@ def get(node: PacsNode, study_uid: str, dest: str | Path, *, series_uid: str = "
     (``no-matches``, ``rejected``, ``unknown-ae``, ``connection``, ``refused``, ``failed``).
     """
     from pynetdicom import build_role, evt
-    from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelGet as model
+    from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # made at import through globals()
+        StudyRootQueryRetrieveInformationModelGet as model,
+    )
 
     t0 = time.perf_counter()
     dest = Path(dest)
@@ -445,7 +452,9 @@ def move(node: PacsNode, study_uid: str, scp: "StorageSCP", *, series_uid: str =
     Returns a :class:`Transfer`; raises PacsError as :func:`get` does, and ``unknown-ae`` when the PACS does not
     know our destination.
     """
-    from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelMove as model
+    from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # made at import through globals()
+        StudyRootQueryRetrieveInformationModelMove as model,
+    )
 
     t0 = time.perf_counter()
     result = Transfer()
@@ -496,7 +505,7 @@ class StorageSCP:
         self.host = host
         self.port = int(port)
         self.on_study = on_study
-        self._server = None
+        self._server: ThreadedAssociationServer | None = None
         self._lock = threading.Lock()
         self._listeners: dict[str, Callable[[Path], None]] = {}
         self._last_store: dict[str, float] = {}
@@ -506,7 +515,7 @@ class StorageSCP:
     def start(self) -> "StorageSCP":
         """Start listening (non-blocking). Raises PacsError(cause="connection") when the port is taken."""
         from pynetdicom import AE, AllStoragePresentationContexts, evt
-        from pynetdicom.sop_class import Verification
+        from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]  # made at import through globals()
 
         from medviewer.io.pixels import decodable_transfer_syntaxes
 
@@ -514,16 +523,20 @@ class StorageSCP:
         ae.maximum_pdu_size = 0
         syntaxes = decodable_transfer_syntaxes()
         for cx in AllStoragePresentationContexts:
-            ae.add_supported_context(cx.abstract_syntax, syntaxes)
+            if cx.abstract_syntax:  # always set on pynetdicom's ready-made contexts
+                ae.add_supported_context(cx.abstract_syntax, syntaxes)
         ae.add_supported_context(Verification)
-        handlers = [(evt.EVT_C_STORE, self._on_store), (evt.EVT_RELEASED, self._on_end),
+        handlers: list[EventHandlerType] = [(evt.EVT_C_STORE, self._on_store), (evt.EVT_RELEASED, self._on_end),
                     (evt.EVT_ABORTED, self._on_end)]
         try:
-            self._server = ae.start_server((self.host, self.port), block=False, evt_handlers=handlers)
+            server = ae.start_server((self.host, self.port), block=False, evt_handlers=handlers)
         except OSError as exc:
             raise PacsError(f"our Storage SCP cannot listen on {self.host or 'all interfaces'}:{self.port}: {exc}",
                             "connection") from exc
-        self.port = int(self._server.server_address[1])
+        if server is None:  # start_server returns None only with block=True
+            raise PacsError("our Storage SCP did not start", "connection")
+        self._server = server
+        self.port = int(server.server_address[1])
         log.info("Storage SCP %s listening on %s:%d, files into %s", self.ae_title, self.host or "*", self.port,
                  self.root)
         return self
