@@ -224,7 +224,7 @@ def _select_key_images(images: list[dict], marked: dict[tuple[str, int], int], m
     series: dict[str, list[dict]] = {}
     for img in images:
         series.setdefault(img["series_instance_uid"], []).append(img)
-    out = []
+    out: list[tuple[dict | None, str, int, str]] = []
     for imgs in series.values():
         if len(out) >= max_key_images:
             break
@@ -369,7 +369,7 @@ def build_report(store, study_instance_uid: str, *, deidentify: bool = False, ma
     for card in ai.models:
         if card.available and not card.results_match_card_weights:
             warnings.append(f"Some {card.name} results were made with other weights than the installed model "
-                            f"card's ({card.weights_sha256[:12]}...).")
+                            f"card's ({(card.weights_sha256 or '')[:12]}...).")
 
     # ---- note and findings
     versions = store.note_versions(uid)

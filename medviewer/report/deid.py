@@ -88,6 +88,7 @@ import hmac
 import os
 import re
 import secrets
+from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -570,7 +571,7 @@ def _matches(text: str, words, subs) -> tuple[list[tuple[int, int]], set[str]]: 
     folded_words = [(orig, _fold_token(orig)) for orig in words]
 
     def boundary(p: int) -> bool:
-        return p < 0 or p >= n or hit[p] or pre[p] or not folded[p].isalnum()
+        return p < 0 or p >= n or bool(hit[p]) or bool(pre[p]) or not folded[p].isalnum()
 
     changed = True
     while changed:
@@ -600,7 +601,7 @@ def _matches(text: str, words, subs) -> tuple[list[tuple[int, int]], set[str]]: 
     return spans, found
 
 
-def scrub_text(text: str, words: list[str], subs: list[str] = ()) -> str:
+def scrub_text(text: str, words: Sequence[str], subs: Sequence[str] = ()) -> str:
     """``text`` (normalised to NFC) with every word token (not inside a longer word or number) and every
     substring token (anywhere) replaced by :data:`REDACTED`, both case-insensitive (casefold) and Unicode
     normalised (see the module docstring); a run of adjacent tokens becomes one :data:`REDACTED`."""
@@ -617,9 +618,9 @@ def _uid_key(key: str) -> bool:
     return key.lower().endswith("uid")
 
 
-def residual_identifiers(content, identifiers: list[str], words: list[str] = (),  # noqa: ANN001 - JSON-able
-                         skip_word_keys: frozenset[str] = frozenset(), *, subs: list[str] = (),
-                         uids: list[str] = ()) -> list[str]:
+def residual_identifiers(content, identifiers: list[str], words: Sequence[str] = (),  # noqa: ANN001 - JSON-able
+                         skip_word_keys: frozenset[str] = frozenset(), *, subs: Sequence[str] = (),
+                         uids: Sequence[str] = ()) -> list[str]:
     """The identifiers still in ``content``, by the rules of :func:`scrub_text`:
 
     * each of ``identifiers`` (full names, distinctive IDs) as a substring of any string value or key, except
@@ -671,7 +672,7 @@ def residual_identifiers(content, identifiers: list[str], words: list[str] = (),
 
 
 def deidentify_header(header: dict, salt: str, clean_descriptors: bool = False,
-                      words: list[str] = (), subs: list[str] = ()) -> tuple[dict, dict[str, str]]:
+                      words: Sequence[str] = (), subs: Sequence[str] = ()) -> tuple[dict, dict[str, str]]:
     """Apply :data:`BASIC_PROFILE` to a report header {keyword: value}.
 
     Returns (new header, {keyword: action applied}). Z -> "", X -> removed, D -> "ANONYMIZED", U ->

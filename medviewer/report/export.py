@@ -15,10 +15,14 @@ import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from medviewer.report.content import build_report
 from medviewer.report.deid import deidentify_report, installation_salt, new_uid, pseudonym, safe_basename
 from medviewer.report.model import Report
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 __all__ = ["export_case", "ExportResult", "report_json", "export_worklist_csv", "render_key_images",
            "resolve_output", "resolve_worklist_output", "score_case_radiographs", "WORKLIST_COLUMNS",
@@ -122,7 +126,7 @@ def heatmap_caption(result) -> str:  # noqa: ANN001 - medviewer.store.cases.AIRe
 
 
 def render_key_images(store, identified: Report, shown: Report | None = None, *,  # noqa: ANN001
-                      max_side: int = 1024) -> list:
+                      max_side: int = 1024) -> list[Image.Image | None]:
     """PIL images of the key images of ``identified`` (the report built without de-identification), in order; None
     where an image cannot be read.
 
@@ -142,7 +146,7 @@ def render_key_images(store, identified: Report, shown: Report | None = None, *,
     if not deid:
         patient_text = "  ".join(x for x in (str(h.get("PatientName", "")).replace("^", " ").strip(),
                                              f"ID {h['PatientID']}" if h.get("PatientID") else "") if x) or None
-    out = []
+    out: list[Image.Image | None] = []
     for ident, entry in zip(identified.key_images, shown.key_images, strict=True):
         path = paths.get(ident.sop_instance_uid)
         if path is None:

@@ -28,10 +28,9 @@ Units and formats (as in the module docstring of :mod:`medviewer.report.content`
 from __future__ import annotations
 
 import copy
-import functools
 import types
 import typing
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from medviewer.imaging.annotations import Measurement
@@ -60,7 +59,7 @@ def _optional(default: Any = None) -> Any:
 
 def _to_json(value: Any) -> Any:
     """A JSON-able copy of a field value (nested models through their ``to_dict``; lists and dicts copied)."""
-    if is_dataclass(value) and not isinstance(value, type):
+    if isinstance(value, (_Node, Measurement)):
         return value.to_dict()
     if isinstance(value, (list, tuple)):
         return [_to_json(v) for v in value]
@@ -69,9 +68,15 @@ def _to_json(value: Any) -> Any:
     return value
 
 
-@functools.lru_cache(maxsize=None)
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
 def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
+    """The resolved field types of a model class (cached per class)."""
+    hints = _HINTS.get(cls)
+    if hints is None:
+        hints = _HINTS[cls] = typing.get_type_hints(cls)
+    return hints
 
 
 def _from_json(tp: Any, value: Any) -> Any:

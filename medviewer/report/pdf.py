@@ -160,8 +160,11 @@ class _Doc:
         from reportlab.lib.styles import ParagraphStyle
 
         self.regular, self.bold, self.charset = register_fonts()
+        self.fallback: str | None = None
+        self.fallback_charset: frozenset[int] = frozenset()
         fb = register_fallback_font()
-        self.fallback, self.fallback_charset = fb if fb is not None else (None, frozenset())
+        if fb is not None:
+            self.fallback, self.fallback_charset = fb
         #: True once a character had to be printed as "?" (no installed font has it).
         self.missing = False
         self.colors = colors
@@ -395,7 +398,7 @@ def _header_section(d: _Doc, report: Report, width: float) -> list:
     for r in rows:
         cells.append([d.p(r[0], "cellb"), d.p(r[1] or DASH, "cell"), d.p(r[2], "cellb"),
                       d.p(r[3] or (DASH if r[2] else ""), "cell")])
-    extra = [("SPAN", (1, r), (3, r)) for r in span_rows]
+    extra: list[tuple] = [("SPAN", (1, r), (3, r)) for r in span_rows]  # reportlab TableStyle commands
     extra.append(("BOX", (0, 0), (-1, -1), 0.5, d.colors.HexColor("#9AA5B1")))
     extra.append(("BACKGROUND", (0, 0), (0, -1), d.colors.HexColor("#EEF1F5")))
     extra.append(("BACKGROUND", (2, 0), (2, -1), d.colors.HexColor("#EEF1F5")))

@@ -16,11 +16,15 @@ import logging
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from medviewer.imaging.colormap import heat_lut  # noqa: F401 - re-exported
 from medviewer.report.fonts import pil_font
+
+if TYPE_CHECKING:
+    from medviewer.imaging.voi import Window
 
 __all__ = ["FrameImage", "load_frame", "heat_lut", "render_key_image", "resize_heatmap", "ANNOTATION_COLOUR",
            "METHOD_NAMES"]
@@ -49,7 +53,7 @@ class FrameImage:
     """
 
     values: np.ndarray
-    window: object | None = None  # medviewer.imaging.voi.Window
+    window: Window | None = None
     voi_lut: tuple | None = None
     monochrome1: bool = False
     pixel_spacing: tuple[float, float] | None = None
