@@ -542,3 +542,27 @@ def test_sr_of_a_study_whose_files_lack_type2_patient_attributes(ge_dir, tmp_pat
     assert not [line for line in _dciodvfy(str(path)) if "Error" in line]
     [m] = read_sr(ds)["measurements"]
     assert m["kind"] == "rect" and m["sop_instance_uid"] == img["sop_instance_uid"]
+
+
+def test_sc_of_an_image_without_patient_orientation(tmp_path):
+    """A scored radiograph without PatientOrientation still gets its Secondary Capture (highdicom needs a coordinate
+    system; the SC's PatientOrientation is then empty, "unknown", as PS3.3 C.7.6.1 Type 2C allows) and it passes
+    dciodvfy. (It used to raise ValueError: None is not a valid CoordinateSystemNames.)"""
+    pytest.importorskip("data_store", reason="pydicom-data is not installed")
+    from types import SimpleNamespace
+
+    from medviewer.io.sample import build_sample_study
+    from medviewer.report.dicom_objects import build_sc
+    from medviewer.report.render import load_frame
+
+    path = next(build_sample_study(tmp_path / "sample").glob("*RG1*.dcm"))
+    header = pydicom.dcmread(path, stop_before_pixels=True)
+    del header.PatientOrientation
+    result = SimpleNamespace(heatmap=lambda: np.linspace(0, 1, 64, dtype=np.float32).reshape(8, 8),
+                             heatmap_method="gradcam", heatmap_label="pneumonia", positive_label="pneumonia",
+                             model="pneumonia-cnn", model_version="1", score=0.7, frame=0)
+    sc = build_sc(result, header, load_frame(str(path), 0), [])
+    assert "PatientOrientation" in sc and not sc.PatientOrientation
+    out = tmp_path / "sc.dcm"
+    sc.save_as(out, enforce_file_format=True)
+    assert not [line for line in _dciodvfy(str(out)) if "Error" in line]

@@ -48,13 +48,16 @@ import logging
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydicom.sr.coding import Code
 
 from medviewer.imaging.annotations import Measurement
 from medviewer.report.model import AIResultEntry, AnnotationEntry, ReaderCall, Report
+
+if TYPE_CHECKING:
+    from pydicom import Dataset
 
 log = logging.getLogger(__name__)
 
@@ -401,7 +404,7 @@ def build_sr(report: Report, headers: dict, *, series_instance_uid: str | None =
         groups.append(_ai_group(r, h))
     current = report.current_reader_calls()
     for s in current:
-        groups.append(_reader_group(s, ai_source.get(s.ai_result_id)))
+        groups.append(_reader_group(s, ai_source.get(s.ai_result_id) if s.ai_result_id is not None else None))
     for a in report.all_annotations():
         h = headers.get(a.sop_instance_uid)
         if h is None:
@@ -594,15 +597,20 @@ def build_sc(result, header, frame_image, annotations: list[AnnotationEntry]):  
     picture = render_key_image(frame_image, annotations=anns, heatmap=heat, heat_caption=heatmap_caption(result),
                                max_side=max(rows, cols))
     pixels = np.ascontiguousarray(np.asarray(picture.convert("RGB"), dtype=np.uint8))
-    orientation = tuple(str(v) for v in (header.get("PatientOrientation") or ()))
+    orientation = [str(v) for v in (header.get("PatientOrientation") or ())]
+    known = len(orientation) == 2
     eq = _equipment()
+    # highdicom requires a coordinate system (coordinate_system=None raises ValueError), and "PATIENT" requires an
+    # orientation: a source without PatientOrientation gets a stand-in that is removed again at once, and
+    # _copy_orientation below writes what the source has (empty when nothing).
     sc = hd.sc.SCImage.from_ref_dataset(
         ref_dataset=header, pixel_array=pixels, photometric_interpretation="RGB", bits_allocated=8,
-        coordinate_system="PATIENT" if len(orientation) == 2 else None,
-        patient_orientation=orientation if len(orientation) == 2 else None,
+        coordinate_system="PATIENT", patient_orientation=(orientation[0], orientation[1]) if known else ("L", "F"),
         series_instance_uid=hd.UID(), series_number=SC_SERIES_NUMBER, sop_instance_uid=hd.UID(),
         instance_number=1, manufacturer=eq["manufacturer"], transfer_syntax_uid="1.2.840.10008.1.2.1",
         series_description=SC_SERIES_DESCRIPTION)
+    if not known:
+        del sc.PatientOrientation
     sc.ManufacturerModelName = eq["manufacturer_model_name"]
     sc.SoftwareVersions = eq["software_versions"]
     sc.BurnedInAnnotation = _burned_in(header, str(header.get("Modality", "")))
@@ -819,7 +827,7 @@ def read_sr(source) -> dict:  # noqa: ANN001 - path or pydicom Dataset
         "medviewer": is_medviewer_sr(ds), "verified": str(ds.get("VerificationFlag", "")) == "VERIFIED",
         "observers": [], "ai_results": [], "reader_calls": [], "measurements": [],
     }
-    groups = []
+    groups: list[Dataset] = []
     for item in ds.ContentSequence:
         if item.get("ValueType") == "PNAME" and _is(item, Code("121008", "DCM", "Person Observer Name")):
             out["observers"].append(str(item.PersonName).rstrip("^"))
@@ -827,7 +835,9 @@ def read_sr(source) -> dict:  # noqa: ANN001 - path or pydicom Dataset
             groups.extend(g for g in _children(item) if _is(g, Code("125007", "DCM", "Measurement Group")))
     only_reader = out["observers"][0] if len(out["observers"]) == 1 else ""
     for g in groups:
-        track_text, track_uid, algo, params = "", "", {}, {}
+        track_text, track_uid = "", ""
+        algo: dict[str, str] = {}
+        params: dict[str, str] = {}
         nums, codes_, regions, sources = [], [], [], []
         for c in _children(g):
             vt = c.get("ValueType")
