@@ -384,17 +384,19 @@ def decode_native(inst) -> np.ndarray:  # noqa: ANN001 - medviewer.io.model.Inst
                 raise PixelDecodeError(inst.path, "the file changed since it was scanned (no Pixel Data element "
                                                   "at the scanned offset): scan it again")
             fp.seek(inst.pixel_data_offset)
+            # pydicom annotates as_array's options as ``**kwargs: DecodeOptions`` (meaning Unpack[DecodeOptions]),
+            # so mypy wants each value to be a DecodeOptions dict: the two ignores below are for that.
             arr, _ = decoder.as_array(
                 fp,
                 rows=inst.rows,
                 columns=inst.columns,
-                samples_per_pixel=1,
+                samples_per_pixel=1,  # type: ignore[arg-type]  # pydicom's **kwargs annotation, see above
                 bits_allocated=inst.bits_allocated,
                 bits_stored=inst.bits_stored or inst.bits_allocated,
                 pixel_representation=inst.pixel_representation,
                 photometric_interpretation=inst.photometric_interpretation,
                 number_of_frames=inst.number_of_frames,
-                pixel_keyword="PixelData",
+                pixel_keyword="PixelData",  # type: ignore[arg-type]  # pydicom's **kwargs annotation, see above
             )
     except (OSError, ValueError, RuntimeError, EOFError) as exc:
         text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

@@ -33,10 +33,12 @@ from medviewer.io.model import (
     DicomIndex,
     FrameInfo,
     Instance,
+    Orientation,
     Patient,
     Series,
     SkippedFile,
     Study,
+    Vec3,
 )
 from medviewer.io.sopclass import MEDIA_STORAGE_DIRECTORY, kind_of
 from medviewer.jobs import ProgressCallback, TaskState, as_task_state
@@ -351,9 +353,9 @@ def _frame_infos_enhanced(ds: Dataset, n_frames: int) -> list[FrameInfo]:
         frames.append(
             FrameInfo(
                 index=i,
-                image_position_patient=pos,  # type: ignore[arg-type]
-                image_orientation_patient=ori,  # type: ignore[arg-type]
-                pixel_spacing=spacing,  # type: ignore[arg-type]
+                image_position_patient=pos,
+                image_orientation_patient=ori,
+                pixel_spacing=spacing,
                 slice_thickness=thick[0] if thick else None,
                 rescale_slope=slope[0] if slope else 1.0,
                 rescale_intercept=intercept[0] if intercept else 0.0,
@@ -492,9 +494,9 @@ def _instance_from_header(path: str, ds: Dataset, pixel_length: int | None, has_
             raise HeaderError(f"{name} {v} is not a finite number: the pixel values cannot be computed")
     base = FrameInfo(
         index=0,
-        image_position_patient=_valid_position(_floats(ds, T_IPP, 3)),  # type: ignore[arg-type]
-        image_orientation_patient=_valid_orientation(_floats(ds, T_IOP, 6)),  # type: ignore[arg-type]
-        pixel_spacing=spacing,  # type: ignore[arg-type]
+        image_position_patient=_valid_position(_floats(ds, T_IPP, 3)),
+        image_orientation_patient=_valid_orientation(_floats(ds, T_IOP, 6)),
+        pixel_spacing=spacing,
         slice_thickness=_float(ds, T_SLICE_THICKNESS),
         rescale_slope=slope if slope is not None and slope != 0 else 1.0,
         rescale_intercept=intercept if intercept is not None else 0.0,
@@ -560,7 +562,7 @@ def _padding(ds: Dataset, signed: bool, bits: int) -> tuple[float, float] | None
     return (min(a, b), max(a, b)) if b is not None else (a, a)
 
 
-def projection_spacing(ds: Dataset) -> tuple[tuple[float, ...] | None, str]:
+def projection_spacing(ds: Dataset) -> tuple[tuple[float, float] | None, str]:
     """(row, column) spacing in mm for measuring, and what plane it refers to.
 
     Rules (PS3.3 10.7.1.3 Pixel Spacing Calibration Macro, C.8.11.7 DX Positioning, C.16.2.1 Imager Pixel Spacing):
@@ -585,7 +587,7 @@ def projection_spacing(ds: Dataset) -> tuple[tuple[float, ...] | None, str]:
         return None, ""
     ermf = _float(ds, T_ERMF)
     if ermf is not None and math.isfinite(ermf) and 0.5 <= ermf <= 5.0:
-        return tuple(v / ermf for v in ips), f"estimated at the patient (ERMF {ermf:.2f})"
+        return (ips[0] / ermf, ips[1] / ermf), f"estimated at the patient (ERMF {ermf:.2f})"
     return ips, "at the detector"
 
 
@@ -602,35 +604,35 @@ def _explanations(value) -> tuple[str, ...]:  # noqa: ANN001 - str, bytes, Multi
     return tuple(out)
 
 
-def _valid_position(ipp: tuple[float, ...] | None) -> tuple[float, ...] | None:
+def _valid_position(ipp: tuple[float, ...] | None) -> Vec3 | None:
     """ImagePositionPatient with a non-finite value is treated as absent (the image then has no spatial place and
     goes into a stack of its own, with the others unaffected)."""
-    if ipp is None or not all(math.isfinite(v) for v in ipp):
+    if ipp is None or len(ipp) != 3 or not all(math.isfinite(v) for v in ipp):
         return None
-    return ipp
+    return ipp[0], ipp[1], ipp[2]
 
 
-def _valid_orientation(iop: tuple[float, ...] | None) -> tuple[float, ...] | None:
+def _valid_orientation(iop: tuple[float, ...] | None) -> Orientation | None:
     """ImageOrientationPatient as unit row and column cosines, or None (treated as absent) when a value is not
     finite, a vector is (nearly) zero, or the two are (nearly) parallel (PS3.3 C.7.6.2.1.1: two orthogonal unit
     vectors). Slightly unnormalised vectors, which real scanners write, are normalised."""
     if iop is None or len(iop) != 6 or not all(math.isfinite(v) and abs(v) <= 2.0 for v in iop):
         return None  # direction cosines lie in [-1, 1]; a little slack for unnormalised writers
-    r, c = iop[:3], iop[3:]
-    nr, nc = math.sqrt(sum(v * v for v in r)), math.sqrt(sum(v * v for v in c))
+    nr, nc = math.sqrt(sum(v * v for v in iop[:3])), math.sqrt(sum(v * v for v in iop[3:]))
     if nr < 0.5 or nc < 0.5:
         return None
-    r, c = tuple(v / nr for v in r), tuple(v / nc for v in c)
+    r = (iop[0] / nr, iop[1] / nr, iop[2] / nr)
+    c = (iop[3] / nc, iop[4] / nc, iop[5] / nc)
     if abs(sum(a * b for a, b in zip(r, c))) > 0.1:  # more than ~6 degrees from orthogonal
         return None
     return (*r, *c)
 
 
-def _valid_spacing(spacing: tuple[float, ...] | None) -> tuple[float, ...] | None:
+def _valid_spacing(spacing: tuple[float, ...] | None) -> tuple[float, float] | None:
     """PixelSpacing with a zero, negative or non-finite value is treated as absent (seen on real CRs: 0\\0)."""
-    if spacing is None or not all(math.isfinite(v) and 0 < v < 1e6 for v in spacing):
+    if spacing is None or len(spacing) != 2 or not all(math.isfinite(v) and 0 < v < 1e6 for v in spacing):
         return None
-    return spacing
+    return spacing[0], spacing[1]
 
 
 def _expected_native_bytes(inst: Instance) -> int | None:
