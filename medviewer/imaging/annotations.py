@@ -188,8 +188,8 @@ def measure(annotation: Annotation, image: np.ndarray | None = None,
     anisotropic pixels do not skew it. Raises ValueError when a ROI's image is not 2-D.
     """
     if pixel_spacing is None and us_regions and annotation.points:
-        for x0, y0, x1, y1, dx, dy in us_regions:
-            if all(x0 <= px <= x1 + 1 and y0 <= py <= y1 + 1 for px, py in annotation.points):
+        for rx0, ry0, rx1, ry1, dx, dy in us_regions:
+            if all(rx0 <= px <= rx1 + 1 and ry0 <= py <= ry1 + 1 for px, py in annotation.points):
                 pixel_spacing, plane = (dy, dx), "ultrasound region calibration"
                 break
     sr, sc, calibrated = _spacing(pixel_spacing)

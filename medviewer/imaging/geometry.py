@@ -133,12 +133,12 @@ def tilt_angle_deg(positions: np.ndarray, normal: np.ndarray) -> float:
     return math.degrees(math.acos(cosang))
 
 
-def format_position(p: Sequence[float]) -> str:
+def format_position(p: Sequence[float] | np.ndarray) -> str:
     """``(x, y, z)`` in mm with 2 decimals, for warnings."""
     return "(" + ", ".join(f"{float(v):.2f}" for v in p) + ")"
 
 
-def direction_label(vector: Sequence[float], threshold: float = 0.25) -> str:
+def direction_label(vector: Sequence[float] | np.ndarray, threshold: float = 0.25) -> str:
     """Patient-orientation letters of a direction in LPS (DICOM PS3.3 C.7.6.1.1.1): L/R (x), P/A (y), H/F (z).
 
     Components whose magnitude exceeds ``threshold`` contribute, strongest first; e.g. (0.9, 0.4, 0) -> "LP".

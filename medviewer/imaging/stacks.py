@@ -324,7 +324,7 @@ def _make_volume_stack(series: Series, label: str, ordered: list[SliceRef], norm
     if report.uneven:
         runs = "; ".join(
             f"{r.spacing:.2f} mm between slices {r.first + 1}-{r.last + 2} "
-            f"{format_position(ordered[r.first].position)}..{format_position(ordered[r.last + 1].position)}"
+            f"{format_position(positions[r.first])}..{format_position(positions[r.last + 1])}"
             for r in report.runs
         )
         stack.warnings.append(
@@ -336,8 +336,8 @@ def _make_volume_stack(series: Series, label: str, ordered: list[SliceRef], norm
         local = float(np.median(neighbours))
         missing = max(1, int(round(step / local)) - 1)
         stack.warnings.append(
-            f"gap: {step:.2f} mm between slice {i + 1} {format_position(ordered[i].position)} and slice {i + 2} "
-            f"{format_position(ordered[i + 1].position)} where neighbours are {local:.2f} mm apart "
+            f"gap: {step:.2f} mm between slice {i + 1} {format_position(positions[i])} and slice {i + 2} "
+            f"{format_position(positions[i + 1])} where neighbours are {local:.2f} mm apart "
             f"(about {missing} slice{'s' if missing > 1 else ''} missing)")
     tilt = tilt_angle_deg(positions, normal)
     stack.tilt_deg = tilt

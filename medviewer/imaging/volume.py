@@ -153,8 +153,8 @@ def _read_voi_luts(path: str) -> list[tuple[tuple[int, int, int], np.ndarray, st
         ds = pydicom.dcmread(path, stop_before_pixels=True)
         out = []
         for item in ds.get("VOILUTSequence") or []:
-            desc = tuple(int(v) for v in item.LUTDescriptor)
-            out.append((desc, lut_table(item), str(item.get("LUTExplanation", "") or "VOI LUT")))
+            n_entries, first, bits = (int(v) for v in item.LUTDescriptor)  # lut_table checks there are 3
+            out.append(((n_entries, first, bits), lut_table(item), str(item.get("LUTExplanation", "") or "VOI LUT")))
         return out
     except Exception:  # noqa: BLE001 - a broken table must not stop the load; windows/auto still work
         return []
@@ -270,13 +270,14 @@ def load_volume(
         if math.isfinite(float(c)) and math.isfinite(float(w)) and float(w) > 0
     ]
     voi_luts = _read_voi_luts(inst.path) if inst.has_voi_lut_sequence else []
+    ready = np.zeros(n, dtype=bool)
     vol = Volume(
         array=array, positions=positions, origin=origin, spacing=spacing, direction=direction, affine=affine,
         modality=inst.modality, photometric_interpretation=inst.photometric_interpretation,
         units="HU" if inst.modality == "CT" and not is_color else "",
         window_presets=presets, voi_lut_function=inst.voi_lut_function or "LINEAR", voi_luts=voi_luts,
         slice_errors=[], fill_value=0.0, warnings=list(stack.warnings), stack=stack,
-        ready=np.zeros(n, dtype=bool), padding=_padding_range(first) if not is_color else None,
+        ready=ready, padding=_padding_range(first) if not is_color else None,
     )
     if on_allocated is not None:
         on_allocated(vol)
@@ -307,7 +308,7 @@ def load_volume(
                 if pixels.shape[1:3] != (stack.rows, stack.columns):
                     raise PixelDecodeError(path, f"decoded size {pixels.shape[1:3]} differs from Rows/Columns")
                 _write_slice(array[k], pixels[ref.frame.index], ref, ds, is_color)
-                vol.ready[k] = True
+                ready[k] = True
                 if on_slice is not None:
                     on_slice(k)
         except PixelDecodeError as exc:
@@ -341,7 +342,7 @@ def load_volume(
         fill = float(min(array[k].min() for k in good))
         for k in bad:
             array[k] = fill
-            vol.ready[k] = True
+            ready[k] = True
     errors.sort(key=lambda e: e.index)
     vol.slice_errors = errors
     vol.fill_value = fill

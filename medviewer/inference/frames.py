@@ -92,7 +92,7 @@ def frame_from_volume(volume, k: int) -> ModelFrame:  # noqa: ANN001 - medviewer
         window = (float(c), float(w), volume.voi_lut_function or "LINEAR")
     elif volume.voi_luts:
         desc, data, _ = volume.voi_luts[0]
-        voi_lut = (tuple(int(v) for v in desc), np.asarray(data))
+        voi_lut = ((int(desc[0]), int(desc[1]), int(desc[2])), np.asarray(data))
     values = np.asarray(volume.array[k])  # a view: the GUI thread copies nothing (preprocessing casts)
     photometric = (inst.photometric_interpretation or volume.photometric_interpretation or "").upper()
     return ModelFrame(values=values, window=window, voi_lut=voi_lut, monochrome1=photometric == "MONOCHROME1",
