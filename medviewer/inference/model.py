@@ -5,6 +5,8 @@ import this module lazily."""
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import nn
 
@@ -19,7 +21,7 @@ class BasicBlock(nn.Module):
         self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(c_out)
         self.relu = nn.ReLU(inplace=False)
-        self.shortcut = nn.Identity()
+        self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or c_in != c_out:
             self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
 
@@ -116,20 +118,29 @@ class ChestEnsemble(nn.Module):
     Adversarial Attacks", NeurIPS 2018), stored with the weights.
     """
 
+    temperature: torch.Tensor
+    ood_mean: torch.Tensor
+    ood_precision: torch.Tensor
+
     def __init__(self, members: list[dict], n_classes: int = 2):
         super().__init__()
-        self.members = nn.ModuleList([ChestNet(n_classes=n_classes, **m) for m in members])
-        dim = sum(m.fc.in_features for m in self.members)
+        nets = [ChestNet(n_classes=n_classes, **m) for m in members]
+        self.members = nn.ModuleList(nets)
+        dim = sum(net.fc.in_features for net in nets)
         self.register_buffer("temperature", torch.ones(()))
         self.register_buffer("ood_mean", torch.zeros(n_classes, dim))
         self.register_buffer("ood_precision", torch.eye(dim))
+
+    def nets(self) -> list[ChestNet]:
+        """The members as ChestNets (iterating the nn.ModuleList gives them typed as plain nn.Module)."""
+        return [cast(ChestNet, m) for m in self.members]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         logits = torch.stack([m(x) for m in self.members]).mean(0)
         return logits / self.temperature
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([m.features(x) for m in self.members], 1)
+        return torch.cat([m.features(x) for m in self.nets()], 1)
 
     def _mahalanobis(self, f: torch.Tensor) -> torch.Tensor:
         d = f[:, None, :] - self.ood_mean[None]
@@ -143,8 +154,9 @@ class ChestEnsemble(nn.Module):
 
     def forward_with_ood(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(calibrated logits (N, n_classes), OOD score (N,)) in one pass."""
-        feats = [m.features(x) for m in self.members]
-        logits = torch.stack([m.fc(m.dropout(f)) for m, f in zip(self.members, feats)]).mean(0)
+        nets = self.nets()
+        feats = [m.features(x) for m in nets]
+        logits = torch.stack([m.fc(m.dropout(f)) for m, f in zip(nets, feats)]).mean(0)
         return logits / self.temperature, self._mahalanobis(torch.cat(feats, 1))
 
 

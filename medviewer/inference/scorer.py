@@ -208,8 +208,8 @@ class ImageModel:
         ood = self.card.extra.get("ood")
         if ood is not None:
             if ood_score is None:
-                ood_score = self.predict_with_ood(prepared.array[None])[1]
-                ood_score = None if ood_score is None else float(ood_score[0])
+                scores = self.predict_with_ood(prepared.array[None])[1]
+                ood_score = None if scores is None else float(scores[0])
             if ood_score is not None:
                 decision.ood_score = float(ood_score)
                 decision.ood_threshold = float(ood["threshold"])
