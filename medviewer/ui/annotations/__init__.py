@@ -31,14 +31,14 @@ of images (keyed by SOPInstanceUID and frame) and shows those of the image on sc
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import math
 from collections.abc import Callable
-from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import numpy as np
-import pyqtgraph as pg
+import pyqtgraph as pg  # type: ignore[import-untyped]
 from PySide6.QtCore import QEvent, QObject, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import (
     QAction,
@@ -74,6 +74,7 @@ from medviewer.imaging.annotations import (
     Measurement,
     measure,
 )
+from medviewer.ui.annotations.pg_adapter import quiet_children, set_handle_radius, text_child, view_group
 
 if TYPE_CHECKING:
     from medviewer.ui.viewer import ImageViewer
@@ -141,6 +142,13 @@ def _shadow(pen: QPen) -> QPen:
     out.setColor(QColor(0, 0, 0, 150))
     out.setWidthF(pen.widthF() + 2.0)
     return out
+
+
+@functools.cache
+def _mark_pens(look: str) -> tuple[QPen, QPen]:
+    """(the dark outline, the pen) of a mark's ``look``: ``"normal"``, ``"hover"`` or ``"selected"``."""
+    pen = _pen({"normal": _NORMAL, "hover": _HOVER, "selected": _SELECTED}[look])
+    return _shadow(pen), pen
 
 
 def ask_text(parent: QWidget | None, current: str = "") -> str | None:
@@ -332,13 +340,25 @@ def _length_inside(x0: float, y0: float, x1: float, y1: float, left: float, top:
 
 
 # ==================================================================================================== graphics
-class _Mark:
+class _Mark(pg.ROI):
     """What the ROI marks share. Their sizes are in screen pixels: the length of one screen pixel is kept until
-    the view transform changes (it was computed a few times per item and paint)."""
+    the view transform changes (it was computed a few times per item and paint).
 
-    _px_cache: float | None = None
-    _shadow_of: QPen | None = None
-    _shadow_pen: QPen | None = None
+    The mark draws itself (``paint``) with the pen of its look: hovered, else selected, else normal. Hover and
+    interactivity are its own (``hoverEvent`` / ``mouseDragEvent``): not interactive, its body takes neither
+    hover, clicks nor drags (they go to the view), while its handles stay editable."""
+
+    def __init__(self, kind: str, pos: tuple[float, float], size: tuple[float, float], **kwargs: object):
+        super().__init__(pos, size, movable=True, rotatable=False, resizable=False, pen=_pen(_NORMAL),
+                         hoverPen=_pen(_HOVER), handlePen=_pen(_HANDLE, 1.5), handleHoverPen=_pen(_HOVER, 1.5),
+                         **kwargs)
+        self.kind = kind
+        self.uid: str | None = None
+        self.selected = False
+        self.hovered = False
+        self.interactive = True
+        self._px_cache: float | None = None
+        set_handle_radius(self, _HANDLE_RADIUS)
 
     def _px(self) -> float:
         px = self._px_cache
@@ -351,23 +371,40 @@ class _Mark:
 
     def _pens(self) -> tuple[QPen, QPen]:
         """(the dark outline, the pen) to draw with now."""
-        pen = self.currentPen
-        if self._shadow_of is not pen:
-            self._shadow_of, self._shadow_pen = pen, _shadow(pen)
-        return self._shadow_pen, pen
-
-    def _makePen(self):  # noqa: N802, ANN202 - pyqtgraph override
-        if self.mouseHovering:
-            return self.hoverPen
-        return self.selPen if self.selected else self.pen
+        return _mark_pens("hover" if self.hovered else "selected" if self.selected else "normal")
 
     def set_selected_look(self, selected: bool) -> None:
         self.selected = selected
-        self._updateHoverColor()
+        self.update()
+
+    def set_hovered(self, hovered: bool) -> None:
+        if hovered != self.hovered:
+            self.hovered = hovered
+            self.update()
 
     def set_interactive(self, interactive: bool) -> None:
-        self.translatable = interactive
+        self.interactive = interactive
         self.setAcceptedMouseButtons(Qt.MouseButton.LeftButton if interactive else Qt.MouseButton.NoButton)
+
+    def hoverEvent(self, ev) -> None:  # noqa: N802, ANN001, D102 - pyqtgraph hook
+        # As pg.ROI's, for a mark that only takes the left button: under the mouse, it takes the drag or the click;
+        # then (highlighted) every click, so that a click on it goes nowhere else.
+        hover = False
+        if self.interactive and not ev.isExit():
+            drags = ev.acceptDrags(Qt.MouseButton.LeftButton)
+            clicks = ev.acceptClicks(Qt.MouseButton.LeftButton)
+            hover = drags or clicks
+        if hover:
+            ev.acceptClicks(Qt.MouseButton.RightButton)
+            ev.acceptClicks(Qt.MouseButton.MiddleButton)
+            self.sigHoverEvent.emit(self)
+        self.set_hovered(hover)
+
+    def mouseDragEvent(self, ev) -> None:  # noqa: N802, ANN001, D102 - pyqtgraph hook
+        if not self.interactive:
+            ev.ignore()  # the view draws or pans
+            return
+        super().mouseDragEvent(ev)
 
     def viewTransformChanged(self) -> None:  # noqa: N802, D102 - pyqtgraph override: sizes are in screen px
         self._px_cache = None
@@ -376,20 +413,14 @@ class _Mark:
         self.update()
 
 
-class _PolyMark(_Mark, pg.ROI):
+class _PolyMark(_Mark):
     """Length, arrow (head at points[1]) or angle (vertex at points[1]): a polyline through free handles.
 
     Geometry is in the ROI's parent coordinates = view coordinates (mm); the ROI itself stays at (0, 0) until
     its body is dragged (then ``pos()`` is the translation)."""
 
     def __init__(self, kind: str, points: list[QPointF]):
-        super().__init__((0, 0), (1, 1), movable=True, rotatable=False, resizable=False, pen=_pen(_NORMAL),
-                         hoverPen=_pen(_HOVER), handlePen=_pen(_HANDLE, 1.5), handleHoverPen=_pen(_HOVER, 1.5))
-        self.kind = kind
-        self.uid: str | None = None
-        self.selected = False
-        self.selPen = _pen(_SELECTED)
-        self.handleSize = _HANDLE_RADIUS
+        super().__init__(kind, (0, 0), (1, 1))
         for p in points:
             self.addFreeHandle(p)
         self.setZValue(_Z)
@@ -400,11 +431,8 @@ class _PolyMark(_Mark, pg.ROI):
 
     def set_view_points(self, points: list[QPointF]) -> None:
         self.setPos(QPointF(0, 0), update=False, finish=False)
-        for info, p in zip(self.handles, points):
-            info["pos"] = pg.Point(p)
-            info["item"].setPos(pg.Point(p))
-        self.freeHandleMoved = True
-        self.stateChanged(finish=False)
+        for handle, p in zip(self.getHandles(), points):
+            self.movePoint(handle, p, finish=False)  # (parent coordinates = ROI coordinates at pos (0, 0))
         self.update()
 
     def _local(self) -> list[QPointF]:
@@ -463,14 +491,13 @@ class _PolyMark(_Mark, pg.ROI):
         px = self._px()
         head = self._head(px) if self.kind == "arrow" else None
         arc = self._arc(px) if self.kind == "angle" and len(self.getHandles()) == 3 else None
-        colour = self.currentPen.color()
         # A dark outline under the colour keeps the mark visible over bright (bone, contrast) pixels too.
         for pen in self._pens():
             p.setPen(pen)
             p.setBrush(Qt.BrushStyle.NoBrush)
             p.drawPolyline(QPolygonF(self._local()))
             if head is not None:
-                p.setBrush(QBrush(colour if pen is self.currentPen else pen.color()))
+                p.setBrush(QBrush(pen.color()))
                 p.drawPolygon(head)
             if arc is not None:
                 thin = QPen(pen)
@@ -479,21 +506,14 @@ class _PolyMark(_Mark, pg.ROI):
                 p.drawPolyline(arc)
 
 
-class _BoxMark(_Mark, pg.ROI):
+class _BoxMark(_Mark):
     """Rectangle or ellipse ROI, axis-aligned: ``pos()`` is the top-left corner and ``size()`` the extent, in view
     coordinates (mm); a scale handle at each corner (the opposite corner stays put)."""
 
     def __init__(self, kind: str, p0: QPointF, p1: QPointF):
         x0, x1 = sorted((p0.x(), p1.x()))
         y0, y1 = sorted((p0.y(), p1.y()))
-        super().__init__((x0, y0), (x1 - x0, y1 - y0), movable=True, rotatable=False, resizable=False,
-                         invertible=False, pen=_pen(_NORMAL), hoverPen=_pen(_HOVER), handlePen=_pen(_HANDLE, 1.5),
-                         handleHoverPen=_pen(_HOVER, 1.5))
-        self.kind = kind
-        self.uid: str | None = None
-        self.selected = False
-        self.selPen = _pen(_SELECTED)
-        self.handleSize = _HANDLE_RADIUS
+        super().__init__(kind, (x0, y0), (x1 - x0, y1 - y0), invertible=False)
         for hx, hy in ((0, 0), (1, 0), (0, 1), (1, 1)):
             self.addScaleHandle((hx, hy), (1 - hx, 1 - hy))
         self.setZValue(_Z)
@@ -510,7 +530,7 @@ class _BoxMark(_Mark, pg.ROI):
         self.update()
 
     def _rect(self) -> QRectF:
-        s = self.state["size"]
+        s = self.size()
         return QRectF(0, 0, s[0], s[1]).normalized()
 
     def _outline(self) -> QPainterPath:
@@ -544,7 +564,16 @@ class _BoxMark(_Mark, pg.ROI):
 
 class _TextMark(pg.TextItem):
     """A text annotation: the text itself, its top-left corner at the anchor point; drag to move, double-click to
-    edit. Stays the same size on screen whatever the zoom."""
+    edit. Stays the same size on screen whatever the zoom.
+
+    Signals, named as those of the ROI marks: ``sigClicked(mark, event)``, ``sigRegionChangeStarted(mark)`` and
+    ``sigRegionChangeFinished(mark)`` when a drag starts and ends, and ``sigEditRequested(mark)`` on a double
+    click."""
+
+    sigClicked = Signal(object, object)
+    sigRegionChangeStarted = Signal(object)
+    sigRegionChangeFinished = Signal(object)
+    sigEditRequested = Signal(object)
 
     def __init__(self, text: str, point: QPointF):
         super().__init__(text, color=_NORMAL, anchor=(0, 0), fill=pg.mkBrush(*_LABEL_FILL), border=None)
@@ -553,9 +582,9 @@ class _TextMark(pg.TextItem):
         self.setZValue(_Z + 1)
         self.kind = "text"
         self.uid: str | None = None
-        self.layer: AnnotationLayer | None = None
         self.interactive = True
         self.selected = False
+        self.hovered = False  # (no hover look)
         self._offset = QPointF()
 
     def view_points(self) -> list[QPointF]:
@@ -566,15 +595,24 @@ class _TextMark(pg.TextItem):
 
     def set_selected_look(self, selected: bool) -> None:
         self.selected = selected
-        self.border = pg.mkPen(_SELECTED, width=1.5) if selected else pg.mkPen(None)
         self.setColor(pg.mkColor(_SELECTED if selected else _NORMAL))
         self.update()
+
+    def set_hovered(self, hovered: bool) -> None:
+        pass
 
     def set_interactive(self, interactive: bool) -> None:
         self.interactive = interactive
 
-    def hoverEvent(self, ev) -> None:  # noqa: N802, ANN001, D102 - pyqtgraph override
-        if self.interactive and self.layer is not None and not ev.isExit():
+    def paint(self, p: QPainter, *args) -> None:  # noqa: D102 - Qt override
+        super().paint(p, *args)  # the box under the text (the text is a child item: painted after)
+        if self.selected:
+            p.setPen(_pen(_SELECTED, 1.5))
+            p.setBrush(Qt.BrushStyle.NoBrush)
+            p.drawPolygon(QPolygonF(self.boundingRect()))
+
+    def hoverEvent(self, ev) -> None:  # noqa: N802, ANN001, D102 - pyqtgraph hook
+        if self.interactive and not ev.isExit():
             ev.acceptDrags(Qt.MouseButton.LeftButton)
             ev.acceptClicks(Qt.MouseButton.LeftButton)
 
@@ -582,39 +620,39 @@ class _TextMark(pg.TextItem):
         parent = self.parentItem()
         return parent.mapFromScene(scene_pos) if parent is not None else scene_pos
 
-    def mouseDragEvent(self, ev) -> None:  # noqa: N802, ANN001, D102 - pyqtgraph override
-        if not self.interactive or self.layer is None or ev.button() != Qt.MouseButton.LeftButton:
+    def mouseDragEvent(self, ev) -> None:  # noqa: N802, ANN001, D102 - pyqtgraph hook
+        if not self.interactive or ev.button() != Qt.MouseButton.LeftButton:
             ev.ignore()
             return
         ev.accept()
         if ev.isStart():
             self._offset = self.pos() - self._parent_pos(ev.buttonDownScenePos())
-            self.layer._graphic_clicked(self)
+            self.sigRegionChangeStarted.emit(self)
         self.setPos(self._parent_pos(ev.scenePos()) + self._offset)
         if ev.isFinish():
-            self.layer._graphic_finished(self)
+            self.sigRegionChangeFinished.emit(self)
 
-    def mouseClickEvent(self, ev) -> None:  # noqa: N802, ANN001, D102 - pyqtgraph override
-        if not self.interactive or self.layer is None or ev.button() != Qt.MouseButton.LeftButton:
+    def mouseClickEvent(self, ev) -> None:  # noqa: N802, ANN001, D102 - pyqtgraph hook
+        if not self.interactive or ev.button() != Qt.MouseButton.LeftButton:
             ev.ignore()
             return
         ev.accept()
-        self.layer._graphic_clicked(self)
+        self.sigClicked.emit(self, ev)
         if ev.double():
-            self.layer.edit_text(self.uid)
+            self.sigEditRequested.emit(self)
 
 
 class _Label(pg.TextItem):
     """A measurement label: a pyqtgraph TextItem (same size on screen whatever the zoom, same geometry and text
-    API) that paints a pixmap of itself, made once per text, instead of laying out and drawing its text on every
-    repaint (with hundreds of labels on screen that was half of each repaint)."""
+    API) that paints a pixmap of its box and text, made once per text, instead of laying out and drawing its text
+    on every repaint (with hundreds of labels on screen that was half of each repaint)."""
 
     def __init__(self):
-        super().__init__("", color=_LABEL_TEXT, anchor=(0, 0), fill=pg.mkBrush(*_LABEL_FILL))
+        super().__init__("", color=_LABEL_TEXT, anchor=(0, 0))  # no fill or border: they are in the pixmap
         self.setFont(QFont(*_LABEL_FONT))
         self.setZValue(_Z + 2)
         self.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
-        self.textItem.setVisible(False)  # drawn into the pixmap instead
+        text_child(self).setVisible(False)  # drawn into the pixmap instead
         self._pix: tuple[float, QPixmap, QPointF] | None = None  # (device pixel ratio, pixmap, where)
 
     def setText(self, text: str, color=None) -> None:  # noqa: N802, ANN001, D102 - pyqtgraph override
@@ -628,32 +666,25 @@ class _Label(pg.TextItem):
         pix = QPixmap(max(1, math.ceil(br.width() * dpr)), max(1, math.ceil(br.height() * dpr)))
         pix.setDevicePixelRatio(dpr)
         pix.fill(Qt.GlobalColor.transparent)
+        text = text_child(self)
         p = QPainter(pix)
         try:
             p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
             p.setRenderHint(QPainter.RenderHint.TextAntialiasing, True)
             p.translate(-br.topLeft())
-            p.setPen(self.border)
-            p.setBrush(self.fill)
-            p.drawPolygon(self.textItem.mapToParent(self.textItem.boundingRect()))
-            p.translate(self.textItem.pos())
+            p.setPen(Qt.PenStyle.NoPen)
+            p.setBrush(pg.mkBrush(*_LABEL_FILL))
+            p.drawPolygon(text.mapToParent(text.boundingRect()))
+            p.translate(text.pos())
             opt = QStyleOptionGraphicsItem()
-            opt.exposedRect = self.textItem.boundingRect()
-            self.textItem.paint(p, opt, None)
+            opt.exposedRect = text.boundingRect()
+            text.paint(p, opt, None)
         finally:
             p.end()
         return dpr, pix, br.topLeft()
 
     def paint(self, p: QPainter, opt=None, widget=None) -> None:  # noqa: ANN001, D102 - Qt override
-        s = self.scene()
-        if s is not self._lastScene:  # as TextItem.paint: follow the view's transform before each repaint
-            if self._lastScene is not None:
-                self._lastScene.sigPrepareForPaint.disconnect(self.updateTransform)
-            self._lastScene = s
-            if s is not None:
-                s.sigPrepareForPaint.connect(self.updateTransform)
-            self.updateTransform()
-            p.setTransform(self.sceneTransform())
+        super().paint(p, opt, widget)  # TextItem's: follows the view's transform (draws nothing: no fill, border)
         dpr = widget.devicePixelRatioF() if widget is not None else p.device().devicePixelRatioF()
         if self._pix is None or self._pix[0] != dpr:
             self._pix = self._render(dpr)
@@ -1141,27 +1172,11 @@ class AnnotationLayer(QObject):
     def _parking(self) -> _Parking:
         view = self.viewer.view
         p = self._park_item
-        if p is None or p.parentItem() is not view.childGroup:
+        if p is None or p.parentItem() is not view_group(view):
             p = _Parking()
             self._add_to_view(p)
             self._park_item = p
         return p
-
-    @contextmanager
-    def _quietly(self):  # noqa: ANN202
-        """Add / remove children of the view without the ViewBox repainting all of itself (it does so to update its
-        auto-range, which our items, all added with ignoreBounds, do not take part in): Qt still repaints the
-        area of each item that comes or goes, and nothing else."""
-        group = self.viewer.view.childGroup
-        listeners = getattr(group, "itemsChangedListeners", None)
-        if listeners is None:
-            yield
-            return
-        group.itemsChangedListeners = []
-        try:
-            yield
-        finally:
-            group.itemsChangedListeners = listeners
 
     def _park(self, it: _Item) -> None:
         """Take the graphics of ``it`` off the screen, kept: the mark under the hidden parking item (so that the
@@ -1171,15 +1186,13 @@ class AnnotationLayer(QObject):
         g = it.g
         if g.selected:
             g.set_selected_look(False)
-        if getattr(g, "mouseHovering", False):  # a ROI hovered when its image went: not hovered when it returns
-            g.mouseHovering = False
-            g._updateHoverColor()
+        g.set_hovered(False)  # hovered when its image went: not hovered when it returns
         park = self._parking()
         # Qt repaints neither where an item was when it goes under a transparent parent, nor where it appears when
         # it comes back: the view repaints that area (in the same pass as any other change: one paint).
         view = self.viewer.view
         view.update(g.mapRectToItem(view, g.boundingRect()))
-        with self._quietly():
+        with quiet_children(view):
             g.setParentItem(park)
         it.label.setVisible(False)
         it.parked = True
@@ -1188,21 +1201,23 @@ class AnnotationLayer(QObject):
         if not it.parked:
             return
         g = it.g
-        with self._quietly():
-            g.setParentItem(self.viewer.view.childGroup)
+        view = self.viewer.view
+        with quiet_children(view):
+            g.setParentItem(view_group(view))
         g.update()
         g.set_interactive(self._tool is None)
         it.label.setVisible(it.label_vis)
         it.parked = False
 
     def _add_to_view(self, item) -> None:  # noqa: ANN001
-        """``view.addItem(item, ignoreBounds=True)`` without repainting the whole view (see :meth:`_quietly`)."""
+        """``view.addItem(item, ignoreBounds=True)`` without repainting the whole view (see
+        :func:`~medviewer.ui.annotations.pg_adapter.quiet_children`)."""
         view = self.viewer.view
         scene = view.scene()
         if scene is not None and item.scene() is not scene:
             scene.addItem(item)  # first, as ViewBox.addItem does (QTBUG-18616)
-        with self._quietly():
-            item.setParentItem(view.childGroup)
+        with quiet_children(view):
+            item.setParentItem(view_group(view))
 
     def _sig(self, ann: Annotation) -> tuple:
         pts = _norm_box(ann.points) if ann.kind in ("rect", "ellipse") else ann.points
@@ -1215,13 +1230,13 @@ class AnnotationLayer(QObject):
         self._add_to_view(g)
         label = _make_label()
         self._add_to_view(label)
+        g.sigRegionChangeStarted.connect(self._graphic_clicked)
+        g.sigRegionChangeFinished.connect(self._graphic_finished)
+        g.sigClicked.connect(lambda mark, ev: self._graphic_clicked(mark))
         if isinstance(g, _TextMark):
-            g.layer = self
+            g.sigEditRequested.connect(lambda mark: self.edit_text(mark.uid))
         else:
             g.sigRegionChanged.connect(self._graphic_changed)
-            g.sigRegionChangeStarted.connect(self._graphic_clicked)
-            g.sigRegionChangeFinished.connect(self._graphic_finished)
-            g.sigClicked.connect(lambda roi, ev: self._graphic_clicked(roi))
         it = _Item(ann.uid, g, label, self._sig(ann))
         self._items[ann.uid] = it
         return it
@@ -1427,9 +1442,9 @@ class AnnotationLayer(QObject):
     def _context(self) -> tuple[tuple, QTransform]:
         """The view's rect and its view-to-scene transform, now."""
         view = self.viewer.view
-        view.updateMatrix()
+        tr = view.childTransform() * view.sceneTransform()  # (childTransform brings the view's matrix up to date)
         a = view.sceneBoundingRect()
-        return (a.left(), a.top(), a.right(), a.bottom()), view.childGroup.sceneTransform()
+        return (a.left(), a.top(), a.right(), a.bottom()), tr
 
     def _layout_valid(self, st: _Layout) -> bool:
         if st.vol is not self.viewer.volume:
