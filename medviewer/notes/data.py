@@ -57,6 +57,14 @@ def read_test_ids(path: str | Path) -> set[str]:
     return {line.strip() for line in text.splitlines() if line.strip()}
 
 
+def _member_bytes(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
+    """The content of a regular-file member of ``tar`` (callers check ``member.isfile()``)."""
+    fp = tar.extractfile(member)
+    if fp is None:
+        raise ValueError(f"{member.name} is not a regular file")
+    return fp.read()
+
+
 def load_unlabelled_reports(directory: str | Path = DEFAULT_DIR) -> list[Report]:
     """Reports of the tarball that have text but no gold labels and are not test ids (their ``labels`` are all 0:
     unknown), with their MeSH headings; sorted by numeric id."""
@@ -72,7 +80,7 @@ def load_unlabelled_reports(directory: str | Path = DEFAULT_DIR) -> list[Report]
             rid = "CXR" + Path(member.name).stem
             if rid in gold or rid in test_ids:
                 continue
-            xml = tar.extractfile(member).read()
+            xml = _member_bytes(tar, member)
             text = report_text(_sections(xml))
             if text:
                 out.append(Report(rid, text, np.zeros(len(LABELS), dtype=np.uint8), _mesh(xml)))
@@ -100,10 +108,11 @@ def load_reports(directory: str | Path = DEFAULT_DIR) -> tuple[list[Report], lis
                 continue
             rid = "CXR" + Path(member.name).stem
             if rid in labels:
-                xml = tar.extractfile(member).read()
+                xml = _member_bytes(tar, member)
                 texts[rid] = report_text(_sections(xml))
                 mesh[rid] = _mesh(xml)
-    train, test = [], []
+    train: list[Report] = []
+    test: list[Report] = []
     for rid in sorted(labels, key=lambda r: int(r[3:])):
         text = texts.get(rid, "")
         if not text:

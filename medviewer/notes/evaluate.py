@@ -22,6 +22,7 @@ import argparse
 import json
 import sys
 import time
+from typing import Any
 from pathlib import Path
 
 import numpy as np
@@ -89,7 +90,7 @@ def openi_scores(gold: np.ndarray, pred: list[dict[str, str]]) -> dict:
     annotated labels and over all 15."""
     p = _states_matrix(pred, LABELS)
     ann = [LABELS.index(k) for k in OPENI_ANNOTATED]
-    out = {"n": int(len(gold))}
+    out: dict[str, Any] = {"n": int(len(gold))}
     for name, positive in (("uncertain_as_absent", p == PRESENT), ("uncertain_as_present", p != ABSENT)):
         out[name] = f1_table(gold[:, ann], positive[:, ann], OPENI_ANNOTATED)
         out[name + "_all_15_labels"] = {k: v for k, v in f1_table(gold, positive, LABELS).items()

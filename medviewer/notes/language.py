@@ -158,7 +158,7 @@ def check_note(text: str | None) -> Gate:
         for ch in non_latin:
             s = _script(ch)
             scripts[s] = scripts.get(s, 0) + 1
-        script = max(scripts, key=scripts.get)
+        script = max(scripts, key=lambda k: scripts[k])
         return Gate(LANGUAGE_NOT_SUPPORTED, f"language not supported ({script} script); only English notes are "
                     "classified", script)
     english = 0.0
@@ -182,7 +182,7 @@ def check_note(text: str | None) -> Gate:
         elif any(ord(ch) > 127 for ch in word):
             other += 0.5
     if other >= 1 and other > english:
-        lang = max(foreign, key=foreign.get) if foreign else ""
+        lang = max(foreign, key=lambda k: foreign[k]) if foreign else ""
         name = f" (looks like {lang})" if lang else ""
         return Gate(LANGUAGE_NOT_SUPPORTED, f"language not supported{name}; only English notes are classified",
                     lang)

@@ -457,7 +457,8 @@ class NoteClassifier:
         p = np.zeros((len(texts), len(LABELS)))
         u = np.zeros((len(texts), len(LABELS)))
         sizes = [(0, 0)] * len(texts)  # (windows, word pieces) per note
-        spans, flat = [], []
+        spans: list[tuple[int, int, int]] = []  # (note, first window, end) into flat
+        flat: list[str] = []
         for i, (text, gate) in enumerate(zip(texts, gates)):
             if gate.ok:
                 prepared = self.prepare(text)

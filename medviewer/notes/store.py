@@ -98,6 +98,8 @@ class SQLiteNoteStore:
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
+            if cur.lastrowid is None:  # an INSERT always sets it
+                raise sqlite3.DatabaseError("the database gave no row id for the new note version")
             return int(cur.lastrowid)
 
     def save_findings(self, study_instance_uid: str, findings: list[dict], decisions: dict[str, str],

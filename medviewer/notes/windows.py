@@ -32,7 +32,9 @@ def _pieces(sentence: str, n_tokens: int, limit: int, count: Callable[[list[str]
     """A sentence of ``n_tokens`` > ``limit`` cut into runs of words of at most ``limit // 2`` tokens each."""
     words = sentence.split()
     lens = count(words)
-    out, cur, total = [], [], 0
+    out: list[str] = []
+    cur: list[str] = []
+    total = 0
     half = max(limit // 2, 1)
     for w, n in zip(words, lens):
         if cur and total + n > half:
