@@ -55,7 +55,7 @@ def wrap_film(film: np.ndarray, variant: Variant, path: str | os.PathLike, *, pa
     """
     import pydicom
     from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+    from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
     v = np.asarray(film, dtype=np.float32)
     if variant.shape is not None:
@@ -68,7 +68,7 @@ def wrap_film(film: np.ndarray, variant: Variant, path: str | os.PathLike, *, pa
     slope, intercept = variant.rescale
 
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = CR_IMAGE_STORAGE
+    meta.MediaStorageSOPClassUID = UID(CR_IMAGE_STORAGE)
     meta.MediaStorageSOPInstanceUID = generate_uid()
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds = Dataset()

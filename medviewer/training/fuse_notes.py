@@ -68,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"w={w:.1f} val micro-F1 {micro:.4f}")
         if best is None or micro > best[0] + 1e-9:
             best = (micro, float(w), thr)
+    if best is None:  # the weight grid is not empty
+        raise RuntimeError("no fusion weight was evaluated")
     _, w, thr = best
     t_arr = np.array([thr[k] for k in LABELS])
     t0 = time.perf_counter()

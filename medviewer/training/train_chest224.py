@@ -30,6 +30,7 @@ import math
 import os
 import platform
 import time
+from typing import Any
 from pathlib import Path
 
 import numpy as np
@@ -180,7 +181,7 @@ def train(args: argparse.Namespace) -> dict:
     print(f"loaded train {len(ytr)} / val {len(yva)} / test {len(yte)} films "
           f"({data.duplicates_dropped} duplicates dropped) in {time.time() - t_load:.0f} s", flush=True)
 
-    arch = {"name": "ChestEnsemble", "kwargs": {"members": MEMBERS, "n_classes": 2}}
+    arch: dict[str, Any] = {"name": "ChestEnsemble", "kwargs": {"members": MEMBERS, "n_classes": 2}}
     model = ChestEnsemble(**arch["kwargs"])
     ema = ChestEnsemble(**arch["kwargs"])
     ema.load_state_dict(model.state_dict())
@@ -205,8 +206,8 @@ def train(args: argparse.Namespace) -> dict:
         for i in range(steps_per_epoch):
             idx = perm[i * args.batch:(i + 1) * args.batch]
             xb = augment(xtr[idx], gen)
-            loss = sum(F.cross_entropy(m(xb), ytr_t[idx], weight=class_weight, label_smoothing=0.05)
-                       for m in model.members)
+            loss = sum((F.cross_entropy(m(xb), ytr_t[idx], weight=class_weight, label_smoothing=0.05)
+                        for m in model.members), torch.zeros(()))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -223,6 +224,8 @@ def train(args: argparse.Namespace) -> dict:
             best = {"auc": auc, "epoch": epoch + 1}
             best_state = {k: v.detach().clone() for k, v in ema.state_dict().items()}
     train_seconds = time.time() - t0
+    if best_state is None:  # no epoch ran (--epochs 0) or the validation AUC was never a number
+        raise RuntimeError("no epoch gave a validation AUC: nothing to keep")
     ema.load_state_dict(best_state)
 
     # Calibration, threshold and OOD statistics: validation (and train features) only.
@@ -307,7 +310,7 @@ def train(args: argparse.Namespace) -> dict:
             "seed": args.seed, "epochs": args.epochs, "batch": args.batch, "lr": args.lr,
             "weight_decay": args.weight_decay, "ema": args.ema, "best_epoch": best["epoch"],
             "loss": "class-weighted cross-entropy per member, label smoothing 0.05",
-            "augmentation": augment.__doc__.split("\n\n", 1)[1].strip().replace("\n    ", " "),
+            "augmentation": (augment.__doc__ or "").split("\n\n", 1)[1].strip().replace("\n    ", " "),
             "threads": args.threads, "seconds": round(train_seconds, 1), "device": "cpu",
             "machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "torch": torch.__version__,
             "history": history,

@@ -188,6 +188,8 @@ def predict(net, tokenizer, encodings, features: np.ndarray | None, size: int = 
             if out is None:
                 out = np.zeros((len(encodings),) + probs.shape[1:])
             out[idx] = probs
+    if out is None:
+        raise ValueError("predict: no encodings")
     return out
 
 
@@ -205,6 +207,8 @@ def decide(p: np.ndarray, u: np.ndarray, thr: dict[str, float] | None, uthr: dic
         n = LABELS.index("normal")
         out[:, n] = np.where(p[:, n] >= 0.5, PRESENT, ABSENT)
         return out
+    if thr is None or uthr is None:
+        raise ValueError('decide: mode="thresholds" needs thr and uthr')
     t = np.array([thr[k] for k in LABELS])
     ut = np.array([uthr[k] for k in LABELS])
     out = np.where(p >= t, PRESENT, np.where(u >= ut, UNCERTAIN, ABSENT))
@@ -552,7 +556,7 @@ def choose_decision(val_sets: dict, scores: dict, repeats: int = 5, seed: int = 
                         "synthetic macro", "openi micro (uncertain=present)", "augmented micro (uncertain=present)",
                         "synthetic micro (uncertain=present)"],
             "held_out_means": {m: [round(float(x), 4) for x in np.mean(v, axis=0)] for m, v in runs.items()},
-            "score": means, "chosen": max(means, key=means.get)}
+            "score": means, "chosen": max(means, key=lambda m: means[m])}
 
 
 def never_positive(pred_states: list[dict], gold: np.ndarray | None, typed: list[dict]) -> dict[str, str]:

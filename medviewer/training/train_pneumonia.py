@@ -20,6 +20,7 @@ import math
 import os
 import platform
 import time
+from typing import Any
 from pathlib import Path
 
 import numpy as np
@@ -89,8 +90,8 @@ def train(args: argparse.Namespace) -> dict:
     xva = torch.from_numpy(prepare_training_images(data["val_images"], mean, std))
     xte = torch.from_numpy(prepare_training_images(data["test_images"], mean, std))
 
-    arch = {"name": "SmallResNet", "kwargs": {"in_channels": 1, "n_classes": 2, "width": args.width,
-                                              "dropout": 0.2}}
+    arch: dict[str, Any] = {"name": "SmallResNet", "kwargs": {"in_channels": 1, "n_classes": 2,
+                                                               "width": args.width, "dropout": 0.2}}
     model = SmallResNet(**arch["kwargs"])
     ema = SmallResNet(**arch["kwargs"])
     ema.load_state_dict(model.state_dict())
@@ -134,6 +135,8 @@ def train(args: argparse.Namespace) -> dict:
             best = {"auc": auc, "epoch": epoch + 1}
             best_state = {k: v.detach().clone() for k, v in ema.state_dict().items()}
     train_seconds = time.time() - t0
+    if best_state is None:  # no epoch ran (--epochs 0) or the validation AUC was never a number
+        raise RuntimeError("no epoch gave a validation AUC: nothing to keep")
     ema.load_state_dict(best_state)
     p_val = predict(ema, xva)
     threshold = youden_threshold(p_val, yva)
