@@ -102,7 +102,9 @@ class TagBrowser(QDialog):
             own = not text or any(text in item.text(c).lower() for c in range(4))
             child_match = False
             for i in range(item.childCount()):
-                child_match |= visit(item.child(i))
+                child = item.child(i)
+                if child is not None:  # never, below childCount()
+                    child_match |= visit(child)
             visible = own or child_match
             item.setHidden(not visible)
             if own and text:
@@ -111,7 +113,9 @@ class TagBrowser(QDialog):
 
         root = self.tree.invisibleRootItem()
         for i in range(root.childCount()):
-            visit(root.child(i))
+            top = root.child(i)
+            if top is not None:
+                visit(top)
         return count
 
 

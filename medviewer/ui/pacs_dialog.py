@@ -274,7 +274,7 @@ class QueryRetrieveDialog(QDialog):
         self.studies.set_rows([])
         self.series.set_rows([])
         self._series_study = ""
-        self._outcome: list[Retrieved] = []
+        self._outcome = []
         set_status(self.status, f"Searching {node.describe()}...")
 
         def work(_state: TaskState) -> tuple[Query, list[dict[str, str]]]:
@@ -283,7 +283,7 @@ class QueryRetrieveDialog(QDialog):
         self.search_job = start_net_job(self.runner, work, self._on_found, what="find")
         self._update_buttons()
 
-    def _on_found(self, job: Job, result: object) -> None:
+    def _on_found(self, job: Job, result: tuple[Query, list[dict[str, str]]] | NetFailure) -> None:
         if job is not self.search_job:
             return  # a newer search replaced this one
         self.search_job = None
@@ -332,7 +332,7 @@ class QueryRetrieveDialog(QDialog):
         self.series_job = start_net_job(self.runner, lambda _s: (uid, service.find(node, query)), self._on_series,
                                         what="series find")
 
-    def _on_series(self, job: Job, result: object) -> None:
+    def _on_series(self, job: Job, result: tuple[str, list[dict[str, str]]] | NetFailure) -> None:
         if job is not self.series_job:
             return
         self.series_job = None
@@ -372,7 +372,8 @@ class QueryRetrieveDialog(QDialog):
             sizes = [as_int(r.get("NumberOfSeriesRelatedInstances", "")) for r in chosen]
         else:
             sizes = [as_int(study.get("NumberOfStudyRelatedInstances", ""))]
-        hint = sum(sizes) if sizes and None not in sizes else None  # type: ignore[arg-type]
+        counts = [n for n in sizes if n is not None]
+        hint = sum(counts) if sizes and len(counts) == len(sizes) else None
         move = self.move_box.isChecked() and not node.is_dicomweb
         try:
             dest = self.settings.cache_path()
@@ -408,7 +409,7 @@ class QueryRetrieveDialog(QDialog):
             self.progress.setTextVisible(True)
         self.progress.setValue(min(done, total) if total > 0 else 0)
 
-    def _on_retrieved(self, job: Job, result: object) -> None:
+    def _on_retrieved(self, job: Job, result: Retrieved | NetFailure) -> None:
         if job is not self.retrieve_job:
             return
         self.retrieve_job = None
@@ -418,7 +419,7 @@ class QueryRetrieveDialog(QDialog):
             self.progress.setTextVisible(self.progress.maximum() > 0)
             self.retrieval_ended.emit("failed")
             return
-        out: Retrieved = result  # type: ignore[assignment]
+        out = result
         done = out.received + out.already
         total = max(out.total, done)
         self.progress.setRange(0, max(total, 1))

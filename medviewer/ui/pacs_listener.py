@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Signal
 
 from medviewer.net.nodes import NetSettings, PacsError
+
+if TYPE_CHECKING:
+    from medviewer.net.dimse import StorageSCP
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +32,7 @@ class PacsListener(QObject):
     def __init__(self, store, parent: QObject | None = None):  # noqa: ANN001 - CaseStore
         super().__init__(parent)
         self.store = store
-        self.scp = None
+        self.scp: StorageSCP | None = None
         self.root: Path | None = None
 
     def apply(self, settings: NetSettings) -> None:
@@ -62,6 +66,8 @@ class PacsListener(QObject):
         from medviewer.net.service import register_retrieved
 
         try:
+            if self.root is None:  # set before the SCP starts
+                raise PacsError("no PACS cache folder to register from", "failed")
             ids, notes = register_retrieved(self.store, self.root, study_uid)
             msg = f"Received {len(paths)} object(s) of a study" + (f"; {len(notes)} file(s) skipped" if notes else "")
             if not ids:

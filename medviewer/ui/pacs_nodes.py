@@ -326,7 +326,7 @@ class NodeEditor(QDialog):
         set_status(self.status, f"Testing {node.describe()}...")
         self.echo_job = start_net_job(self.runner, lambda _state: service.echo(node), self._on_echo, what="echo")
 
-    def _on_echo(self, job: Job, result: object) -> None:
+    def _on_echo(self, job: Job, result: float | NetFailure) -> None:
         if job is not self.echo_job:
             return
         self.test_button.setEnabled(True)

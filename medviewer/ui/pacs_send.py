@@ -84,7 +84,7 @@ def write_results(store, study_uid: str, folder: Path) -> tuple[list[Path], dict
     out: dict = {}
     while kinds:
         try:
-            out = export_dicom_objects(store, study_uid, **kinds)
+            out = export_dicom_objects(store, study_uid, sr=kinds.get("sr"), seg=kinds.get("seg"), sc=kinds.get("sc"))
             break
         except NoHeatmapError:
             notes.append("no heat map, so no SEG or SC")
@@ -152,7 +152,7 @@ class SendDialog(QDialog):
         self.listener = listener  # the app's Storage SCP: node-editor changes to it apply at once
         self.settings = settings if settings is not None else load_settings()
         self.job: Job | None = None
-        self.result: Sent | None = None  # the last send's outcome
+        self.sent: Sent | None = None  # the last send's outcome (not "result": that is QDialog.result())
         case = store.get_case(study_uid)
         title = " - ".join(x for x in (format_patient_name(case.patient_name), case.study_description,
                                        format_date(case.study_date)) if x) if case else study_uid
@@ -217,14 +217,19 @@ class SendDialog(QDialog):
         if not self.settings.nodes:
             set_status(self.status, "No PACS configured yet: Edit nodes... to add one")
 
+    def _nodes_saved(self, settings: NetSettings) -> None:
+        self.settings = settings
+        fill_node_combo(self.node_combo, settings)
+        if self.listener is not None:
+            self.listener.apply(settings)
+
     def edit_nodes(self) -> None:
         from PySide6.QtCore import Qt
 
         from medviewer.ui.pacs_nodes import NodeEditor
 
         editor = NodeEditor(self.runner, self)
-        editor.saved.connect(lambda s: (setattr(self, "settings", s), fill_node_combo(self.node_combo, s),
-                                        self.listener.apply(s) if self.listener is not None else None))
+        editor.saved.connect(self._nodes_saved)
         editor.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         self.node_editor = editor
         editor.open()
@@ -251,7 +256,7 @@ class SendDialog(QDialog):
             self.progress.setValue(min(done, total))
             self.progress.setTextVisible(True)
 
-    def _on_sent(self, job: Job, result: object) -> None:
+    def _on_sent(self, job: Job, result: Sent | NetFailure) -> None:
         if job is not self.job:
             return
         self.job = None
@@ -261,11 +266,11 @@ class SendDialog(QDialog):
             set_status(self.status, f"Send failed: {result.message}", error=True)
             self.send_ended.emit("failed")
             return
-        out: Sent = result  # type: ignore[assignment]
+        out = result
         self.progress.setRange(0, max(out.total, 1))
         self.progress.setValue(out.sent)
         self.progress.setTextVisible(out.total > 0)
-        self.result = out
+        self.sent = out
         line = out.line()
         log.info("send to PACS: %s (%s)", line, "; ".join(out.details()))
         set_status(self.status, "\n".join([line[0].upper() + line[1:], *out.details()]), error=bool(out.failed))

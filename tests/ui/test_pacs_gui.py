@@ -368,7 +368,7 @@ def test_send_case_images_and_results(qtbot, window, nodes, ge_dir, target):
     _select_node(dlg, "Target")
     assert dlg.images_box.isChecked() and dlg.images_box.text() == "The study's images (28)"
     assert _send(qtbot, dlg) == "finished"
-    out = dlg.result
+    out = dlg.sent
     n_results = sum(out.results.values())
     assert (out.images, out.sent, out.failed) == (28, 28 + n_results, 0)
     assert len(target.instances()) == 28 + n_results
@@ -397,7 +397,7 @@ def test_send_sr_only(qtbot, window, nodes, target, tmp_path):
     _select_node(dlg, "Target")
     dlg.images_box.setChecked(False)
     assert _send(qtbot, dlg) == "finished"
-    assert dlg.result.results == {"sr": 1}
+    assert dlg.sent.results == {"sr": 1}
     assert _modalities(target) == ["SR"]
     assert "Sent 1 object to Target, 0 failed" in dlg.status.text()
     assert "1 SR; no heat map, so no SEG or SC" in dlg.status.text()
