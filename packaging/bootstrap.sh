@@ -2,7 +2,7 @@
 # Set up medviewer on a fresh machine, then run the app on the bundled sample or the test suite.
 #
 #   bash packaging/bootstrap.sh run     # set up, then open the viewer on the bundled sample study
-#   bash packaging/bootstrap.sh test    # set up, then run the whole test suite headless (what CI runs)
+#   bash packaging/bootstrap.sh test    # set up, then ruff, mypy and the whole test suite headless (what CI runs)
 #
 # Idempotent: a second run reuses .venv and only installs what is missing.
 # MEDVIEWER_PYTHON picks the interpreter (default python3, 3.10+). torch is installed first and pinned
@@ -48,6 +48,7 @@ case "$mode" in
     shift || true
     export QT_QPA_PLATFORM=offscreen
     .venv/bin/ruff check medviewer   # lint first: E/F/W (pyproject [tool.ruff]); fails the run on any finding
+    .venv/bin/python -m mypy medviewer   # then types (pyproject [tool.mypy]); fails the run on any error
     exec .venv/bin/python -m pytest "$@"
     ;;
   *)

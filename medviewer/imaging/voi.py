@@ -7,7 +7,9 @@ Implements DICOM PS3.3 C.11.2 (VOI LUT Module):
 * the VOI LUT Sequence table (C.11.2.1.1);
 * MONOCHROME1 inversion applied after the VOI transform (C.7.6.3.1.2: minimum value displayed white);
 
-plus the usual CT presets and an automatic window for images that carry none. The order of operations is
+plus the usual CT presets (offered on CT only: :func:`presets_for`), the modality's default window
+(:func:`default_window_source`), the windows a viewer offers for an image (:func:`window_choices`) and an automatic
+window for images that carry none. The order of operations is
 Modality LUT (:mod:`medviewer.imaging.lut`) -> VOI -> MONOCHROME1 inversion -> display, as PS3.4 N.2 specifies for
 the greyscale pipeline.
 """
@@ -21,7 +23,7 @@ import numpy as np
 
 __all__ = [
     "Window", "CT_PRESETS", "voi_window", "voi_lut_table", "to_display", "display_safe", "auto_window",
-    "windows_from_header",
+    "windows_from_header", "presets_for", "default_window_source", "WindowChoice", "window_choices",
 ]
 
 #: Standard CT windows, (center, width) in HU.
@@ -37,6 +39,10 @@ CT_PRESETS: dict[str, tuple[float, float]] = {
 }
 
 FUNCTIONS = ("LINEAR", "LINEAR_EXACT", "SIGMOID")
+
+#: Modalities whose default is the automatic window even when the file carries one (MR windows written by the
+#: scanner are often unrelated to the stored range after scaling); the file's windows stay offered.
+AUTO_DEFAULT_MODALITIES = frozenset({"MR"})
 
 
 @dataclass(frozen=True)
@@ -229,4 +235,67 @@ def windows_from_header(centers: Sequence[float], widths: Sequence[float], funct
             continue
         name = explanations[i] if i < len(explanations) and explanations[i] else f"DICOM {i + 1}"
         out.append(Window(float(c), float(w), (function or "LINEAR").upper(), name))
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ per modality
+def presets_for(modality: str) -> dict[str, tuple[float, float]]:
+    """The fixed presets offered for ``modality``: the CT windows (HU) on CT only; none elsewhere (HU presets
+    mean nothing on CR/DX/MR/PT/US values)."""
+    return dict(CT_PRESETS) if str(modality or "").strip().upper() == "CT" else {}
+
+
+def default_window_source(modality: str, has_dicom_window: bool) -> str:
+    """Which window an image opens with: ``"dicom"`` (its first WindowCenter/Width, or its VOI LUT table) when it
+    has one, ``"auto"`` (:func:`auto_window`, 1st-99th percentile) otherwise; MR always opens with ``"auto"``.
+    CT, CR/DX, PT and the rest open with the file's window (CR/DX fall back to the percentile window)."""
+    mod = str(modality or "").strip().upper()
+    if mod in AUTO_DEFAULT_MODALITIES or not has_dicom_window:
+        return "auto"
+    return "dicom"
+
+
+@dataclass(frozen=True)
+class WindowChoice:
+    """A window a viewer offers for its image.
+
+    ``source``: "preset" (a fixed modality preset) or "dicom" (one of the file's windows; ``lut`` True for a VOI
+    LUT Sequence table); ``name``: the preset name or the WindowCenterWidthExplanation / LUTExplanation (or
+    "DICOM window n" / "DICOM LUT n" when the file names none); ``index``: position of the window in
+    ``Volume.window_presets`` (or of the table in ``Volume.voi_luts``), -1 for presets.
+    """
+
+    source: str
+    name: str
+    center: float | None = None
+    width: float | None = None
+    index: int = -1
+    lut: bool = False
+
+    @property
+    def label(self) -> str:
+        """Menu text: ``"Lung (W 1500, L -600)"``, ``"DICOM: ABDOMEN (W 400, L 40)"``, ``"DICOM LUT: NORMAL"``."""
+        named = self.name and not self.name.startswith(("DICOM window ", "DICOM LUT "))
+        if self.lut:
+            return f"DICOM LUT: {self.name}" if named else self.name
+        wl = f" (W {self.width:g}, L {self.center:g})" if self.center is not None and self.width is not None else ""
+        if self.source == "dicom":
+            return (f"DICOM: {self.name}" if named else self.name) + wl
+        return self.name + wl
+
+
+def window_choices(modality: str, dicom_windows: Sequence[tuple[float, float, str]] = (),
+                   lut_names: Sequence[str] = ()) -> list[WindowChoice]:
+    """The windows offered for an image: the modality's presets (:func:`presets_for`), then the file's windows
+    (``Volume.window_presets``: (center, width, explanation); a window equal to an earlier one is offered once),
+    then its VOI LUT tables (their LUTExplanation)."""
+    out = [WindowChoice("preset", name, c, w) for name, (c, w) in presets_for(modality).items()]
+    seen: set[tuple[float, float]] = set()
+    for i, (c, w, name) in enumerate(dicom_windows):
+        if (float(c), float(w)) in seen:
+            continue
+        seen.add((float(c), float(w)))
+        out.append(WindowChoice("dicom", name or f"DICOM window {i + 1}", float(c), float(w), i))
+    for i, name in enumerate(lut_names):
+        out.append(WindowChoice("dicom", name or f"DICOM LUT {i + 1}", index=i, lut=True))
     return out

@@ -144,8 +144,9 @@ def render_key_images(store, identified: Report, shown: Report | None = None, *,
     h = identified.header
     patient_text = None
     if not deid:
-        patient_text = "  ".join(x for x in (str(h.get("PatientName", "")).replace("^", " ").strip(),
-                                             f"ID {h['PatientID']}" if h.get("PatientID") else "") if x) or None
+        from medviewer.io.display import patient_line
+
+        patient_text = patient_line(h.get("PatientName", ""), h.get("PatientID", "")) or None
     out: list[Image.Image | None] = []
     for ident, entry in zip(identified.key_images, shown.key_images, strict=True):
         path = paths.get(ident.sop_instance_uid)

@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 from xml.sax.saxutils import escape
 
+from medviewer.io.display import format_age, format_da, format_person_name
 from medviewer.report import fonts as _fonts
 from medviewer.report.fonts import find_ttf, printable, stand_in, ttf_charset
 from medviewer.report.model import AIResultEntry, Report
@@ -108,24 +109,13 @@ DASH = "\N{EM DASH}"
 
 
 def _fmt_name(pn: str) -> str:
-    """DICOM PN ``Family^Given^Middle^Prefix^Suffix`` -> ``Family, Given Middle``."""
-    if not pn:
-        return ""
-    first = pn.split("=")[0]
-    parts = first.split("^")
-    family = parts[0].strip()
-    rest = " ".join(p.strip() for p in parts[1:3] if p.strip())
-    text = f"{family}, {rest}" if family and rest else (family or rest)
-    prefix = parts[3].strip() if len(parts) > 3 else ""
-    suffix = parts[4].strip() if len(parts) > 4 else ""
-    return " ".join(x for x in (prefix, text, suffix) if x)
+    """DICOM PN -> ``Prefix Family, Given Middle Suffix``, as everywhere (:mod:`medviewer.io.display`)."""
+    return format_person_name(pn)
 
 
 def _fmt_date(da: str) -> str:
-    da = (da or "").strip()
-    if len(da) == 8 and da.isdigit():
-        return f"{da[:4]}-{da[4:6]}-{da[6:]}"
-    return da
+    """DICOM DA -> ``YYYY-MM-DD``, as everywhere (:mod:`medviewer.io.display`)."""
+    return format_da(da)
 
 
 def _fmt_time(tm: str) -> str:
@@ -384,6 +374,7 @@ def _header_section(d: _Doc, report: Report, width: float) -> list:
     for kw, label in extras:
         if h.get(kw):
             v = _fmt_name(h[kw]) if kw.endswith("Name") and kw not in ("InstitutionName", "StationName") else h[kw]
+            v = format_age(v) if kw == "PatientAge" else v
             pending.append((label, v))
     for i in range(0, len(pending), 2):
         a = pending[i]

@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from medviewer.imaging.stacks import Stack
+from medviewer.io.display import format_da, format_person_name, patient_lines
 from medviewer.io.model import DicomIndex, Patient, Series, Study
 
 STACK_MIME = "application/x-medviewer-stack"
@@ -44,10 +45,10 @@ class StackEntry:
     def overlay_info(self) -> dict[str, str]:
         """Corner overlay text: patient (top left), study and series (top right)."""
         p, st, se = self.patient, self.study, self.series
-        born = " ".join(x for x in (p.patient_birth_date, p.patient_sex) if x)
         return {
-            "patient": "\n".join(x for x in (p.patient_name, f"ID {p.patient_id}" if p.patient_id else "", born) if x),
-            "study": " ".join(x for x in (st.study_date, st.study_description) if x),
+            "patient": "\n".join(patient_lines(p.patient_name, p.patient_id, p.patient_birth_date, p.patient_sex,
+                                               study_date=st.study_date)),
+            "study": " ".join(x for x in (format_da(st.study_date), st.study_description) if x),
             "series": " ".join(x for x in (f"Se {se.series_number}" if se.series_number is not None else "",
                                            se.modality, se.series_description, self.stack.label) if x),
         }
@@ -167,10 +168,10 @@ class StudyBrowser(QWidget):
         keys: list[str] = []
         for patient in index.patients.values():
             n_images = sum(len(se.image_instances) for st in patient.studies.values() for se in st.series.values())
-            p_item = QTreeWidgetItem([f"{patient.patient_name or '(no name)'}  [{patient.patient_id}]", "", "",
-                                      str(n_images)])
-            p_item.setToolTip(0, f"PatientID {patient.patient_id}\nBirth date {patient.patient_birth_date}\n"
-                                 f"Sex {patient.patient_sex}")
+            p_item = QTreeWidgetItem([f"{format_person_name(patient.patient_name, '(no name)')}  "
+                                      f"[{patient.patient_id}]", "", "", str(n_images)])
+            p_item.setToolTip(0, f"PatientID {patient.patient_id}\nBirth date {format_da(patient.patient_birth_date)}"
+                                 f"\nSex {patient.patient_sex}")
             self.tree.addTopLevelItem(p_item)
             for study in patient.studies.values():
                 modalities = sorted({se.modality for se in study.series.values() if se.modality})
@@ -245,5 +246,5 @@ class StudyBrowser(QWidget):
 
 
 def _date(da: str) -> str:
-    """DICOM DA (YYYYMMDD) as YYYY-MM-DD; other text unchanged."""
-    return f"{da[:4]}-{da[4:6]}-{da[6:8]}" if len(da) == 8 and da.isdigit() else da
+    """DICOM DA as YYYY-MM-DD (:func:`medviewer.io.display.format_da`)."""
+    return format_da(da)

@@ -34,8 +34,10 @@ STATUS_STYLE = {
 
 
 def _date(d: str) -> str:
-    """DICOM DA (YYYYMMDD) -> YYYY-MM-DD (unchanged when not a DA)."""
-    return f"{d[:4]}-{d[4:6]}-{d[6:8]}" if len(d) == 8 and d.isdigit() else d
+    """DICOM DA -> YYYY-MM-DD, as everywhere (:func:`medviewer.io.display.format_da`)."""
+    from medviewer.io.display import format_da
+
+    return format_da(d)
 
 
 def _time(t: float | None) -> str:

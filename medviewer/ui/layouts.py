@@ -1,4 +1,9 @@
-"""Viewport layouts: 1x1, 1x2 and 2x2 grids of :class:`~medviewer.ui.viewer.ImageViewer`."""
+"""Viewport layouts: 1x1, 1x2 and 2x2 grids of :class:`~medviewer.ui.viewer.ImageViewer`.
+
+The cells of a layout are always equal: every used row and column has the same stretch and every viewport the
+same size hint (:meth:`ImageViewer.sizeHint`), so clicks (the active outline restyles a viewport), loading images
+of other sizes and resizing never make one cell larger than another.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ class ViewportGrid(QWidget):
 
     stack_dropped = Signal(object, str)
     active_changed = Signal(object)
+    layout_changed = Signal(str)
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -33,6 +39,11 @@ class ViewportGrid(QWidget):
         self.set_layout("1x1")
         self.set_active(self.viewers[0])
 
+    @property
+    def layouts(self) -> list[str]:
+        """The layout names :meth:`set_layout` accepts ("1x1", "1x2", "2x2")."""
+        return list(LAYOUTS)
+
     def visible_viewers(self) -> list[ImageViewer]:
         rows, cols = LAYOUTS[self.layout_name]
         return self.viewers[: rows * cols]
@@ -46,6 +57,9 @@ class ViewportGrid(QWidget):
         for v in self.viewers:
             self.grid.removeWidget(v)
             v.setVisible(False)
+        for r in range(2):  # used rows/columns share the space equally; unused ones take none
+            self.grid.setRowStretch(r, 1 if r < rows else 0)
+            self.grid.setColumnStretch(r, 1 if r < cols else 0)
         for n, v in enumerate(self.viewers[: rows * cols]):
             self.grid.addWidget(v, n // cols, n % cols)
             v.setVisible(True)
@@ -53,6 +67,7 @@ class ViewportGrid(QWidget):
                 v.show_message("Drop a series here")
         if self.active not in self.visible_viewers():
             self.set_active(self.viewers[0])
+        self.layout_changed.emit(name)
 
     def set_active(self, viewer: ImageViewer) -> None:
         self.active = viewer

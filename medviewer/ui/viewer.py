@@ -1,7 +1,12 @@
 """The image viewport: one stack shown through the core's VOI maths, with slice/window/level interaction.
 
-State (slice index, window, invert) lives in :class:`ViewerState`; widgets and keys change it and the viewport
-re-renders the current slice on the GUI thread (a 512x512 slice maps to 8-bit in about a millisecond).
+State (slice index, window and where it came from, invert) lives in :class:`ViewerState` (or the session's
+``ViewState``, which has the same fields); widgets and keys change it and the viewport re-renders the current slice
+on the GUI thread (a 512x512 slice maps to 8-bit in about a millisecond).
+
+Windows are modality-aware (:func:`medviewer.imaging.voi.window_choices`): CT presets on CT only, the file's
+windows by their explanation, the automatic window; the overlay says which one is shown and in which unit the
+values are (:func:`medviewer.io.display.window_caption`, :func:`medviewer.io.display.value_units`).
 """
 
 from __future__ import annotations
@@ -12,13 +17,22 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QFont, QFontMetrics
-from PySide6.QtWidgets import QGraphicsDropShadowEffect, QLabel, QVBoxLayout, QWidget
+from PySide6.QtCore import QPointF, QRectF, QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QFont, QFontMetrics
+from PySide6.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from medviewer.imaging.geometry import patient_orientation_labels, screen_orientation_labels
-from medviewer.imaging.voi import CT_PRESETS, Window, auto_window, display_safe
+from medviewer.imaging.voi import (
+    CT_PRESETS,
+    Window,
+    WindowChoice,
+    auto_window,
+    default_window_source,
+    display_safe,
+    window_choices,
+)
 from medviewer.imaging.volume import Volume
+from medviewer.io.display import format_value, read_value_units, window_caption
 from medviewer.ui.ai_panel import heat_lut
 from medviewer.ui.annotations import AnnotationLayer
 
@@ -27,12 +41,24 @@ pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
 log = logging.getLogger(__name__)
 
 
+#: Overlay text style: light text on a translucent dark box, legible over bright anatomy (a CR's collimation,
+#: bone, contrast) as over the black background.
+LABEL_STYLE = ("color: %s; background-color: rgba(0, 0, 0, 175); border-radius: 3px; padding: 1px 4px;")
+
+#: Where a shown window came from (``ViewerState.window_source``).
+WINDOW_SOURCES = ("dicom", "preset", "auto", "manual")
+
+
 @dataclass
 class ViewerState:
-    """What the viewport shows: slice index, VOI window (modality units) and the user's invert toggle."""
+    """What the viewport shows: slice index, VOI window (modality units) and where it came from, the user's invert
+    toggle. ``window_source``: "dicom" (a window or VOI LUT table of the file), "preset", "auto", "manual" (dragged
+    or typed), "" before an image is shown. The session's ``ViewState`` has the same fields and replaces this
+    object when a session drives the viewer."""
 
     index: int = 0
     window: Window | None = None
+    window_source: str = ""
     invert: bool = False
     lut: tuple | None = None  # (LUTDescriptor, LUTData, explanation) of a VOI LUT Sequence item, when in use
 
@@ -74,17 +100,20 @@ class _ViewBox(pg.ViewBox):
 
 
 class ImageViewer(QWidget):
-    """Shows one :class:`~medviewer.imaging.volume.Volume`; emits ``changed`` when slice or window change."""
+    """Shows one :class:`~medviewer.imaging.volume.Volume`; emits ``changed`` when slice or window change and
+    ``image_changed`` when another volume is shown (or none): the window menu rebuilds its entries on it."""
 
     changed = Signal()
     painted = Signal()
     stack_dropped = Signal(str)  # a browser series (STACK_MIME key) was dropped here
     activated = Signal()  # the user clicked into this viewport
+    image_changed = Signal()  # set_volume / clear: another image (modality, DICOM windows) or none
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.state = ViewerState()
         self.volume: Volume | None = None
+        self._corner_text: dict[str, str] = {}
         self._drag_origin: Window | None = None
         self.graphics = pg.GraphicsLayoutWidget()
         self.graphics.setBackground("k")
@@ -104,13 +133,23 @@ class ImageViewer(QWidget):
         cmap = pg.ColorMap(np.linspace(0, 1, 256), heat_lut())
         self.colorbar = pg.ColorBarItem(values=(0, 1), colorMap=cmap, interactive=False, width=12,
                                         label="attribution")
-        # Always laid out (so showing a heat map never resizes the image); transparent while no map is shown.
+        # Drawn over the right edge of the view (not in the layout) and only while a heat map is shown: the image
+        # has the whole viewport, is centred in it, and keeps its place and size when a heat map comes or goes.
         self.colorbar.setOpacity(0.0)
-        self.graphics.addItem(self.colorbar, row=0, col=1)
+        self.colorbar.setVisible(False)
+        self.colorbar.setZValue(20)
+        self.graphics.scene().addItem(self.colorbar)
+        self.colorbar_shown = False
+        self.value_units = ""  # unit of the displayed values: "HU", "Bq/ml", the file's RescaleType/Units, ""
         self.info: dict[str, str] = {}
         self.corners = {name: self._make_label("#e0e0a0") for name in ("tl", "tr", "bl", "br")}
         self.markers = {name: self._make_label("#ffb060", bold=True) for name in ("left", "right", "top", "bottom")}
         self.readout = self._make_label("#a0d0ff")
+        # Every viewport asks for the same size whatever it shows: the grid then splits its space evenly (a
+        # QGraphicsView's size hint follows its scene rect, i.e. its current size, which made a 1x2/2x2 cell that
+        # was once larger stay larger after the next relayout).
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        self.graphics.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.graphics)
@@ -127,26 +166,30 @@ class ImageViewer(QWidget):
         # Measurements and marks of the image on screen (medviewer.ui.annotations).
         self.annotations = AnnotationLayer(self)
 
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt override
+        return QSize(320, 320)
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 - Qt override
+        return QSize(64, 64)
+
     def _make_label(self, color: str, bold: bool = False) -> QLabel:
         label = QLabel(self.graphics)
         label.setTextFormat(Qt.TextFormat.PlainText)  # DICOM text is shown as it is, never as markup
-        label.setStyleSheet(f"color: {color}; background: transparent;")
+        label.setStyleSheet(LABEL_STYLE % color)  # a translucent dark box keeps it legible over bright anatomy
         font = QFont("DejaVu Sans Mono", 9)
         font.setBold(bold)
         label.setFont(font)
         label.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
-        shadow = QGraphicsDropShadowEffect(label)  # keeps the text legible over bright image areas
-        shadow.setBlurRadius(4)
-        shadow.setOffset(1, 1)
-        shadow.setColor(QColor(0, 0, 0, 255))
-        label.setGraphicsEffect(shadow)
+        label.setVisible(False)  # shown once it has text (an empty box would be a dark smudge)
         return label
 
     def set_active(self, active: bool) -> None:
         """Outline the viewport the keyboard and the browser act on."""
         self.active = active
         self.setStyleSheet("ImageViewer { border: 2px solid %s; }" % ("#3d6f99" if active else "#101214"))
-        self.layout().setContentsMargins(2, 2, 2, 2) if self.layout() else None
+        layout = self.layout()
+        if layout is not None:
+            layout.setContentsMargins(2, 2, 2, 2)
 
     def show_message(self, text: str) -> None:
         """A centred status line (e.g. "Loading...", "Drop a series here")."""
@@ -163,11 +206,14 @@ class ImageViewer(QWidget):
         self.image.clear()
         self.heat_item.clear()
         self.heatmaps = {}
-        self.colorbar.setOpacity(0.0)
+        self._show_colorbar(False)
         self.annotations.sync()
-        self._corner_text = {}
+        self._corner_text.clear()
+        self.value_units = ""
         for label in list(self.corners.values()) + list(self.markers.values()) + [self.readout]:
             label.setText("")
+            label.setVisible(False)
+        self.image_changed.emit()
 
     def dragEnterEvent(self, ev):  # noqa: N802, ANN001 - Qt override
         if ev.mimeData().hasFormat("application/x-medviewer-stack"):
@@ -188,22 +234,29 @@ class ImageViewer(QWidget):
         self._place_labels()
 
     def _set_corner(self, name: str, text: str) -> None:
-        if not hasattr(self, "_corner_text"):
-            self._corner_text: dict[str, str] = {}
         self._corner_text[name] = text
 
     def _place_labels(self) -> None:
         w, h, m = self.graphics.width(), self.graphics.height(), 6
-        if getattr(self, "colorbar", None) is not None:
-            w -= int(self.colorbar.width()) + 4  # keep the right-hand text clear of the colour bar
+        if getattr(self, "colorbar_shown", False):
+            self._place_colorbar()
+            w = min(w, int(self.colorbar.sceneBoundingRect().left()))  # right-hand text clear of the colour bar
         texts = getattr(self, "_corner_text", {})
         for name, label in self.corners.items():
-            # Each corner gets at most half the width (minus room for the orientation marker): elide the rest.
+            # Each corner gets at most half the width (minus room for the orientation marker and the box's
+            # padding); a line too long for it breaks before its "  (" part (the window's source), then is elided.
             metrics = QFontMetrics(label.font())
-            room = max(40, w // 2 - 3 * m - 12)
-            label.setText("\n".join(metrics.elidedText(line, Qt.TextElideMode.ElideRight, room)
-                                    for line in texts.get(name, "").split("\n")))
+            room = max(40, w // 2 - 3 * m - 12 - 10)
+            lines = []
+            for line in texts.get(name, "").split("\n"):
+                head, sep, tail = line.partition("  (")
+                if sep and metrics.horizontalAdvance(line) > room:
+                    lines += [head, "(" + tail]
+                else:
+                    lines.append(line)
+            label.setText("\n".join(metrics.elidedText(line, Qt.TextElideMode.ElideRight, room) for line in lines))
             label.adjustSize()
+            label.setVisible(bool(label.text().strip()))
             x = m if name[1] == "l" else w - label.width() - m
             y = m if name[0] == "t" else h - label.height() - m
             label.move(x, y)
@@ -212,11 +265,13 @@ class ImageViewer(QWidget):
         mk = self.markers
         for label in mk.values():
             label.adjustSize()
+            label.setVisible(bool(label.text()))
         mk["left"].move(m, (h - mk["left"].height()) // 2)
         mk["right"].move(w - mk["right"].width() - m, (h - mk["right"].height()) // 2)
         mk["top"].move((w - mk["top"].width()) // 2, m)
         mk["bottom"].move((w - mk["bottom"].width()) // 2, h - mk["bottom"].height() - m)
         self.readout.adjustSize()
+        self.readout.setVisible(bool(self.readout.text()))
         bl = self.corners["bl"]
         self.readout.move(m, bl.y() - self.readout.height() - 2)
         if self.message.text():
@@ -225,7 +280,9 @@ class ImageViewer(QWidget):
 
     # ----------------------------------------------------------------------------------------------------------
     def set_volume(self, volume: Volume, info: dict[str, str] | None = None) -> None:
-        """Show ``volume`` from its middle slice with its first DICOM window (or an automatic one).
+        """Show ``volume`` from its middle slice with the modality's default window
+        (:func:`~medviewer.imaging.voi.default_window_source`): the file's first window or VOI LUT table, an
+        automatic one when it has none, and the automatic one on MR.
 
         ``info`` holds overlay text: "patient", "study", "series" (one line each, may contain newlines).
         """
@@ -244,15 +301,11 @@ class ImageViewer(QWidget):
             label.setText(labels.get(name, ""))
         n = volume.array.shape[0]
         self.state.index = n // 2
-        self.state.lut = None
-        if volume.window_presets:
-            c, w, name = volume.window_presets[0]
-            self.state.window = Window(c, w, volume.voi_lut_function, name)
-        elif volume.voi_luts and not volume.is_color:
-            self.state.window = None
-            self.state.lut = volume.voi_luts[0]
-        else:
+        self.value_units = self._units_of(volume)
+        if not self._apply_default_window():
             self.state.window = None  # chosen from the first decoded slice in render()
+            self.state.lut = None
+            self.state.window_source = "" if volume.is_color else "auto"
         self.state.invert = False
         self._fitted = False
         ps_row, ps_col = float(volume.spacing[1]), float(volume.spacing[2])
@@ -262,7 +315,32 @@ class ImageViewer(QWidget):
         self.heat_item.setTransform(tr)
         self.heatmaps = {}
         self.heat_caption = ""
+        self.image_changed.emit()
         self.render()
+
+    def _units_of(self, volume: Volume) -> str:
+        """Unit of ``volume``'s values (:func:`medviewer.io.display.read_value_units` of its first file: HU on CT,
+        Bq/ml or SUV on PT, the RescaleType or Units otherwise); also written to ``volume.units`` so measurements
+        say the same."""
+        if volume.is_color:
+            units = ""
+        elif volume.stack is not None and volume.stack.slices:
+            units = read_value_units(volume.stack.slices[0].instance.path, volume.modality)
+        else:
+            units = volume.units
+        volume.units = units
+        return units
+
+    def _apply_default_window(self) -> bool:
+        """Put the modality's default DICOM window (or VOI LUT table) in the state; False when the default is the
+        automatic window (MR, or no window in the file)."""
+        vol = self.volume
+        if vol is None or vol.is_color:
+            return False
+        has = bool(vol.window_presets or vol.voi_luts)
+        if default_window_source(vol.modality, has) != "dicom":
+            return False
+        return self.restore_dicom_window(render=False)
 
     def slice_ready(self, k: int) -> None:
         """A slice of a loading volume was decoded; redraw if it is the one on screen."""
@@ -277,7 +355,7 @@ class ImageViewer(QWidget):
     def monochrome1(self) -> bool:
         return bool(self.volume is not None and self.volume.photometric_interpretation == "MONOCHROME1")
 
-    def render(self) -> None:
+    def render(self) -> None:  # type: ignore[override] # not QWidget.render(painter): redraws the slice
         vol = self.volume
         if vol is None:
             return
@@ -292,6 +370,7 @@ class ImageViewer(QWidget):
         self.show_message(f"Slice {k + 1} not readable:\n{gap.reason[:160]}" if gap is not None else "")
         if self.state.window is None and self.state.lut is None and not vol.is_color:
             self.state.window = auto_window(vol.array[k], exclude=vol.padding)
+            self.state.window_source = "auto"
         if vol.is_color:
             top = 255 if vol.array.dtype == np.uint8 else 65535
             self.image.setImage(vol.array[k], autoLevels=False, levels=(0, top))
@@ -318,7 +397,25 @@ class ImageViewer(QWidget):
         if show:
             self.heat_item.setImage(heat, autoLevels=False, levels=(0.0, 1.0), lut=heat_lut())
         self.heat_item.setVisible(show)
+        self._show_colorbar(show)
+
+    def _show_colorbar(self, show: bool) -> None:
+        """Show the heat map's colour bar over the right edge of the view, or hide it; the image stays where it
+        is either way."""
+        self.colorbar_shown = show
         self.colorbar.setOpacity(1.0 if show else 0.0)
+        self.colorbar.setVisible(show)
+        if show:
+            self._place_colorbar()
+
+    def _place_colorbar(self) -> None:
+        """Along the right edge of the view, vertically centred, clear of the corner text."""
+        area = self.view.sceneBoundingRect()
+        if area.width() < 2 or area.height() < 2:
+            return
+        w = max(float(self.colorbar.effectiveSizeHint(Qt.SizeHint.PreferredSize).width()), 40.0)
+        h = max(min(area.height() * 0.6, area.height() - 120.0), min(area.height(), 60.0))
+        self.colorbar.setGeometry(QRectF(area.right() - w - 2, area.center().y() - h / 2, w, h))
 
     def set_heatmap(self, k: int, heat: np.ndarray, caption: str) -> None:
         """Attach a heat map (rows, cols) float32 in [0, 1] on slice ``k``'s pixel grid; ``caption`` names the
@@ -365,13 +462,12 @@ class ImageViewer(QWidget):
                 bottom_left.append(f"Thickness {thick:.2f} mm")
         self._set_corner("bl", "\n".join(bottom_left))
         bottom_right = []
-        w = self.state.window
         if getattr(self, "window_note", ""):
             bottom_right.append(f"Window not usable ({self.window_note})")
-        elif self.state.lut is not None:
-            bottom_right.append(f"VOI LUT: {self.state.lut[2]}")
-        elif w is not None:
-            bottom_right.append(f"W {w.width:.0f}  L {w.center:.0f}{'  ' + w.name if w.name else ''}")
+        else:
+            caption = self.window_caption()
+            if caption:
+                bottom_right.append(caption)
         if self.state.invert:
             bottom_right.append("Inverted")
         bottom_right.append(f"Zoom {self.zoom_factor() * 100:.0f}%")
@@ -413,12 +509,13 @@ class ImageViewer(QWidget):
         rows, cols = vol.array.shape[1:3]
         if 0 <= i < rows and 0 <= j < cols and (vol.ready is None or vol.ready[self.state.index]):
             value = vol.array[self.state.index, i, j]
-            unit = f" {vol.units}" if vol.units else ""
+            unit = f" {self.value_units}" if self.value_units and np.ndim(value) == 0 else ""
             pad = vol.padding
             if pad is not None and np.ndim(value) == 0 and pad[0] <= float(value) <= pad[1]:
                 text = f"row {i} col {j}: padding (no image)"
             else:
-                text = f"row {i} col {j}: {value}{unit}"
+                shown = format_value(value) if np.ndim(value) == 0 else str(value)
+                text = f"row {i} col {j}: {shown}{unit}"
             if not np.isnan(vol.positions[self.state.index]).any():
                 lps = vol.index_to_lps(self.state.index, i, j)
                 text += f"  ({lps[0]:.1f}, {lps[1]:.1f}, {lps[2]:.1f}) mm"
@@ -439,15 +536,101 @@ class ImageViewer(QWidget):
     def step_slice(self, delta: int) -> None:
         self.set_slice(self.state.index + delta)
 
-    def set_window(self, center: float, width: float, name: str = "") -> None:
+    def set_window(self, center: float, width: float, name: str = "", source: str = "manual") -> None:
+        """Show the window (``center``, ``width``) in modality units; ``source`` says where it came from
+        ("manual" for a drag or typed values, "preset", "dicom", "auto")."""
         fn = self.volume.voi_lut_function if self.volume is not None else "LINEAR"
         self.state.window = Window(float(center), max(1.0, float(width)), fn, name)
+        self.state.window_source = source
         self.state.lut = None
         self.render()
 
     def set_preset(self, name: str) -> None:
+        """A fixed preset by name (:data:`~medviewer.imaging.voi.CT_PRESETS`; the menu offers them on CT only)."""
         c, w = CT_PRESETS[name]
-        self.set_window(c, w, name)
+        self.set_window(c, w, name, source="preset")
+
+    # ---------------------------------------------------------------------------------------------- windows
+    def window_choices(self) -> list[WindowChoice]:
+        """The windows offered for the image shown: the modality's presets (CT only), the file's windows by their
+        explanation, its VOI LUT tables (none for colour images or when nothing is shown)."""
+        vol = self.volume
+        if vol is None or vol.is_color:
+            return []
+        return window_choices(vol.modality, vol.window_presets, [x[2] for x in vol.voi_luts])
+
+    def numbered_choices(self) -> list[WindowChoice]:
+        """The choices keys 1..8 select: the presets on CT, the file's windows and tables elsewhere."""
+        choices = self.window_choices()
+        presets = [c for c in choices if c.source == "preset"]
+        return (presets or choices)[:8]
+
+    def apply_window_choice(self, choice: WindowChoice) -> None:
+        """Show one of :meth:`window_choices`."""
+        vol = self.volume
+        if vol is None or vol.is_color:
+            return
+        if choice.lut:
+            self.state.window = None
+            self.state.lut = vol.voi_luts[choice.index]
+            self.state.window_source = "dicom"
+            self.render()
+        elif choice.source == "dicom" and choice.center is not None and choice.width is not None:
+            self.state.window = Window(choice.center, choice.width, vol.voi_lut_function, choice.name)
+            self.state.window_source = "dicom"
+            self.state.lut = None
+            self.render()
+        elif choice.center is not None and choice.width is not None:
+            self.set_window(choice.center, choice.width, choice.name, source=choice.source)
+
+    def current_choice(self) -> WindowChoice | None:
+        """The entry of :meth:`window_choices` on screen now (None for auto, manual or no image)."""
+        st = self.state
+        for choice in self.window_choices():
+            if choice.lut:
+                if st.lut is not None and st.window_source == "dicom" and self.volume is not None \
+                        and st.lut is self.volume.voi_luts[choice.index]:
+                    return choice
+            elif st.lut is None and st.window is not None and st.window_source == choice.source \
+                    and (st.window.center, st.window.width) == (choice.center, choice.width):
+                return choice
+        return None
+
+    @property
+    def has_dicom_window(self) -> bool:
+        """True when the image carries a window or a VOI LUT table of its own."""
+        vol = self.volume
+        return bool(vol is not None and not vol.is_color and (vol.window_presets or vol.voi_luts))
+
+    def restore_dicom_window(self, render: bool = True) -> bool:
+        """Back to the DICOM window: the file's first window (or its first VOI LUT table when it has no window).
+        False (nothing changes) when the image has none."""
+        vol = self.volume
+        if not self.has_dicom_window or vol is None:
+            return False
+        if vol.window_presets:
+            c, w, name = vol.window_presets[0]
+            self.state.window = Window(c, w, vol.voi_lut_function, name)
+            self.state.lut = None
+        else:
+            self.state.window = None
+            self.state.lut = vol.voi_luts[0]
+        self.state.window_source = "dicom"
+        if render:
+            self.render()
+        return True
+
+    def window_caption(self) -> str:
+        """The overlay line naming the window shown, e.g. ``"W 400  L 40 HU  (DICOM: 'ABDOMEN')"``."""
+        st = self.state
+        source = getattr(st, "window_source", "")
+        if st.lut is not None:
+            return window_caption(source or "dicom", str(st.lut[2] or "DICOM LUT 1"), lut=True)
+        w = st.window
+        if w is None:
+            return ""
+        name = w.name if source != "auto" else ""
+        return window_caption(source, name, w.center, w.width, self.value_units)
 
     def current_window(self) -> Window | None:
         """The window in use, or an automatic one for the current slice when a VOI LUT table is shown."""
@@ -464,7 +647,7 @@ class ImageViewer(QWidget):
     def auto_window(self) -> None:
         if self.volume is not None and not self.volume.is_color and self._ready(self.state.index):
             w = auto_window(self.volume.array[self.state.index], exclude=self.volume.padding)
-            self.set_window(w.center, w.width, "Auto")
+            self.set_window(w.center, w.width, "Auto", source="auto")
 
     def drag_window(self, start: Window, dx: float, dy: float) -> None:
         """Right-drag: horizontal changes width (right = wider), vertical changes level (down = higher)."""
@@ -511,7 +694,11 @@ class ImageViewer(QWidget):
         elif key == Qt.Key.Key_End and self.volume is not None:
             self.set_slice(self.volume.array.shape[0] - 1)
         elif Qt.Key.Key_1 <= key <= Qt.Key.Key_8:
-            self.set_preset(list(CT_PRESETS)[key - Qt.Key.Key_1])
+            choices = self.numbered_choices()
+            if key - Qt.Key.Key_1 < len(choices):
+                self.apply_window_choice(choices[key - Qt.Key.Key_1])
+        elif key == Qt.Key.Key_D:
+            self.restore_dicom_window()
         elif key == Qt.Key.Key_A:
             self.auto_window()
         elif key == Qt.Key.Key_I:

@@ -43,6 +43,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from medviewer.io.display import format_da, format_person_name
+
 #: Column titles, in order.
 COLUMNS = ("Patient", "Patient ID", "Study date", "Modality", "Description", "Status", "AI score", "Note findings",
            "Radiologist", "Annotations", "Being read by")
@@ -80,21 +82,14 @@ QPushButton:disabled { color: #5d6269; }
 
 # ------------------------------------------------------------------------------------------------ formatting
 def format_patient_name(name: str) -> str:
-    """DICOM PN ``Family^Given^Middle^Prefix^Suffix`` -> ``Family, Given Middle`` (empty components dropped;
-    "(no name)" when there is none)."""
-    parts = [p.strip() for p in str(name or "").split("=")[0].split("^")]
-    family, rest = (parts[0], [p for p in parts[1:3] if p]) if parts else ("", [])
-    if family and rest:
-        return f"{family}, {' '.join(rest)}"
-    return family or " ".join(rest) or "(no name)"
+    """DICOM PN -> ``"DOE, John"`` as everywhere (:func:`medviewer.io.display.format_person_name`); "(no name)"
+    when there is none."""
+    return format_person_name(name, empty="(no name)")
 
 
 def format_date(da: str) -> str:
-    """DICOM DA ``YYYYMMDD`` -> ``YYYY-MM-DD`` (anything else unchanged)."""
-    da = str(da or "").strip()
-    if len(da) == 8 and da.isdigit():
-        return f"{da[:4]}-{da[4:6]}-{da[6:]}"
-    return da
+    """DICOM DA -> ``YYYY-MM-DD`` as everywhere (:func:`medviewer.io.display.format_da`)."""
+    return format_da(da)
 
 
 def format_score(score: float | None, positive: bool | None) -> str:

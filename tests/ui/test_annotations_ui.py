@@ -607,10 +607,10 @@ def philips_viewer(qtbot, philips_path):
 
 
 def test_roi_labels_stay_inside_a_2x2_viewport_and_apart(philips_viewer, qtbot):
-    # 314 x 271: one cell of the 2x2 layout of the default 1280 x 820 window, a 210 px wide view (the colour bar
-    # column takes the rest). A tester saw a 169 px ROI label there flipped left and clipped (x -78..91 with the
-    # view at 9..219), and the labels of two neighbouring ROIs on top of each other.
-    v = philips_viewer(314, 271)
+    # 232 x 271: a 210 px wide view, as one cell of the 2x2 layout of the default 1280 x 820 window had while the
+    # colour bar column was always laid out. A tester saw a 169 px ROI label there flipped left and clipped
+    # (x -78..91 with the view at 9..219), and the labels of two neighbouring ROIs on top of each other.
+    v = philips_viewer(232, 271)
     layer = v.annotations
     area = v.view.sceneBoundingRect()
     assert 200 < area.width() < 220
@@ -648,9 +648,9 @@ def test_roi_labels_stay_inside_a_2x2_viewport_and_apart(philips_viewer, qtbot):
 
 
 def test_labels_larger_than_a_tiny_view_keep_their_left_edge_visible(philips_viewer, qtbot):
-    # 220 x 220: the view is ~116 px wide, narrower than a ROI label: it cannot fit, so it keeps its left and top
+    # 138 x 220: the view is ~116 px wide, narrower than a ROI label: it cannot fit, so it keeps its left and top
     # edges inside the view, and the two labels still do not overlap.
-    v = philips_viewer(220, 220)
+    v = philips_viewer(138, 220)
     layer = v.annotations
     area = v.view.sceneBoundingRect()
     key = key_of(v, 70)

@@ -225,7 +225,7 @@ def test_presets_by_key_and_menu(open_window, philips_path, philips_reference, q
 
     qtbot.keyClick(v, Qt.Key.Key_7)
     assert window_of(v) == (480.0, 2500.0)
-    assert "W 2500  L 480  Bone" in v.corners["br"].text()
+    assert "W 2500  L 480 HU  (preset: Bone)" in v.corners["br"].text()
     assert np.abs(v.image.image.astype(np.float64) - linear_grey(hu, 480, 2500)).max() <= 1.0
 
     qtbot.keyClick(v, Qt.Key.Key_1)
