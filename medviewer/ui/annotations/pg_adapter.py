@@ -36,7 +36,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import pyqtgraph as pg  # type: ignore[import-untyped]
+import pyqtgraph as pg
 from PySide6.QtWidgets import QGraphicsItem, QGraphicsTextItem
 
 __all__ = [
