@@ -4,6 +4,7 @@ with real items in a real (offscreen) view: an upgrade that changes one of them 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
@@ -55,6 +56,14 @@ def _render(vb) -> np.ndarray:  # noqa: ANN001
 def test_installed_pyqtgraph_is_in_the_supported_range():
     assert check_version() is True, (pg.__version__, SUPPORTED_PYQTGRAPH)
     assert supported(pg.__version__)
+
+
+def test_pyproject_pins_pyqtgraph_to_the_supported_range():
+    tomllib = pytest.importorskip("tomllib")
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    deps = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["dependencies"]
+    assert [d for d in deps if d.split(">")[0].split("<")[0].split("=")[0].strip() == "pyqtgraph"] == [
+        "pyqtgraph" + SUPPORTED_PYQTGRAPH]
 
 
 def test_version_range_and_warning(caplog):
