@@ -18,7 +18,8 @@ LAYOUTS: dict[str, tuple[int, int]] = {"1x1": (1, 1), "1x2": (1, 2), "2x2": (2, 
 class ViewportGrid(QWidget):
     """Up to four viewports; one is active (keyboard, browser double-click and tools act on it).
 
-    ``stack_dropped(viewer, key)`` fires when a browser series is dropped on a viewport.
+    ``stack_dropped(viewer, key)`` fires when a browser series is dropped on a viewport; ``layout_changed(name)``
+    after each :meth:`set_layout` (the main window saves the name, to restore the layout at start).
     """
 
     stack_dropped = Signal(object, str)

@@ -177,7 +177,9 @@ def test_grid_layout_names(qtbot):
     grid = ViewportGrid()
     qtbot.addWidget(grid)
     assert grid.layouts == ["1x1", "1x2", "2x2"]
-    grid.set_layout("2x2")
+    with qtbot.waitSignal(grid.layout_changed, timeout=1000) as blocker:
+        grid.set_layout("2x2")
+    assert blocker.args == ["2x2"]
     assert grid.layout_name == "2x2" and len(grid.visible_viewers()) == 4
     with pytest.raises(ValueError):
         grid.set_layout("3x3")
