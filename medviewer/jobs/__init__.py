@@ -29,17 +29,31 @@ class TaskState:
     on_progress:
         Called as ``on_progress(done, total, message)`` from the worker thread. Keep it cheap and thread-safe
         (the Qt adapter emits a queued signal).
+    on_partial, on_item:
+        Called by :meth:`partial` and :meth:`item` from the worker thread (same rules).
     cancel_event:
         Set it (from any thread) to request cancellation; a fresh :class:`threading.Event` by default.
     """
 
     on_progress: ProgressCallback | None = None
     cancel_event: threading.Event = field(default_factory=threading.Event)
+    on_partial: Callable[[object], None] | None = None
+    on_item: Callable[[int], None] | None = None
 
     def progress(self, done: int, total: int, message: str = "") -> None:
         """Report that ``done`` of ``total`` units are finished."""
         if self.on_progress is not None:
             self.on_progress(done, total, message)
+
+    def partial(self, value: object) -> None:
+        """Hand an intermediate result to the caller (an allocated volume, a thumbnail, one case's summary)."""
+        if self.on_partial is not None:
+            self.on_partial(value)
+
+    def item(self, k: int) -> None:
+        """Report that item ``k`` is ready (a decoded slice)."""
+        if self.on_item is not None:
+            self.on_item(k)
 
     def cancel(self) -> None:
         """Request cancellation; the job stops at its next :meth:`check`."""
@@ -78,7 +92,7 @@ class _PolledTaskState(TaskState):
     poll: Callable[[], bool] | None = None
 
     @property
-    def cancelled(self) -> bool:  # type: ignore[override]
+    def cancelled(self) -> bool:
         if self.poll is not None and self.poll():
             self.cancel_event.set()
         return self.cancel_event.is_set()
