@@ -185,7 +185,7 @@ class AIPanel(QWidget):
         for key, name in METHOD_NAMES.items():
             self.method_combo.addItem(name, key)
         self.auto_run = QCheckBox("Run automatically when a radiograph opens")
-        self.auto_run.setChecked(self.settings.value("ai/auto_run", False, type=bool))
+        self.auto_run.setChecked(bool(self.settings.value("ai/auto_run", False, type=bool)))
         self.auto_run.toggled.connect(lambda on: self.settings.setValue("ai/auto_run", bool(on)))
         for w in (self.show_overlay,):
             w.toggled.connect(self.overlay_changed)

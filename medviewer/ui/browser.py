@@ -210,8 +210,9 @@ class StudyBrowser(QWidget):
                 sk.addChild(child)
             self.tree.addTopLevelItem(sk)
         self.tree.expandAll()
-        if index.skipped:
-            self.tree.topLevelItem(self.tree.topLevelItemCount() - 1).setExpanded(False)
+        last = self.tree.topLevelItem(self.tree.topLevelItemCount() - 1)
+        if index.skipped and last is not None:
+            last.setExpanded(False)
         self.apply_filter(self.filter.text())
         return keys
 
@@ -220,17 +221,35 @@ class StudyBrowser(QWidget):
         if item is not None:
             item.setIcon(0, thumbnail_icon(array))
 
+    def select_key(self, key: str | None) -> None:
+        """Select the stack ``key`` (the focused viewport's), or nothing; emits no activation."""
+        item = self.items.get(key) if key else None
+        self.tree.blockSignals(True)
+        try:
+            self.tree.clearSelection()
+            if item is not None:
+                self.tree.setCurrentItem(item)
+                item.setSelected(True)
+        finally:
+            self.tree.blockSignals(False)
+
+    def selected_key(self) -> str | None:
+        items = self.tree.selectedItems()
+        return items[0].data(0, KEY_ROLE) if items else None
+
     def apply_filter(self, text: str) -> None:
         """Show only series whose patient name/ID, study/series description or modality contains ``text``."""
         text = text.lower().strip()
-        for i in range(self.tree.topLevelItemCount()):
-            p = self.tree.topLevelItem(i)
+
+        def children(item: QTreeWidgetItem) -> list[QTreeWidgetItem]:
+            return [c for c in (item.child(n) for n in range(item.childCount())) if c is not None]
+
+        tops = (self.tree.topLevelItem(i) for i in range(self.tree.topLevelItemCount()))
+        for p in [t for t in tops if t is not None]:
             any_p = False
-            for j in range(p.childCount()):
-                s = p.child(j)
+            for s in children(p):
                 any_s = False
-                for k in range(s.childCount()):
-                    se = s.child(k)
+                for se in children(s):
                     hay = " ".join([p.text(0), p.toolTip(0), s.text(0), s.text(1), se.text(0), se.text(1)]).lower()
                     match = not text or text in hay
                     se.setHidden(not match)

@@ -45,11 +45,12 @@ def _time(t: float | None) -> str:
 
 
 class CasePanel(QWidget):
-    """Signals: ``score_submitted(label, positive, confidence or 0, comment, reader)``, ``sign_off_requested(reader)``,
+    """Signals (each names the case it was made on): ``score_submitted(study uid, label, positive, confidence or 0,
+    comment, reader)``, ``sign_off_requested(study uid, reader)``,
     ``reopen_requested()``, ``annotation_activated(uid)``, ``export_requested()``, ``history_requested()``."""
 
-    score_submitted = Signal(str, bool, int, str, str)
-    sign_off_requested = Signal(str)
+    score_submitted = Signal(str, str, bool, int, str, str)
+    sign_off_requested = Signal(str, str)  # (study uid, reader)
     reopen_requested = Signal()
     annotation_activated = Signal(str)
     export_requested = Signal()
@@ -146,8 +147,12 @@ class CasePanel(QWidget):
 
     def set_case(self, case=None, row=None, scores=(), annotations=()) -> None:  # noqa: ANN001
         """Show ``case`` (a :class:`medviewer.store.Case`, or None), its worklist ``row`` (AI and note summary),
-        radiologist ``scores`` (oldest first) and ``annotations`` as (uid, text) pairs."""
-        self.study_uid = case.study_instance_uid if case is not None else None
+        radiologist ``scores`` (oldest first) and ``annotations`` as (uid, text) pairs. Another case than the one
+        shown empties the call form (a call half-entered for one patient is never recorded on another)."""
+        uid = case.study_instance_uid if case is not None else None
+        if uid != self.study_uid:
+            self.reset_call()
+        self.study_uid = uid
         enabled = case is not None
         for w in (self.record, self.sign_off, self.export, self.history, self.label_combo, self.positive,
                   self.negative, self.confidence, self.comment):
@@ -198,6 +203,16 @@ class CasePanel(QWidget):
             self.annotation_list.addItem(item)
         self._update_enabled()
 
+    def reset_call(self) -> None:
+        """Empty the call form: no Positive/Negative, no confidence, no comment (Record disabled)."""
+        self.call_group.setExclusive(False)
+        self.positive.setChecked(False)
+        self.negative.setChecked(False)
+        self.call_group.setExclusive(True)
+        self.confidence.setCurrentIndex(0)
+        self.comment.clear()
+        self._update_enabled()
+
     def _update_enabled(self) -> None:
         self.record.setEnabled(self.study_uid is not None and (self.positive.isChecked() or
                                                                self.negative.isChecked()))
@@ -208,8 +223,8 @@ class CasePanel(QWidget):
         reader = self.reader.text().strip()
         self.settings.setValue("reader", reader)
         conf = self.confidence.currentIndex()  # 0 = not given
-        self.score_submitted.emit(self.label_combo.currentText().strip(), self.positive.isChecked(), conf,
-                                  self.comment.text().strip(), reader)
+        self.score_submitted.emit(self.study_uid, self.label_combo.currentText().strip(), self.positive.isChecked(),
+                                  conf, self.comment.text().strip(), reader)
         self.comment.clear()
 
     def _sign_off(self) -> None:
@@ -219,4 +234,5 @@ class CasePanel(QWidget):
             self.calls_line.setText("Enter your name to sign off")
             return
         self.settings.setValue("reader", reader)
-        self.sign_off_requested.emit(reader)
+        if self.study_uid is not None:
+            self.sign_off_requested.emit(self.study_uid, reader)

@@ -24,7 +24,9 @@ SHORTCUTS = [
     ("Left-drag", "pan"),
     ("Ctrl + wheel", "zoom"),
     ("F / 0", "fit to window / 1:1 pixels"),
-    ("1..8", "CT presets: brain, subdural, stroke, soft tissue, mediastinum, lung, bone, liver"),
+    ("1..8", "CT presets on CT (brain, subdural, stroke, soft tissue, mediastinum, lung, bone, liver); the image's "
+             "own DICOM windows otherwise"),
+    ("D", "Back to the DICOM window"),
     ("A", "automatic window"),
     ("I", "invert"),
     ("C", "cine play / stop"),

@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from medviewer.notes.labels import LABELS
-from medviewer.notes.store import NoteStore
+from medviewer.notes.store import NoteRecord, NoteStore
 from medviewer.ui.workers import Job, JobRunner, StoreWriter
 
 SNIPPETS = [
@@ -102,9 +102,7 @@ class NotesPane(QWidget):
         # The window passes its store writer, so notes, annotations and sign-off are written in one order.
         self._own_writer = writer is None
         self.autosaver = StoreWriter(self) if writer is None else writer
-        self.autosaver.failed.connect(lambda msg: self.status.setText("NOT SAVED YET (retrying): " + msg))
-        self.autosaver.recovered.connect(lambda: self.status.setText("Saved"))
-        self._stored = None  # the NoteRecord loaded for the current study
+        self._stored: NoteRecord | None = None  # the NoteRecord loaded for the current study
         self._typed: dict[str, str] = {}  # latest text typed per study this session (ahead of the store)
         self.study_uid: str | None = None
         self.job: Job | None = None
@@ -125,6 +123,8 @@ class NotesPane(QWidget):
         self.snippets.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.snippets.setMinimumContentsLength(12)
         self.status = QLabel("")
+        self.autosaver.failed.connect(lambda msg: self.status.setText("NOT SAVED YET (retrying): " + msg))
+        self.autosaver.recovered.connect(lambda: self.status.setText("Saved"))
         self.chip_box = QWidget()
         self.chip_layout = QGridLayout(self.chip_box)
         self.chip_layout.setContentsMargins(0, 0, 0, 0)
@@ -194,8 +194,6 @@ class NotesPane(QWidget):
         if self.study_uid is None:
             return
         text, uid, gen = self.editor.toPlainText(), self.study_uid, self.generation
-        if self.job is not None:
-            self.job.cancel()
 
         def work(state):  # noqa: ANN001, ANN202
             from medviewer.jobs.process import MODEL_PROCESS
@@ -203,14 +201,16 @@ class NotesPane(QWidget):
 
             return MODEL_PROCESS.call(state, classify_texts, [text])[0]
 
-        job = Job(work)
-        job.signals.finished.connect(lambda res: self._on_result(job, uid, gen, res))
-        job.signals.failed.connect(lambda msg: self.status.setText("Classification failed: " + msg.splitlines()[0]))
-        self.job = self.runner.start(job)
+        from medviewer.session import Context
+
+        self.job = self.runner.submit(
+            "notes", work, context=Context.of_case(uid),
+            on_result=lambda res: self._on_result(uid, gen, res),
+            on_failed=lambda msg: self.status.setText("Classification failed: " + msg.splitlines()[0]))
         self.status.setText("Classifying...")
 
-    def _on_result(self, job: Job, uid: str, gen: int, result) -> None:  # noqa: ANN001 - NoteResult
-        if job is not self.job or uid != self.study_uid or gen != self.generation:
+    def _on_result(self, uid: str, gen: int, result) -> None:  # noqa: ANN001 - NoteResult
+        if uid != self.study_uid or gen != self.generation:
             return  # superseded by newer text or another study
         self.result = result
         previous = {c.label: c.state for c in self.chips}

@@ -61,11 +61,12 @@ class NetFailure:
 
 def start_net_job(runner: JobRunner, fn: Callable[[TaskState], Any], on_done: Callable[[Job, Any], None], *,
                   what: str, on_progress: Callable[[Job, int, int, str], None] | None = None,
-                  on_cancelled: Callable[[Job], None] | None = None) -> Job:
+                  on_cancelled: Callable[[Job], None] | None = None, kind: str | None = None) -> Job:
     """Run ``fn(state)`` (a network call) on ``runner``; ``on_done(job, result)`` gets its result, or a
     :class:`NetFailure` when it raised, on the GUI thread. ``on_cancelled(job)`` runs when the job was cancelled
     (the TaskState's cancel, whose ``cancel_event`` the network call watches). ``what`` names the operation in
-    the log."""
+    the log and, by default, the job's kind ("pacs-<what>": a new one cancels the running one of that kind;
+    ``kind`` overrides it)."""
 
     def work(state: TaskState) -> Any:
         try:
@@ -74,18 +75,15 @@ def start_net_job(runner: JobRunner, fn: Callable[[TaskState], Any], on_done: Ca
             log.warning("PACS %s failed (%s): %s", what, exc.cause, exc)
             return NetFailure(str(exc), exc.cause)
 
-    job = Job(work)
-    job.signals.finished.connect(lambda result: on_done(job, result))
-
     def failed(message: str) -> None:
         log.error("PACS %s failed: %s", what, message)
         on_done(job, NetFailure(message.splitlines()[0] if message else "failed", "failed"))
 
-    job.signals.failed.connect(failed)
-    if on_progress is not None:
-        job.signals.progress.connect(lambda d, t, m: on_progress(job, d, t, m))
-    job.signals.cancelled.connect(lambda: on_cancelled(job) if on_cancelled is not None else None)
-    return runner.start(job)
+    job = runner.submit(kind or f"pacs-{what}", work, on_result=lambda result: on_done(job, result),
+                        on_failed=failed,
+                        on_progress=(lambda d, t, m: on_progress(job, d, t, m)) if on_progress is not None else None,
+                        on_cancelled=(lambda: on_cancelled(job)) if on_cancelled is not None else None)
+    return job
 
 
 def set_status(label: QLabel, text: str, error: bool = False) -> None:

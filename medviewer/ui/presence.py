@@ -17,7 +17,6 @@ import time
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from medviewer.jobs import TaskState
-from medviewer.ui.workers import Job
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +62,10 @@ class CasePresence(QObject):
         def work(_state: TaskState) -> list[str]:
             return [r.describe() for r in store.open_case(study_uid, reader)]
 
-        job = Job(work)
-        job.signals.finished.connect(lambda others: self.others_reading.emit(study_uid, others) if others else None)
-        job.signals.failed.connect(lambda msg: log.warning("could not record the open case: %s", msg.splitlines()[0]))
-        self.runner.start(job)
+        self.runner.submit("presence-open", work,
+                           on_result=lambda others: self.others_reading.emit(study_uid, others) if others else None,
+                           on_failed=lambda msg: log.warning("could not record the open case: %s",
+                                                             msg.splitlines()[0]))
 
     def seen(self) -> None:
         """The reader has now been shown the case as it is (e.g. after a change elsewhere was announced)."""
@@ -84,10 +83,8 @@ class CasePresence(QObject):
             changes = store.changed_elsewhere_since(uid, since) if uid else []
             return token, uid, changes
 
-        job = Job(work)
-        job.signals.finished.connect(self._on_poll)
-        job.signals.failed.connect(self._on_poll_failed)
-        self.runner.start(job)
+        self.runner.submit("presence-poll", work, on_result=self._on_poll, on_failed=self._on_poll_failed,
+                           on_cancelled=lambda: setattr(self, "_polling", False))
 
     def _on_poll(self, result: tuple) -> None:
         self._polling = False

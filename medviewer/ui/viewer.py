@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 
-from dataclasses import dataclass
 
 import numpy as np
 import pyqtgraph as pg
@@ -33,6 +32,7 @@ from medviewer.imaging.voi import (
 )
 from medviewer.imaging.volume import Volume
 from medviewer.io.display import format_value, read_value_units, window_caption
+from medviewer.session import ViewState
 from medviewer.ui.ai_panel import heat_lut
 from medviewer.ui.annotations import AnnotationLayer
 
@@ -49,18 +49,10 @@ LABEL_STYLE = ("color: %s; background-color: rgba(0, 0, 0, 175); border-radius: 
 WINDOW_SOURCES = ("dicom", "preset", "auto", "manual")
 
 
-@dataclass
-class ViewerState:
-    """What the viewport shows: slice index, VOI window (modality units) and where it came from, the user's invert
-    toggle. ``window_source``: "dicom" (a window or VOI LUT table of the file), "preset", "auto", "manual" (dragged
-    or typed), "" before an image is shown. The session's ``ViewState`` has the same fields and replaces this
-    object when a session drives the viewer."""
-
-    index: int = 0
-    window: Window | None = None
-    window_source: str = ""
-    invert: bool = False
-    lut: tuple | None = None  # (LUTDescriptor, LUTData, explanation) of a VOI LUT Sequence item, when in use
+ViewerState = ViewState
+"""What the viewport shows and how (slice index, VOI window and its source, VOI LUT, invert): the session's
+:class:`medviewer.session.ViewState`. A viewer made on its own renders a fresh one; in the window the viewer
+renders the very object its session viewport holds (``medviewer.ui.viewports.ViewportBinding``)."""
 
 
 class _ViewBox(pg.ViewBox):

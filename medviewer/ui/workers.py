@@ -6,6 +6,7 @@ never touch widgets; they only emit signals, which Qt queues to the receiver's (
 
 from __future__ import annotations
 
+import logging
 import time
 import traceback
 from collections.abc import Callable
@@ -14,6 +15,9 @@ from typing import Any
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 
 from medviewer.jobs import Cancelled, TaskState
+from medviewer.jobs.book import JobBook, Ticket
+
+log = logging.getLogger(__name__)
 
 
 class JobSignals(QObject):
@@ -29,7 +33,8 @@ class JobSignals(QObject):
 
 
 class Job(QRunnable):
-    """A QRunnable running ``fn(state)``; ``state`` is a :class:`TaskState` wired to ``signals.progress``.
+    """A QRunnable running ``fn(state)``; ``state`` is a :class:`TaskState` wired to the job's signals
+    (``progress``, ``partial``, ``item``). Made and started by :meth:`JobRunner.submit`.
 
     ``signals.progress`` is throttled to one emission per :attr:`PROGRESS_INTERVAL_S` (the last one, done >= total,
     always goes out): a scan or load reports once per file, and every queued emission costs the GUI thread a slot
@@ -44,8 +49,10 @@ class Job(QRunnable):
         self.setAutoDelete(False)
         self.fn = fn
         self.signals = JobSignals()
-        self.state = TaskState(on_progress=self._emit_progress)
+        self.state = TaskState(on_progress=self._emit_progress, on_partial=self.signals.partial.emit,
+                               on_item=self.signals.item.emit)
         self.done = False
+        self.ticket: Ticket | None = None
         self._last_progress = 0.0
 
     def _emit_progress(self, done: int, total: int, message: str) -> None:  # worker thread(s)
@@ -75,17 +82,111 @@ class Job(QRunnable):
 
 
 class JobRunner(QObject):
-    """Owns a thread pool; keeps every job alive until it finished; cancels and waits for all on shutdown."""
+    """The one way the GUI runs background work: :meth:`submit` a plain function of a :class:`TaskState` under a
+    *kind*; the previous job of that kind is cancelled and disconnected, and every callback runs on the GUI thread
+    only while the job is current and its *context* is still shown (``still_shown``, normally
+    :meth:`medviewer.session.Session.is_shown`). The rules live in :class:`medviewer.jobs.book.JobBook`.
 
-    def __init__(self, parent: QObject | None = None, max_threads: int = 2):
+    Owns the thread pool; keeps every job alive until it finished; cancels and waits for all on shutdown."""
+
+    def __init__(self, parent: QObject | None = None, max_threads: int = 2,
+                 still_shown: Callable[[Any], bool] | None = None):
         super().__init__(parent)
         self.pool = QThreadPool(self)
         self.pool.setMaxThreadCount(max_threads)
         self.jobs: list[Job] = []
+        self.book = JobBook()
+        self.still_shown = still_shown
         self.closed = False
+        self._by_kind: dict[str, Job] = {}
 
-    def start(self, job: Job) -> Job:
-        """Run ``job`` on the pool; after :meth:`shutdown` (the window closed) it is cancelled, not run."""
+    def submit(self, kind: str, fn: Callable[[TaskState], Any], *, context: Any = None,
+               on_result: Callable[[Any], None] | None = None,
+               on_progress: Callable[[int, int, str], None] | None = None,
+               on_partial: Callable[[Any], None] | None = None,
+               on_item: Callable[[int], None] | None = None,
+               on_failed: Callable[[str], None] | None = None,
+               on_cancelled: Callable[[], None] | None = None) -> Job:
+        """Run ``fn(state)`` on the pool as the current job of ``kind``.
+
+        The previous job of ``kind`` is cancelled and its signals blocked (nothing it still sends arrives).
+        ``on_result``/``on_partial``/``on_item``/``on_progress`` run only while this job is current and, when
+        ``context`` is given, ``still_shown(context)``; a result dropped for that reason is logged. ``on_failed``
+        (the message with a short traceback; default: logged) and ``on_cancelled`` run while the job is current.
+        After :meth:`shutdown` (the window closed) the job is cancelled, not run."""
+        job = Job(fn)
+        previous = self._by_kind.get(kind)
+        if previous is not None and previous is not job:
+            previous.signals.blockSignals(True)
+        job.ticket = ticket = self.book.begin(kind, job.state, context)
+        self._by_kind[kind] = job
+
+        def live() -> bool:
+            if not self.book.is_current(ticket):
+                return False
+            if context is not None and self.still_shown is not None and not self.still_shown(context):
+                return False
+            return True
+
+        def guarded(callback: Callable[..., None] | None, what: str) -> Callable[..., None]:
+            def call(*args: Any) -> None:
+                if callback is None:
+                    return
+                if live():
+                    callback(*args)
+                elif what == "result":
+                    log.info("%s job's result dropped: %s", kind,
+                             "superseded" if not self.book.is_current(ticket) else f"{context} no longer shown")
+            return call
+
+        def finished(result: Any) -> None:
+            self.book.finish(ticket)
+            guarded(on_result, "result")(result)
+
+        def failed(message: str) -> None:
+            self.book.finish(ticket)
+            if on_failed is not None and self.book.is_current(ticket):
+                on_failed(message)
+            else:
+                log.warning("%s job failed: %s", kind, message)
+
+        def cancelled() -> None:
+            self.book.finish(ticket)
+            if on_cancelled is not None and self._by_kind.get(kind) is job:
+                on_cancelled()
+
+        job.signals.finished.connect(finished)
+        job.signals.failed.connect(failed)
+        job.signals.cancelled.connect(cancelled)
+        if on_progress is not None:
+            job.signals.progress.connect(guarded(on_progress, "progress"))
+        if on_partial is not None:
+            job.signals.partial.connect(guarded(on_partial, "partial"))
+        if on_item is not None:
+            job.signals.item.connect(guarded(on_item, "item"))
+        return self._start(job)
+
+    def current(self, kind: str) -> Job | None:
+        """The latest job of ``kind`` while it runs (None once it finished or was cancelled)."""
+        job = self._by_kind.get(kind)
+        return job if job is not None and job.ticket is not None and self.book.running(kind) else None
+
+    def latest(self, kind: str) -> Job | None:
+        """The last job of ``kind`` started, finished or not (None if none was)."""
+        return self._by_kind.get(kind)
+
+    def kinds(self) -> dict[str, Job]:
+        """Every kind started so far and its last job."""
+        return dict(self._by_kind)
+
+    def running(self, kind: str) -> bool:
+        return self.current(kind) is not None
+
+    def cancel(self, *kinds: str, prefix: str | None = None) -> None:
+        """Cancel the current jobs of ``kinds`` (and every kind starting with ``prefix``)."""
+        self.book.cancel(*kinds, prefix=prefix)
+
+    def _start(self, job: Job) -> Job:
         if self.closed:
             job.cancel()
             job.done = True
@@ -141,8 +242,8 @@ class StoreWriter(QObject):
         self.lost: list[tuple] = []
         self.failing = False
         self._closing = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="medviewer-store-writer", daemon=True)
-        self.thread.start()
+        self._thread = threading.Thread(target=self._run, name="medviewer-store-writer", daemon=True)
+        self._thread.start()
 
     def submit(self, fn: Callable[..., Any], *args: Any, label: str = "") -> None:
         """Queue ``fn(*args)`` (a store method)."""
@@ -213,4 +314,4 @@ class StoreWriter(QObject):
             self._closing.set()
             self.flush(timeout=timeout)
         self.queue.put(None)
-        self.thread.join(timeout=10)
+        self._thread.join(timeout=10)

@@ -87,18 +87,18 @@ def test_class_choice_recomputes_and_results_are_cached(open_window, pydicom_dat
     v = win.viewer
     _run_ai(qtbot, win)
     first = v.heatmaps[v.state.index].copy()
-    assert len(win.ai_cache) == 1
+    assert len(win.ai.cache) == 1
     with qtbot.waitSignal(win.ai_finished, timeout=120000):
         win.ai_panel.class_combo.setCurrentText("normal")
     other = v.heatmaps[v.state.index]
-    assert len(win.ai_cache) == 2 and not np.allclose(first, other)
+    assert len(win.ai.cache) == 2 and not np.allclose(first, other)
     assert "normal" in v.heat_caption
     # Back to "pneumonia": served from the cache, no new job.
     jobs_before = len(win.runner.jobs)
     win.ai_panel.class_combo.setCurrentText("pneumonia")
     qtbot.wait(50)
     np.testing.assert_array_equal(v.heatmaps[v.state.index], first)
-    assert len(win.runner.jobs) <= jobs_before and len(win.ai_cache) == 2
+    assert len(win.runner.jobs) <= jobs_before and len(win.ai.cache) == 2
 
 
 def test_gui_thread_keeps_ticking_while_the_model_runs(open_window, pydicom_data, qtbot):

@@ -104,7 +104,7 @@ def test_next_case_in_2x2_opens_into_the_active_viewport(open_window, philips_pa
     qtbot.waitUntil(lambda: win.case_uid == ge_uid, timeout=60000)
     wait_idle(qtbot, win)
     assert win.grid.active is win.grid.viewers[2]
-    assert win._viewer_study(win.grid.viewers[2]) == ge_uid
+    assert win.session.viewports[2].image.study_uid == ge_uid
     assert win.notes.study_uid == ge_uid and win.case_panel.study_uid == ge_uid
     with qtbot.waitSignal(win.worklist_refreshed, timeout=20000):
         win.refresh_worklist()

@@ -64,7 +64,7 @@ def test_case_survives_restart(open_window, philips_path, qtbot):
     assert {"case registered", "annotation added", "annotation deleted", "radiologist score", "signed off",
             "case opened"} <= set(kinds)
     # The Case dock shows it.
-    win2.refresh_case_panel()
+    win2.case.refresh()
     assert "reported" in win2.case_panel.status.text()
     assert win2.case_panel.annotation_list.count() == 1
 
@@ -91,7 +91,7 @@ def test_export_report_from_the_window(open_window, philips_path, qtbot, tmp_pat
     win.notes.flush()
     out = tmp_path / "report.pdf"
     with qtbot.waitSignal(win.export_finished, timeout=60000):
-        win.export_report(path=str(out), json_path=str(tmp_path / "report.json"))
+        win.cases_list.export_report(path=str(out), json_path=str(tmp_path / "report.json"))
     text = "\n".join(p.extract_text() for p in pypdf.PdfReader(str(out)).pages)
     assert "Phantom. No acute abnormality." in text
     assert (tmp_path / "report.json").is_file()
@@ -113,7 +113,7 @@ def test_ai_results_are_stored_and_rescoring_keeps_the_history(open_window, pydi
     first = win.store.ai_results(uid)
     assert len(first) == 1 and first[0].heatmap() is not None and first[0].run_id is None
     with qtbot.waitSignal(win.rescore_finished, timeout=180000) as blocker:
-        win.rescore([uid])
+        win.cases_list.rescore([uid])
     summary = blocker.args[0]
     assert summary["cases"] == 1 and summary["errors"] == []
     results = win.store.ai_results(uid)
@@ -126,5 +126,5 @@ def test_ai_results_are_stored_and_rescoring_keeps_the_history(open_window, pydi
     assert len(history) == 2 and not any(h["flipped"] for h in history)
     with qtbot.waitSignal(win.worklist_refreshed, timeout=20000):
         win.refresh_worklist()
-    row = win.worklist_rows[uid]
+    row = win.cases_list.rows[uid]
     assert row.ai_score == pytest.approx(results[1].score)

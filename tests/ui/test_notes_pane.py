@@ -84,13 +84,7 @@ def test_uncertain_findings_get_their_own_chips(qtbot):
     qtbot.addWidget(pane)
     pane.set_study("1.2.3", "study")
 
-    class _Job:
-        def cancel(self):
-            pass
-
-    job = _Job()
-    pane.job = job
-    pane._on_result(job, "1.2.3", pane.generation, _result(present=("Effusion",), uncertain=("Pneumonia",)))
+    pane._on_result("1.2.3", pane.generation, _result(present=("Effusion",), uncertain=("Pneumonia",)))
     chips = {c.label: c for c in pane.chips}
     assert set(chips) == {"Effusion", "Pneumonia"}
     assert chips["Effusion"].kind == "present" and chips["Pneumonia"].kind == "uncertain"
@@ -103,7 +97,7 @@ def test_uncertain_findings_get_their_own_chips(qtbot):
     saved = {f["label"]: f for f in store.saved[-1][1]}
     assert saved["Pneumonia"]["state"] == "uncertain" and store.saved[-1][2] == {"Pneumonia": "confirmed"}
     # a note that is not classified: no chips, the reason in the status line
-    pane._on_result(job, "1.2.3", pane.generation,
+    pane._on_result("1.2.3", pane.generation,
                     _result(status="language_not_supported", reason="language not supported (looks like de)"))
     assert pane.chips == [] and pane.status.text().startswith("Not classified: language not supported")
     pane.shutdown()

@@ -155,7 +155,7 @@ def test_search_list_series_retrieve_and_open(qtbot, window, nodes, ge_study):
     # registered as a case, and shown in the viewer
     assert {i["sop_instance_uid"] for i in window.store.case_images(study_uid)} == uids
     wait_idle(qtbot, window)
-    assert window._viewer_study(window.viewer) == study_uid
+    assert window.session.case_uid == study_uid
     assert window.viewer.volume.array.shape[0] == 28
     qtbot.waitUntil(lambda: window.case_uid == study_uid, timeout=5000)
     _screenshot(dlg, "retrieved")
@@ -416,7 +416,7 @@ def test_send_errors_and_nothing_selected(qtbot, window, nodes, ge_dir):
     dlg.images_box.setChecked(False)
     assert not dlg.send_button.isEnabled()
     # no case open, nothing selected: the status bar says so, no dialog
-    window.case_uid = None
+    window.session.show(window.session.active_slot, None)  # the viewport shows nothing
     window.worklist.set_rows([])
     assert window.send_to_pacs() is None
     assert "open or select a case first" in window.statusBar().currentMessage()
@@ -440,7 +440,7 @@ def test_app_listener_receives_pushed_studies_and_takes_c_moves(pacs, ge_study, 
         orthanc_id = pacs.rest("POST", "/tools/lookup", study_uid.encode())[0]["ID"]
         pacs.rest("POST", "/modalities/medviewer/store", json.dumps({"Resources": [orthanc_id],
                                                                      "Synchronous": True}).encode())
-        qtbot.waitUntil(lambda: study_uid in getattr(win, "worklist_rows", {}), timeout=NET_TIMEOUT_MS)
+        qtbot.waitUntil(lambda: study_uid in win.cases_list.rows, timeout=NET_TIMEOUT_MS)
         assert "Received 28 object(s)" in win.statusBar().currentMessage()
         assert {i["sop_instance_uid"] for i in win.store.case_images(study_uid)} == uids
         # a C-MOVE through the dialog lands through the running listener

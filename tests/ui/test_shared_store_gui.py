@@ -22,8 +22,8 @@ def test_other_reader_changes_and_sign_off_conflict(open_window, philips_path, q
         # another reader opens the same case: the worklist shows it after the next poll
         other.open_case(uid, "Dr Other")
         win.presence.poll()
-        qtbot.waitUntil(lambda: "Dr Other (ws-other)" in (getattr(win, "worklist_rows", {}).get(uid).being_read_by
-                                                          if getattr(win, "worklist_rows", {}).get(uid) else []),
+        qtbot.waitUntil(lambda: "Dr Other (ws-other)" in (win.cases_list.rows.get(uid).being_read_by
+                                                          if win.cases_list.rows.get(uid) else []),
                         timeout=20000)
         # they change the case: the window says so and shows it without reopening
         other.save_text(uid, "Dr Other: small right pleural effusion.")

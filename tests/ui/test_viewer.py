@@ -442,7 +442,7 @@ def test_cancel_during_first_load_then_reopen(qtbot, philips_path):
     win.show()
     with qtbot.waitSignal(win.first_image_painted, timeout=LOAD_TIMEOUT_MS):
         win.open_path(str(philips_path))
-    win.cancel_jobs()
+    win.loader.cancel()
     qtbot.waitUntil(lambda: win.runner.active_count() == 0, timeout=LOAD_TIMEOUT_MS)
     qtbot.wait(50)
     assert win.runner.active_count() == 0 and not win.browser.progress.isVisible()
@@ -469,15 +469,16 @@ def test_close_while_busy_stops_every_worker(qtbot, qtlog, philips_path, when):
             if when == "scan-result-queued":
                 # The scan finished but its result has not reached the GUI thread yet (no events processed).
                 deadline = time.monotonic() + LOAD_TIMEOUT_MS / 1000
-                while not win.scan_job.done and time.monotonic() < deadline:
+                while not win.runner.latest("scan").done and time.monotonic() < deadline:
                     time.sleep(0.005)
-                assert win.scan_job.done
-        loads_before = dict(win.load_jobs)
+                assert win.runner.latest("scan").done
+        loads_before = {k: j for k, j in win.runner.kinds().items() if k.startswith(("scan", "load"))}
         win.close()
         assert win.runner.active_count() == 0
         qtbot.wait(300)  # deliver everything the workers queued before they stopped
         assert win.runner.active_count() == 0
-        assert win.load_jobs == loads_before, "a load was started after the window closed"
+        loads_after = {k: j for k, j in win.runner.kinds().items() if k.startswith(("scan", "load"))}
+        assert loads_after == loads_before, "a load was started after the window closed"
     finally:
         win.close()
         win.deleteLater()

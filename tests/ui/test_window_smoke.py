@@ -50,7 +50,7 @@ def test_tag_browser_cine_and_recent(qtbot, tmp_path, monkeypatch):
     win.show()
     with qtbot.waitSignal(win.first_image_painted, timeout=60000):
         win.open_path(str(PHILIPS))
-    assert win._recent()[0] == str(PHILIPS.resolve()) or win._recent()[0] == str(PHILIPS)
+    assert win.menus.recent.paths()[0] == str(PHILIPS.resolve()) or win.menus.recent.paths()[0] == str(PHILIPS)
     dialog = win.show_tags()
     qtbot.addWidget(dialog)
     path = win.viewer.volume.stack.slices[win.viewer.state.index].instance.path

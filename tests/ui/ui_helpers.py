@@ -21,7 +21,8 @@ def window_idle(win) -> bool:  # noqa: ANN001
     """True when no scan/thumbnail/load job of ``win`` is running and every shown volume is fully decoded."""
     if win.runner.active_count():
         return False
-    if win.scan_job is not None and not win.scan_job.done:
+    scan = win.runner.latest("scan")
+    if scan is not None and not scan.done:
         return False
     for v in win.grid.visible_viewers():
         if v.volume is not None and v.volume.ready is not None and not v.volume.ready.all():
