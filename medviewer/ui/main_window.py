@@ -193,8 +193,7 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(window_title(entry.patient.patient_name, entry.patient.patient_id,
                                          entry.study.study_description, entry.study.study_date)
                             if entry is not None else window_title())
-        if change.focus_level in ("case", "series"):
-            self.statusBar().clearMessage()  # "140 slices loaded" was about the previous series
+        self.statusBar().clearMessage()  # "AI: 1 image scored", "140 slices loaded" were about the previous image
         from medviewer.ui.annotations import sync_tool_actions
 
         sync_tool_actions(self.menus.annotation_actions, self.viewer)

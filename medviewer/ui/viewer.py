@@ -137,6 +137,7 @@ class ImageViewer(QWidget):
         self.corners = {name: self._make_label("#e0e0a0") for name in ("tl", "tr", "bl", "br")}
         self.markers = {name: self._make_label("#ffb060", bold=True) for name in ("left", "right", "top", "bottom")}
         self.readout = self._make_label("#a0d0ff")
+        self._last_mouse: QPointF | None = None
         # Every viewport asks for the same size whatever it shows: the grid then splits its space evenly (a
         # QGraphicsView's size hint follows its scene rect, i.e. its current size, which made a 1x2/2x2 cell that
         # was once larger stay larger after the next relayout).
@@ -379,6 +380,8 @@ class ImageViewer(QWidget):
             self._fitted = True
             self.view.autoRange(padding=0.0, items=[self.image])
         self._update_overlay()
+        if self._last_mouse is not None:  # the readout shows this slice's value, never the previous one's
+            self._mouse_moved(self._last_mouse)
         self.changed.emit()
         self.painted.emit()
 
@@ -490,6 +493,8 @@ class ImageViewer(QWidget):
         self.view.setRange(xRange=(cx - half_w, cx + half_w), yRange=(cy - half_h, cy + half_h), padding=0)
 
     def _mouse_moved(self, pos: QPointF) -> None:
+        """The pixel readout at scene position ``pos`` (row, column, value in the modality's units, LPS mm)."""
+        self._last_mouse = QPointF(pos)
         vol = self.volume
         if vol is None:
             return
