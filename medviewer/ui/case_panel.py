@@ -145,7 +145,8 @@ class CasePanel(QWidget):
         self.label_combo.setCurrentText(current or default)
 
     def set_case(self, case=None, row=None, scores=(), annotations=()) -> None:  # noqa: ANN001
-        """Show ``case`` (a :class:`medviewer.store.Case`, or None), its worklist ``row`` (AI and note summary),
+        """Show ``case`` (a :class:`medviewer.store.Case`, or None), its worklist ``row`` (AI and note summary: the
+        note findings present, and on their own "Uncertain:" line those hedged in the note),
         radiologist ``scores`` (oldest first) and ``annotations`` as (uid, text) pairs."""
         self.study_uid = case.study_instance_uid if case is not None else None
         enabled = case is not None
@@ -180,8 +181,12 @@ class CasePanel(QWidget):
         if row is not None and row.ai_score is not None:
             ai = (f"AI ({row.ai_model}): {row.ai_score:.2f} "
                   f"{'positive' if row.ai_positive else 'negative'} - research use only, not for diagnosis")
-        if row is not None and row.note_findings:
-            ai += "\nNote findings: " + ", ".join(f.replace("_", " ") for f in row.note_findings)
+        present = list(row.note_findings) if row is not None else []
+        uncertain = list(row.note_uncertain) if row is not None else []
+        if present or uncertain:
+            ai += "\nNote findings: " + (", ".join(f.replace("_", " ") for f in present) or "none present")
+        if uncertain:  # hedged in the note ("possible", "cannot exclude"): listed apart, never as present
+            ai += "\nUncertain: " + ", ".join(f.replace("_", " ") for f in uncertain)
         self.ai_line.setText(ai)
         if scores:
             last = scores[-1]
