@@ -689,7 +689,9 @@ class WorklistWidget(QWidget):
 # ------------------------------------------------------------------------------------------------ history
 class CaseHistoryDialog(QDialog):
     """A case's results per run (:func:`medviewer.store.rescore.case_history` entries, oldest first) in a table;
-    rows where the call flipped against the previous entry are tinted amber and marked "⚑ flipped"."""
+    rows where the call flipped against the previous entry are tinted amber and marked "⚑ flipped". For the notes
+    model, uncertain findings are marked "?" and a finding moving into or out of "uncertain" is shown in the
+    Change column ("Pneumothorax −→?") without counting as a flip."""
 
     HEADERS = ("Time", "Run", "Model version", "Weights", "Result", "Change")
 
@@ -717,6 +719,8 @@ class CaseHistoryDialog(QDialog):
                 if e.get("flipped"):
                     item.setBackground(QBrush(FLIP_BG))
                     item.setToolTip("the call changed against the previous result")
+                elif e.get("uncertain_changed"):
+                    item.setToolTip("a note finding became or stopped being uncertain (hedged); not a flip")
                 if col == 4 and e.get("kind") == "image" and e.get("positive"):
                     item.setForeground(QBrush(AI_POSITIVE_COLOR))
                 self.table.setItem(row, col, item)
@@ -737,9 +741,13 @@ class CaseHistoryDialog(QDialog):
         run = f"#{e['run_id']}" if e.get("run_id") is not None else "interactive"
         sha = str(e.get("weights_sha256") or "")[:12]
         if e.get("kind") == "notes":
-            result = ", ".join(e.get("positives") or []) or "no finding"
+            result = format_note_findings(e.get("positives") or [], e.get("uncertain") or []) or "no finding"
+            # flips as +X / −X; a finding moving into or out of "uncertain" as "X −→?" (shown, not a flip)
+            sym = {"present": "+", "absent": MINUS, "uncertain": UNCERTAIN_MARK}
+            hedges = [f"{c['label']} {sym.get(c['before'], '')}→{sym.get(c['after'], '')}"
+                      for c in e.get("changes") or [] if "uncertain" in (c.get("before"), c.get("after"))]
             change = " ".join([f"+{k}" for k in e.get("appeared") or []] +
-                              [f"{MINUS}{k}" for k in e.get("disappeared") or []])
+                              [f"{MINUS}{k}" for k in e.get("disappeared") or []] + hedges)
         else:
             result = format_score(e.get("score"), e.get("positive"))
             if e.get("n_images", 1) > 1:

@@ -296,6 +296,33 @@ def test_history_dialog_highlights_flips(qtbot):
     assert UID_ROLE != SORT_ROLE
 
 
+def test_history_dialog_shows_uncertain_changes_without_calling_them_flips(qtbot):
+    m = "\u2212"
+    dlg = CaseHistoryDialog([
+        {"kind": "notes", "model": "notes-minilm", "model_version": "2.0.0", "weights_sha256": "", "run_id": None,
+         "time": 1.7e9, "positives": ["Effusion"], "uncertain": [], "changes": [], "appeared": [],
+         "disappeared": [], "flipped": False, "uncertain_changed": False},
+        {"kind": "notes", "model": "notes-minilm", "model_version": "2.0.0", "weights_sha256": "", "run_id": 4,
+         "time": 1.71e9, "positives": ["Effusion"], "uncertain": ["Pneumothorax"],
+         "changes": [{"label": "Pneumothorax", "before": "absent", "after": "uncertain"}], "appeared": [],
+         "disappeared": [], "flipped": False, "uncertain_changed": True},
+        {"kind": "notes", "model": "notes-minilm", "model_version": "2.0.0", "weights_sha256": "", "run_id": 5,
+         "time": 1.72e9, "positives": ["Pneumothorax"], "uncertain": [],
+         "changes": [{"label": "Pneumothorax", "before": "uncertain", "after": "present"},
+                     {"label": "Effusion", "before": "present", "after": "absent"}],
+         "appeared": [], "disappeared": ["Effusion"], "flipped": True, "uncertain_changed": True}])
+    qtbot.addWidget(dlg)
+    assert dlg.flipped_rows == [2]
+    assert dlg.table.item(1, 4).text() == "Effusion, Pneumothorax?"
+    assert dlg.table.item(1, 5).text() == f"Pneumothorax {m}\u2192?"
+    assert "flipped" not in dlg.table.item(1, 5).text()
+    assert dlg.table.item(1, 0).background().style() == Qt.BrushStyle.NoBrush
+    assert "uncertain" in dlg.table.item(1, 5).toolTip()
+    change = dlg.table.item(2, 5).text()
+    assert change.startswith("⚑ flipped") and f"{m}Effusion" in change and "Pneumothorax ?\u2192+" in change
+    assert dlg.table.item(2, 0).background().color() == FLIP_BG
+
+
 def test_render_offscreen(qtbot):
     """Render with the app's dark stylesheet for a look at the result (/tmp/worklist.png, /tmp/history.png)."""
     from medviewer.config import resources_dir
