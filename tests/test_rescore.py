@@ -358,7 +358,8 @@ def test_rescore_stores_note_states_and_history_tells_flips_from_uncertain_chang
         hist[0]["effective_uncertain"] == []  # the reader confirmed the hedged pneumonia
     assert [(c["label"], c["before"], c["after"]) for c in hist[2]["changes"]] == [
         ("Pneumonia", "present", "uncertain"), ("Edema", "uncertain", "absent")]
-    assert hist[2]["positives"] == ["Effusion", "Nodule"] and hist[2]["uncertain"] == ["Mass", "Pneumonia"]  # labels order
+    assert hist[2]["positives"] == ["Effusion", "Nodule"]
+    assert hist[2]["uncertain"] == ["Mass", "Pneumonia"]  # in labels order
 
     # a result saved before three states (no "state"): present when positive, else absent
     old_uid = "1.2.840.78"

@@ -916,12 +916,13 @@ def read_sr(source) -> dict:  # noqa: ANN001 - path or pydicom Dataset
                            for n in [_code_of(c)]), None)
         if track_text.startswith(TRACK_NOTE):
             state = {c.value: k for k, c in NOTE_STATE_CODES.items()}.get(evaluation[1][0] if evaluation else "")
-            prob, uprob = params.get("probability"), params.get("uncertain_probability")
+            p_text, u_text = params.get("probability"), params.get("uncertain_probability")
             out["note_findings"].append({
                 "label": track_text[len(TRACK_NOTE):], "state": state or "absent",
                 "model_state": params.get("model_state", ""), "decision": params.get("decision", ""),
                 "model": algo.get("model", ""), "version": algo.get("version", ""),
-                "probability": float(prob) if prob else None, "uncertain_probability": float(uprob) if uprob else None,
+                "probability": float(p_text) if p_text else None,
+                "uncertain_probability": float(u_text) if u_text else None,
                 "tracking_uid": track_uid})
             continue
         if algo:
