@@ -81,6 +81,9 @@ def cmd_rescore(args: argparse.Namespace) -> int:
     print(f"run {summary.run_id} ({summary.engine}): {summary.n_rescored} re-scored, {summary.n_skipped} already "
           f"current, {summary.n_failed} failed, {summary.n_flipped} calls changed, {summary.n_image_errors} images "
           f"not scored; {summary.seconds:.1f} s, {summary.studies_per_s:.1f} studies/s", file=sys.stderr)
+    if summary.n_notes_flipped or summary.n_notes_uncertain_changed:
+        print(f"notes: {summary.n_notes_flipped} cases with a finding flipped (present <-> absent), "
+              f"{summary.n_notes_uncertain_changed} with a finding now or no longer uncertain", file=sys.stderr)
     for f in summary.failures[:10]:
         print(f"failed: {f}", file=sys.stderr)
     interrupted = summary.n_rescored + summary.n_skipped + summary.n_failed < summary.n_cases

@@ -499,6 +499,59 @@ def test_out_of_scope_result_is_a_note_not_a_call(tmp_path, monkeypatch):
         store.close()
 
 
+def test_uncertain_note_finding_is_undetermined_never_present(tmp_path, monkeypatch):
+    """Note findings go into the SR after the reader's review: present -> Present, confirmed -> Present, rejected
+    -> Absent, hedged in the note and not decided -> Undetermined (CID 240), never Present; absent unreviewed ones
+    are left out. A case with only note findings has an SR; it passes dciodvfy; read_sr gives the findings back
+    apart from the AI results, and registering the study again imports nothing from them."""
+    from medviewer.report.dicom_objects import (ABSENT, PRESENT, UNDETERMINED, import_dicom_results, read_sr,
+                                                write_sr)
+    from medviewer.store.cases import CaseStore
+
+    def finding(label, state, p, u):  # noqa: ANN001, ANN202
+        return {"label": label, "state": state, "probability": p, "threshold": 0.5, "positive": state == "present",
+                "uncertain_probability": u, "uncertain_threshold": 0.5}
+
+    monkeypatch.setenv("MEDVIEWER_DATA_DIR", str(tmp_path / "data"))
+    store = CaseStore()
+    try:
+        folder = _make_study(tmp_path / "study")
+        uid = _register(store, folder)
+        store.save_text(uid, "Effusion. Cannot exclude pneumothorax. Possible mass. ? atelectasis.")
+        store.save_findings(uid, [finding("Effusion", "present", 0.9, 0.02),
+                                  finding("Pneumothorax", "uncertain", 0.15, 0.75),
+                                  finding("Mass", "uncertain", 0.2, 0.6),
+                                  finding("Atelectasis", "uncertain", 0.3, 0.65),
+                                  finding("Nodule", "absent", 0.05, 0.01)],
+                            {"Mass": "rejected", "Atelectasis": "confirmed"}, "notes-minilm", "2.0.0")
+        path = write_sr(store, uid, tmp_path / "notes-sr.dcm")
+        assert [line for line in _dciodvfy(str(path)) if "Error" in line] == []
+        sr = pydicom.dcmread(path)
+        calls = {i.ConceptNameCodeSequence[0].CodeMeaning: i.ConceptCodeSequence[0].CodeValue for i in _walk(sr)
+                 if i.get("ValueType") == "CODE" and i.ConceptNameCodeSequence[0].CodeMeaning in
+                 ("Effusion", "Pneumothorax", "Mass", "Atelectasis", "Nodule")}
+        assert calls == {"Effusion": PRESENT.value, "Pneumothorax": UNDETERMINED.value, "Mass": ABSENT.value,
+                         "Atelectasis": PRESENT.value}
+        assert UNDETERMINED.value == "373068000" and UNDETERMINED.scheme_designator == "SCT"
+        parsed = read_sr(path)
+        assert parsed["ai_results"] == [] and parsed["reader_calls"] == [] and parsed["measurements"] == []
+        got = {f["label"]: f for f in parsed["note_findings"]}
+        assert {k: (f["state"], f["model_state"], f["decision"]) for k, f in got.items()} == {
+            "Effusion": ("present", "present", ""), "Pneumothorax": ("uncertain", "uncertain", ""),
+            "Mass": ("absent", "uncertain", "rejected"), "Atelectasis": ("present", "uncertain", "confirmed")}
+        assert got["Pneumothorax"]["uncertain_probability"] == 0.75 and got["Effusion"]["probability"] == 0.9
+        assert {f["model"] for f in got.values()} == {"notes-minilm"}
+        shutil.copy(path, folder / "notes-sr.dcm")
+        from medviewer.io.scan import scan
+
+        [study] = [st for p in scan([str(folder)]).patients.values() for st in p.studies.values()]
+        counts = import_dicom_results(store, study)
+        assert counts["srs"] == 1 and (counts["ai_results"], counts["reader_calls"], counts["annotations"]) == (0, 0, 0)
+        assert len(store.note_results(uid)) == 1 and store.ai_results(uid) == []
+    finally:
+        store.close()
+
+
 def test_outputs_refuse_fifos_and_name_several_objects(case, tmp_path):
     import os
 

@@ -50,3 +50,31 @@ def test_killed_writer_loses_nothing_committed(tmp_path):
     # Every write the process reported as done is there, in order, and the database opens cleanly.
     assert texts[: committed + 1] == [f"note {i}" for i in range(committed + 1)]
     assert store._conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_three_state_findings_survive_the_interim_store_and_its_import(tmp_path):
+    """Findings with a "state" keep it in the interim store and when imported into the case store, where the
+    uncertain ones are told apart from the present ones."""
+    from medviewer.store import CaseStore
+
+    findings = [
+        {"label": "Effusion", "state": "present", "probability": 0.9, "threshold": 0.5, "positive": True,
+         "uncertain_probability": 0.05, "uncertain_threshold": 0.5},
+        {"label": "Pneumothorax", "state": "uncertain", "probability": 0.1, "threshold": 0.5, "positive": False,
+         "uncertain_probability": 0.8, "uncertain_threshold": 0.5},
+    ]
+    legacy = SQLiteNoteStore(tmp_path / "notes.sqlite3")
+    legacy.save_text("1.2.3", "Effusion. Cannot exclude pneumothorax.")
+    legacy.save_findings("1.2.3", findings, {}, "notes-minilm", "2.0.0")
+    assert [f["state"] for f in legacy.load("1.2.3").findings] == ["present", "uncertain"]
+    legacy.close()
+    store = CaseStore(path=tmp_path / "cases.sqlite3")
+    try:
+        assert store.import_interim_notes(tmp_path / "notes.sqlite3") == 1
+        [res] = store.note_results("1.2.3")
+        assert res.findings == findings
+        assert res.positives == ["Effusion"] and res.uncertain == ["Pneumothorax"]
+        [row] = store.worklist()
+        assert row.note_findings == ["Effusion"] and row.note_uncertain == ["Pneumothorax"]
+    finally:
+        store.close()

@@ -440,6 +440,61 @@ def test_page_renders_quickly(tmp_path, store, full_case):
 # ------------------------------------------------------------------------------------------------------------------
 
 
+def _three_state(label: str, state: str, p: float, u: float) -> dict:
+    """A stored note finding as NoteResult.to_dict() writes it."""
+    return {"label": label, "state": state, "probability": p, "threshold": 0.5, "positive": state == "present",
+            "uncertain_probability": u, "uncertain_threshold": 0.5}
+
+
+def test_uncertain_note_findings_in_json_pdf_csv_and_deidentified_report(tmp_path, store):
+    """Findings hedged in the note are "uncertain" in the JSON (state, P(hedged), the note's uncertain list, never
+    positive), printed as uncertain in the PDF, in their own CSV column, and kept in the de-identified report even
+    when a finding's name is also a part of the patient's name. A hedged finding the reader confirmed is
+    positive."""
+    from medviewer.report.content import build_report
+    from medviewer.report.export import export_case, export_worklist_csv
+
+    uid = _register(store, _make_study(tmp_path / "study", name="Mass^Pleura"))
+    store.save_text(uid, "Small effusion. Cannot exclude pneumothorax. Possible mass. ? atelectasis.")
+    store.save_findings(uid, [_three_state("Effusion", "present", 0.91, 0.03),
+                              _three_state("Pneumothorax", "uncertain", 0.12, 0.77),
+                              _three_state("Mass", "uncertain", 0.2, 0.61),
+                              _three_state("Atelectasis", "uncertain", 0.3, 0.7),
+                              _three_state("Nodule", "absent", 0.02, 0.01)],
+                        {"Atelectasis": "confirmed"}, "notes-minilm", "2.0.0")
+    out = tmp_path / "out"
+    res = export_case(store, uid, pdf=out / "r.pdf", json_path=out / "r.json")
+    note = json.loads((out / "r.json").read_text(encoding="utf-8"))["note"]
+    assert note["positives"] == ["Effusion", "Atelectasis"]
+    assert note["uncertain"] == ["Pneumothorax", "Mass"]
+    by_label = {f["label"]: f for f in note["findings"]}
+    assert {k: f["state"] for k, f in by_label.items()} == {
+        "Effusion": "present", "Pneumothorax": "uncertain", "Mass": "uncertain", "Atelectasis": "uncertain",
+        "Nodule": "absent"}
+    assert by_label["Pneumothorax"]["positive"] is False and by_label["Pneumothorax"]["uncertain_probability"] == 0.77
+    assert by_label["Atelectasis"]["decision"] == "confirmed"
+    assert [f.reviewed_state for f in res.report.note.findings if f.label == "Atelectasis"] == ["present"]
+
+    _, text = _pdf_text(out / "r.pdf")
+    flat = _ascii_text(text)
+    assert "P(hedged)" in flat
+    assert re.search(r"Pneumothorax 0\.120 0\.500 0\.770 uncertain", flat), flat
+    assert re.search(r"Effusion 0\.910 0\.500 0\.030 positive", flat)
+    assert "Positives after the radiologist's review: Effusion, Atelectasis." in flat
+    assert "Uncertain (hedged in the note, not counted as positive): Pneumothorax, Mass." in flat
+
+    export_worklist_csv(store, tmp_path / "w.csv")
+    with open(tmp_path / "w.csv", newline="", encoding="utf-8") as fp:
+        [row] = list(csv.DictReader(fp))
+    assert row["note findings"] == "Effusion; Atelectasis"
+    assert row["note uncertain findings"] == "Pneumothorax; Mass"
+
+    deid = build_report(store, uid, deidentify=True, salt="s").to_dict()
+    assert "Pleura" not in json.dumps(deid)
+    assert deid["note"]["uncertain"] == ["Pneumothorax", "Mass"]  # a label, not the patient's name
+    assert [f["state"] for f in deid["note"]["findings"]] == [f["state"] for f in note["findings"]]
+
+
 def test_worklist_csv_round_trip(tmp_path, store, full_case):
     from medviewer.io.model import Patient, Study
     from medviewer.report.content import build_report

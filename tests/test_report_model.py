@@ -30,7 +30,9 @@ SALT = "report-model-test-salt"
 
 # ------------------------------------------------------------------------------------------------------------------
 # The JSON of the dict-based report code (commit c206529), captured before the model replaced it: the keys of every
-# object, in their order, and the JSON types of their values. The model must write exactly these.
+# object, in their order, and the JSON types of their values. The model must write exactly these. Keys added since
+# are appended after them, never renamed: the three note states (note "uncertain"; note_finding "state",
+# "uncertain_probability", "uncertain_threshold").
 # ------------------------------------------------------------------------------------------------------------------
 
 KEYS = {
@@ -67,8 +69,9 @@ KEYS = {
               "results_match_card_weights", "not_for_diagnostic_use"],
     "model_missing": ["name", "available", "note"],
     "note": ["text", "saved_at", "versions", "findings", "positives", "model", "model_version", "classified_at",
-             "findings_current"],
-    "note_finding": ["label", "probability", "threshold", "positive", "decision"],
+             "findings_current", "uncertain"],
+    "note_finding": ["label", "probability", "threshold", "positive", "decision", "state", "uncertain_probability",
+                     "uncertain_threshold"],
     "reader_call": ["id", "label", "positive", "call", "confidence", "override", "ai_result_id", "comment", "reader",
                     "created_at", "current"],
     "timestamps": ["case_created", "case_updated", "note_saved", "findings_classified", "last_ai_result",
@@ -98,7 +101,8 @@ TYPES = {
                   "created_at": S},
     "note": {"text": S, "saved_at": (S, N), "versions": INT, "model": S, "model_version": S, "classified_at": (S, N),
              "findings_current": (B, N)},
-    "note_finding": {"label": S, "probability": F, "threshold": F, "positive": B, "decision": S},
+    "note_finding": {"label": S, "probability": F, "threshold": F, "positive": B, "decision": S, "state": S,
+                     "uncertain_probability": (F, N), "uncertain_threshold": (F, N)},
     "reader_call": {"id": INT, "label": S, "positive": B, "call": S, "confidence": (INT, N), "override": B,
                     "ai_result_id": (INT, N), "comment": S, "reader": S, "created_at": S, "current": B},
     "timestamps": {k: (S, N) for k in KEYS["timestamps"]},
@@ -369,3 +373,23 @@ def test_export_case_writes_the_json_of_its_report(case, tmp_path):
     raw = Path(res.files["json"]).read_text(encoding="utf-8")
     assert raw == report_json(res.report)
     assert list(json.loads(raw)) == KEYS["report_deidentified"]
+
+
+def test_note_finding_states_read_from_older_json_and_round_trip():
+    """A note finding of an older report (no "state") reads as present when positive, else absent; a three-state
+    one keeps its state through the JSON; the reader's decision gives the reviewed state."""
+    from medviewer.report.model import NoteFinding, NoteSection, Report
+
+    old = Report.from_dict({"note": {"findings": [
+        {"label": "Effusion", "probability": 0.9, "threshold": 0.5, "positive": True, "decision": ""},
+        {"label": "Nodule", "probability": 0.1, "threshold": 0.5, "positive": False, "decision": "confirmed"}]}})
+    assert [(f.state, f.reviewed_state) for f in old.note.findings] == [("present", "present"), ("absent", "present")]
+    assert [f.uncertain_probability for f in old.note.findings] == [None, None] and old.note.uncertain == []
+    hedged = NoteFinding(label="Pneumothorax", probability=0.1, threshold=0.5, positive=False, state="uncertain",
+                         uncertain_probability=0.8, uncertain_threshold=0.5)
+    report = Report(note=NoteSection(findings=[hedged], uncertain=["Pneumothorax"]))
+    d = json.loads(json.dumps(report.to_dict()))
+    assert d["note"]["findings"][0]["state"] == "uncertain" and d["note"]["uncertain"] == ["Pneumothorax"]
+    again = Report.from_dict(d)
+    assert again == report and again.note.findings[0].reviewed_state == "uncertain"
+    assert NoteFinding(label="x", state="uncertain", decision="rejected").reviewed_state == "absent"

@@ -203,9 +203,15 @@ def test_weights_change_rescore_history_stale_and_notes(store, models, cr_folder
     assert "Nodule" in notes[-1].positives  # still confirmed
     nh = case_history(store, a, "notes-minilm")
     assert len(nh) == 2
-    assert nh[1]["appeared"] == [k for k in expected.positives if k not in old.positives]
-    assert nh[1]["disappeared"] == [k for k in old.positives if k not in expected.positives]
-    assert nh[1]["flipped"] == bool(set(expected.positives) ^ set(old.positives))
+    # flips are present <-> absent; a move into or out of "uncertain" is a change, not a flip
+    was, now = old.states, expected.states
+    assert nh[1]["appeared"] == [k for k in expected.positives if was[k] == "absent"]
+    assert nh[1]["disappeared"] == [k for k in old.positives if now[k] == "absent"]
+    assert nh[1]["flipped"] == bool(nh[1]["appeared"] or nh[1]["disappeared"])
+    assert [(c["label"], c["before"], c["after"]) for c in nh[1]["changes"]] == \
+        [(k, was[k], now[k]) for k in now if was[k] != now[k]]
+    assert nh[1]["uncertain"] == expected.uncertain
+    assert [f["state"] for f in notes[-1].findings] == [expected.state(k) for k in expected.probabilities]
     assert summaries[0]["notes"]["decisions"] == decisions
     assert summaries[1]["notes"]["skipped"] == "no note"  # case B has no note: nothing classified
     assert store.note_results(b) == []
@@ -291,6 +297,108 @@ def test_rescore_case_in_model_process_reloads_changed_weights(store, models, cr
     assert store.runs()[-1]["models"] == {"pneumonia-cnn": models["m1"].card.weights_sha256}
     assert results[1].run_id == run2 and results[1].heatmap_png
     assert [h["flipped"] for h in case_history(store, a, "pneumonia-cnn")] == [False, True]
+
+
+# ---------------------------------------------------------------------------------------------- note states
+class _FakeNotes:
+    """A notes classifier giving fixed states (NoteResult of medviewer.notes.model, 15 labels), no model loaded."""
+
+    card = {"name": "notes-minilm", "version": "2.0.0-test", "weights_sha256": "f" * 64}
+
+    def __init__(self, states: dict[str, str]):
+        self.states = states
+
+    def classify(self, texts: list[str]) -> list:
+        from medviewer.notes.labels import LABELS
+        from medviewer.notes.model import NoteResult
+
+        p = {k: 0.9 if self.states.get(k) == "present" else 0.1 for k in LABELS}
+        u = {k: 0.8 if self.states.get(k) == "uncertain" else 0.05 for k in LABELS}
+        thr = dict.fromkeys(LABELS, 0.5)
+        return [NoteResult(p, thr, "notes-minilm", "2.0.0-test", u, dict(thr)) for _ in texts]
+
+
+def test_rescore_stores_note_states_and_history_tells_flips_from_uncertain_changes(db_url):
+    """Re-scoring stores the findings with their states; a present <-> absent change is a flip (appeared /
+    disappeared), a move into or out of "uncertain" is listed in ``changes`` and sets ``uncertain_changed`` but
+    does not count as a flip; findings saved before three states compare as present / absent."""
+    st = CaseStore(db_url)
+    uid = "1.2.840.77"
+    st.save_text(uid, "Effusion, mass and atelectasis. Possible pneumonia.")
+    first = {"Effusion": "present", "Pneumonia": "uncertain", "Mass": "present", "Atelectasis": "present"}
+    st.save_findings(uid, _FakeNotes(first).classify(["x"])[0].to_dict()["findings"], {"Pneumonia": "confirmed"},
+                     "notes-minilm", "2.0.0-test", start_work=False)
+    second = {"Effusion": "present", "Pneumonia": "present", "Mass": "uncertain", "Nodule": "present",
+              "Edema": "uncertain"}  # Atelectasis: present -> absent
+    run = st.start_run("test", {"notes-minilm": "f" * 64}, 1)
+    summary = rescore_case(st, uid, note_classifier=_FakeNotes(second), run_id=run)["notes"]
+    stored = st.note_results(uid)[-1]
+    assert {f["label"]: f["state"] for f in stored.findings if f["state"] != "absent"} == second
+    assert stored.run_id == run and stored.decisions == {"Pneumonia": "confirmed"}
+    assert stored.uncertain == ["Mass", "Edema"]
+    assert summary["appeared"] == ["Nodule"] and summary["disappeared"] == ["Atelectasis"]
+    assert summary["flipped"] is True and summary["uncertain_changed"] is True
+    assert summary["uncertain_before"] == ["Pneumonia"] and summary["uncertain_after"] == ["Mass", "Edema"]
+    assert {(c["label"], c["before"], c["after"]) for c in summary["changes"]} == {
+        ("Pneumonia", "uncertain", "present"), ("Mass", "present", "uncertain"), ("Nodule", "absent", "present"),
+        ("Atelectasis", "present", "absent"), ("Edema", "absent", "uncertain")}
+
+    # only hedges change: not a flip
+    third = {**second, "Pneumonia": "uncertain", "Edema": "absent"}
+    third.pop("Edema")
+    summary = rescore_case(st, uid, note_classifier=_FakeNotes(third), run_id=run)["notes"]
+    assert summary["flipped"] is False and summary["uncertain_changed"] is True
+    assert summary["appeared"] == [] and summary["disappeared"] == []
+
+    hist = case_history(st, uid, "notes-minilm")
+    assert [h["flipped"] for h in hist] == [False, True, False]
+    assert [h["uncertain_changed"] for h in hist] == [False, True, True]
+    assert hist[0]["changes"] == [] and hist[0]["uncertain"] == ["Pneumonia"]
+    assert hist[0]["effective"] == ["Atelectasis", "Effusion", "Mass", "Pneumonia"] and \
+        hist[0]["effective_uncertain"] == []  # the reader confirmed the hedged pneumonia
+    assert [(c["label"], c["before"], c["after"]) for c in hist[2]["changes"]] == [
+        ("Pneumonia", "present", "uncertain"), ("Edema", "uncertain", "absent")]
+    assert hist[2]["positives"] == ["Effusion", "Nodule"]
+    assert hist[2]["uncertain"] == ["Mass", "Pneumonia"]  # in labels order
+
+    # a result saved before three states (no "state"): present when positive, else absent
+    old_uid = "1.2.840.78"
+    st.save_text(old_uid, "Effusion?")
+    st.save_findings(old_uid, [{"label": "Effusion", "probability": 0.7, "threshold": 0.5, "positive": True}], {},
+                     "notes-minilm", "1.0.0")
+    legacy = rescore_case(st, old_uid, note_classifier=_FakeNotes({"Effusion": "uncertain"}))["notes"]
+    assert legacy["before"] == ["Effusion"] and legacy["uncertain_before"] == []
+    assert legacy["changes"] == [{"label": "Effusion", "before": "present", "after": "uncertain"}]
+    assert legacy["flipped"] is False and legacy["uncertain_changed"] is True
+    st.close()
+
+
+def test_archive_run_counts_note_flips_apart_from_uncertain_changes(tmp_path, monkeypatch):
+    """rescore_archive's summary counts cases with a note flip (present <-> absent) and cases with a finding now or
+    no longer uncertain separately (through rescore_case with a stand-in classifier in place of the model
+    process)."""
+    from medviewer.store import archive
+
+    st = CaseStore(path=tmp_path / "archive.sqlite3")
+    cases = {"1.9.1": ({"Effusion": "present"}, {"Effusion": "absent"}),  # flip
+             "1.9.2": ({"Effusion": "present"}, {"Effusion": "uncertain"}),  # hedge only
+             "1.9.3": ({"Mass": "uncertain"}, {"Mass": "uncertain"})}  # nothing changed
+    for uid, (before, _) in cases.items():
+        st.save_text(uid, f"note of {uid}")
+        st.save_findings(uid, _FakeNotes(before).classify(["x"])[0].to_dict()["findings"], {}, "notes-minilm",
+                         "2.0.0-test")
+
+    def fake_if_stale(db_url, uid, image_model_name, notes, run_id, weights, one_thread=False):  # noqa: ANN001
+        return {**rescore_case(st, uid, note_classifier=_FakeNotes(cases[uid][1]), run_id=run_id), "skipped": False}
+
+    monkeypatch.setattr(archive, "rescore_if_stale", fake_if_stale)
+    summary = archive.rescore_archive(st, list(cases), image_model_name=None, notes=True)
+    assert (summary.n_rescored, summary.n_failed) == (3, 0)
+    assert summary.n_notes_flipped == 1 and summary.n_notes_uncertain_changed == 1
+    assert summary.n_flipped == 0  # the image call: no image model in this run
+    assert summary.to_dict()["n_notes_flipped"] == 1
+    assert [f["state"] for f in st.note_results("1.9.2")[-1].findings if f["label"] == "Effusion"] == ["uncertain"]
+    st.close()
 
 
 # ---------------------------------------------------------------------------------------------- agreement

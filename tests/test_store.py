@@ -424,3 +424,54 @@ def test_unusable_store_urls_are_one_clear_error_without_the_password(url, monke
     from medviewer.__main__ import main
 
     assert main(["worklist", "--csv", str(tmp_path / "w.csv")]) == 2
+
+
+def _finding(label: str, state: str, p: float = 0.1, u: float = 0.02) -> dict:
+    """A finding as NoteResult.to_dict() writes it (three states)."""
+    return {"label": label, "state": state, "probability": p, "threshold": 0.5, "positive": state == "present",
+            "uncertain_probability": u, "uncertain_threshold": 0.5}
+
+
+def test_note_findings_keep_their_three_states(store):
+    """Present, absent and uncertain findings come back as saved; the worklist lists the uncertain ones apart from
+    the present ones; the reader's decision on an uncertain finding makes it present (confirmed) or absent
+    (rejected); the event records the model's uncertain labels."""
+    uid = "1.2.840.3"
+    store.save_text(uid, "Effusion. Possible pneumonia. Cannot exclude pneumothorax.")
+    findings = [_finding("Effusion", "present", 0.9), _finding("Pneumonia", "uncertain", 0.2, 0.8),
+                _finding("Pneumothorax", "uncertain", 0.1, 0.7), _finding("Mass", "absent")]
+    store.save_findings(uid, findings, {}, "notes-minilm", "2.0.0", start_work=False)
+    [res] = store.note_results(uid)
+    assert res.findings == findings  # stored as given, state included
+    assert res.states == {"Effusion": "present", "Pneumonia": "uncertain", "Pneumothorax": "uncertain",
+                          "Mass": "absent"}
+    assert res.positives == ["Effusion"] and res.uncertain == ["Pneumonia", "Pneumothorax"]
+    assert [f["state"] for f in store.load(uid).findings] == ["present", "uncertain", "uncertain", "absent"]
+    row = store.worklist()[0]
+    assert row.note_findings == ["Effusion"] and row.note_uncertain == ["Pneumonia", "Pneumothorax"]
+    event = [e for e in store.events(uid) if e.kind == "note findings"][-1]
+    assert event.detail["positives"] == ["Effusion"] and event.detail["uncertain"] == ["Pneumonia", "Pneumothorax"]
+
+    # the reader confirms one hedged finding and rejects the other
+    store.save_findings(uid, findings, {"Pneumonia": "confirmed", "Pneumothorax": "rejected"}, "notes-minilm",
+                        "2.0.0")
+    last = store.note_results(uid)[-1]
+    assert last.positives == ["Effusion", "Pneumonia"] and last.uncertain == []
+    assert last.states["Pneumothorax"] == "absent"
+    assert last.model_states["Pneumothorax"] == "uncertain"  # what the model said is kept
+    row = store.worklist()[0]
+    assert row.note_findings == ["Effusion", "Pneumonia"] and row.note_uncertain == []
+
+
+def test_findings_stored_before_three_states_read_as_present_or_absent(store):
+    """Findings JSON without "state" (saved before three states): present when positive, else absent; nothing is
+    uncertain, so no migration is needed."""
+    uid = "1.2.840.4"
+    store.save_findings(uid, [{"label": "Effusion", "probability": 0.9, "threshold": 0.5, "positive": True},
+                              {"label": "Nodule", "probability": 0.2, "threshold": 0.5, "positive": False}],
+                        {}, "notes-minilm", "1.0.0")
+    [res] = store.note_results(uid)
+    assert res.states == {"Effusion": "present", "Nodule": "absent"}
+    assert res.positives == ["Effusion"] and res.uncertain == []
+    row = store.worklist()[0]
+    assert row.note_findings == ["Effusion"] and row.note_uncertain == []

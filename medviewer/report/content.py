@@ -24,6 +24,7 @@ from dataclasses import fields as _fields
 
 from medviewer import __version__
 from medviewer.imaging.annotations import Annotation, Measurement, measure
+from medviewer.notes.states import PRESENT, finding_state
 from medviewer.report.model import (NOT_FOR_DIAGNOSTIC_USE, SCHEMA, AIResultEntry, AISection, AnnotationEntry,
                                     CaseSummary, Generator, KeyImage, ModelSummary, NoteFinding, NoteSection,
                                     ReaderCall, Report, SignOff, Timestamps, WindowSetting)
@@ -382,12 +383,17 @@ def build_report(store, study_instance_uid: str, *, deidentify: bool = False, ma
         note.model, note.model_version = nr.model, nr.model_version
         note.classified_at = iso_utc(nr.created_at)
         note.positives = nr.positives
+        note.uncertain = nr.uncertain
         note.findings_current = bool(latest_version is not None and nr.note_version_id == latest_version[0])
         for f in sorted(nr.findings, key=lambda f: -float(f.get("probability", 0.0))):
+            state = finding_state(f)
+            up, ut = f.get("uncertain_probability"), f.get("uncertain_threshold")
             note.findings.append(NoteFinding(
                 label=f["label"], probability=float(f.get("probability", 0.0)),
-                threshold=float(f.get("threshold", 0.5)), positive=bool(f.get("positive")),
-                decision=nr.decisions.get(f["label"], ""),
+                threshold=float(f.get("threshold", 0.5)), positive=state == PRESENT,
+                decision=nr.decisions.get(f["label"], ""), state=state,
+                uncertain_probability=float(up) if up is not None else None,
+                uncertain_threshold=float(ut) if ut is not None else None,
             ))
         if note.findings_current is False:
             warnings.append("The note findings were classified on an earlier version of the note.")

@@ -197,7 +197,7 @@ _STRUCTURAL_KEYS = frozenset({
     "heatmap_label", "label", "labels", "kind", "status", "call", "reason", "decision", "units", "function",
     "photometric_interpretation", "modality", "name", "task", "threshold_rule", "training_data", "intended_use",
     "not_for_diagnostic_use", "disclaimer", "summary", "warning", "measurement_source", "positives", "image",
-    "pseudonym", "burned_in_annotation", "note",
+    "pseudonym", "burned_in_annotation", "note", "state", "uncertain",
 })
 #: Keys of report fields that name a person (emptied).
 _PERSON_KEYS = frozenset({"reader"})

@@ -14,12 +14,21 @@ each):
     no probability; the scored image is the group's source image;
   - one TID 1501 group per current reader call (finding -> Present / Absent, confidence 1..5 as a NUM "Certainty of
     Finding" DCM 111012, UCUM ``{score}``); the readers are the document's person observers (TID 1002);
+  - one TID 1501 group per note finding that the notes classifier called present or uncertain, or that the reader
+    confirmed or rejected: the notes model as TID 4019 algorithm identification (parameters ``source=note``,
+    ``model_state=``, ``decision=``, ``probability=``, ``threshold=``, ``uncertain_probability=``,
+    ``findings_current=``) and the finding's state after the reader's review as a qualitative evaluation from
+    CID 240 "Present-Absent": Present, Absent, or, for a finding the note only hedges ("possible", "cannot
+    exclude") and the reader has not decided on, **Undetermined** (SCT 373068000), never Present. The note's
+    findings come from the text, not from an image: the group references no image. The note text itself is not
+    in the SR;
   - the reader's measurements: a length or an angle as a TID 1501 group whose NUM (Length SCT 410668003 in mm,
     ``{pixels}`` without PixelSpacing; Angle SCT 1483009 in degrees) is INFERRED FROM a SCOORD POLYLINE on the
     image (TID 300 / TID 320); a rectangle or ellipse as a TID 1410 planar ROI group (Image Region: closed POLYLINE,
     or ELLIPSE with the major then the minor axis end points, PS3.3 C.18.6.1.2) with Mean, Standard Deviation,
     Minimum, Maximum (modality units: ``[hnsf'U]`` for HU, ``1`` otherwise) and Area (mm2 or ``{pixels^2}``).
-    Arrows and text marks have no measurement and are left out, as are the annotations' comments and the note.
+    Arrows and text marks have no measurement and are left out, as are the annotations' comments and the note's
+    text.
 
   SCOORD coordinates need no conversion: DICOM puts 0.0\\0.0 at the top left corner of the top left pixel, whose
   centre is 0.5\\0.5, and Columns\\Rows at the bottom right corner of the last pixel (PS3.3 C.18.6.1.2 Graphic
@@ -54,7 +63,7 @@ import numpy as np
 from pydicom.sr.coding import Code
 
 from medviewer.imaging.annotations import Measurement
-from medviewer.report.model import AIResultEntry, AnnotationEntry, ReaderCall, Report
+from medviewer.report.model import AIResultEntry, AnnotationEntry, NoteFinding, NoteSection, ReaderCall, Report
 
 if TYPE_CHECKING:
     from pydicom import Dataset
@@ -76,6 +85,7 @@ SR_SERIES_NUMBER, SEG_SERIES_NUMBER, SC_SERIES_NUMBER = 9901, 9902, 9903
 TRACK_ANNOTATION = "medviewer annotation "
 TRACK_AI = "medviewer AI result "
 TRACK_READER = "medviewer reader call "
+TRACK_NOTE = "medviewer note finding "
 #: The private coding scheme of finding labels that have no standard code here.
 LOCAL_SCHEME = "99MEDVIEWER"
 #: The event recorded in a case's history when one of our SRs was imported into it (detail: sr_sop_instance_uid).
@@ -87,6 +97,10 @@ CERTAINTY = Code("111012", "DCM", "Certainty of Finding")
 PRESENT = Code("52101004", "SCT", "Present")
 ABSENT = Code("272519000", "SCT", "Absent")
 NOT_EVALUATED = Code("373121007", "SCT", "Not Evaluated")
+#: CID 240 "Present-Absent"'s third value: a note finding that is only hedged ("uncertain"), neither present nor absent.
+UNDETERMINED = Code("373068000", "SCT", "Undetermined")
+#: The qualitative evaluation of a note finding by its state after the reader's review.
+NOTE_STATE_CODES = {"present": PRESENT, "absent": ABSENT, "uncertain": UNDETERMINED}
 LENGTH = Code("410668003", "SCT", "Length")
 ANGLE = Code("1483009", "SCT", "Angle")
 MEAN = Code("373098007", "SCT", "Mean")
@@ -325,6 +339,35 @@ def _reader_group(s: ReaderCall, source):  # noqa: ANN001, ANN202 - (SOP class, 
         source_images=[hd.sr.SourceImageForMeasurementGroup(*source)] if source else None)
 
 
+def _note_findings_for_sr(note: NoteSection) -> list[NoteFinding]:
+    """The note findings the SR reports: called present or uncertain by the model, or decided on by the reader
+    (the other labels are absent and unreviewed: left out, as the PDF's and JSON's full lists keep them)."""
+    return [f for f in note.findings if f.state in ("present", "uncertain") or f.decision]
+
+
+def _note_group(note: NoteSection, f: NoteFinding):  # noqa: ANN202 - highdicom group
+    """The TID 1501 group of one note finding: the notes model, and finding -> Present / Absent / Undetermined
+    (uncertain: hedged in the note and not decided by the reader) after the reader's review."""
+    import highdicom as hd
+
+    params = ["source=note", f"model_state={f.state}", f"probability={float(f.probability)!r}",
+              f"threshold={float(f.threshold)!r}"]
+    if f.uncertain_probability is not None:
+        params.append(f"uncertain_probability={float(f.uncertain_probability)!r}")
+    if f.decision:
+        params.append(f"decision={f.decision}")
+    if note.findings_current is False:
+        params.append("findings_current=no")  # classified on an earlier version of the note
+    algo = hd.sr.AlgorithmIdentification(name=note.model or "notes classifier", version=note.model_version or "unknown",
+                                         parameters=params)
+    track = hd.sr.TrackingIdentifier(uid=_uid("note", note.model, note.model_version, note.classified_at, f.label),
+                                     identifier=f"{TRACK_NOTE}{f.label}")
+    return hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=track, algorithm_id=algo,
+        qualitative_evaluations=[hd.sr.QualitativeEvaluation(_finding_code(f.label),
+                                                             NOTE_STATE_CODES[f.reviewed_state])])
+
+
 def _roi_graphic(kind: str, points: list) -> tuple[str, np.ndarray]:
     """(GraphicType, (n, 2) float (column, row)) of a rect (closed POLYLINE, 5 points, drawn corner first) or an
     ellipse (ELLIPSE: major axis end points, then minor axis end points, PS3.3 C.18.6.1.2)."""
@@ -380,12 +423,14 @@ def build_sr(report: Report, headers: dict, *, series_instance_uid: str | None =
              sop_instance_uid: str | None = None):  # noqa: ANN201 - highdicom.sr.Comprehensive3DSR
     """The Comprehensive 3D SR (TID 1500) of ``report`` (:func:`~medviewer.report.content.build_report`,
     identified), read from the same :class:`~medviewer.report.model.Report` fields the PDF and the JSON show: the
-    AI results (``report.ai.results``), the current reader calls and the annotations' measurements.
+    AI results (``report.ai.results``), the current reader calls, the note findings (present, uncertain or decided
+    on; an uncertain one is Undetermined, never Present) and the annotations' measurements.
 
     headers: {SOPInstanceUID: pydicom Dataset} of the referenced images (at least their header); results on images
     missing here are left out. The first header gives the patient and study modules (highdicom copies them from the
     evidence, PS3.3 C.17.2). Raises DicomObjectError when no image of the case can be referenced or there is
-    nothing to report (no AI result, reader call or measurement: TID 1500 needs one measurement group).
+    nothing to report (no AI result, reader call, note finding or measurement: TID 1500 needs one measurement
+    group).
     """
     import highdicom as hd
     from pydicom.sr.codedict import codes
@@ -405,6 +450,8 @@ def build_sr(report: Report, headers: dict, *, series_instance_uid: str | None =
     current = report.current_reader_calls()
     for s in current:
         groups.append(_reader_group(s, ai_source.get(s.ai_result_id) if s.ai_result_id is not None else None))
+    for f in _note_findings_for_sr(report.note):
+        groups.append(_note_group(report.note, f))
     for a in report.all_annotations():
         h = headers.get(a.sop_instance_uid)
         if h is None:
@@ -414,7 +461,8 @@ def build_sr(report: Report, headers: dict, *, series_instance_uid: str | None =
             used[a.sop_instance_uid] = h
             groups.append(g)
     if not groups:
-        raise DicomObjectError("the case has no AI result, reader call or measurement: there is no SR to write")
+        raise DicomObjectError("the case has no AI result, reader call, note finding or measurement: there is no "
+                               "SR to write")
     evidence = list(used.values()) or [next(iter(headers.values()))]
 
     readers = list(dict.fromkeys(s.reader for s in current if s.reader))
@@ -798,7 +846,7 @@ def read_sr(source) -> dict:  # noqa: ANN001 - path or pydicom Dataset
 
     Returns ``{"sop_instance_uid", "series_instance_uid", "study_instance_uid", "patient_id", "medviewer": bool,
     "verified": bool, "observers": [person names], "ai_results": [...], "reader_calls": [...],
-    "measurements": [...]}`` with
+    "note_findings": [...], "measurements": [...]}`` with
 
     * AI results: ``model``, ``version``, ``weights_sha256``, ``positive_label``, ``threshold``, ``status``,
       ``scope``, ``heatmap_method``, ``finding`` (the code meaning), ``call`` ("present", "absent" or
@@ -806,6 +854,10 @@ def read_sr(source) -> dict:  # noqa: ANN001 - path or pydicom Dataset
       ``sop_instance_uid``, ``frame`` (0-based), ``tracking_uid``;
     * reader calls: ``label``, ``positive``, ``confidence`` (int 1..5 or None), ``reader`` (the only person observer,
       "" when there are several), ``tracking_uid``;
+    * note findings: ``label``, ``state`` after the reader's review ("present", "absent", "uncertain" for
+      Undetermined), ``model_state``, ``decision`` ("" when none), ``model``, ``version``, ``probability``,
+      ``uncertain_probability`` (floats or None), ``tracking_uid``; they are not imported into a case store (the
+      note they were read from is not in the SR);
     * measurements: ``kind`` (length, angle, rect, ellipse), ``points`` ([[x, y], ...] in medviewer's image pixel
       coordinates, which are the SCOORD ones), ``value`` and ``unit`` (length mm / px, angle deg, ROI mean in its
       unit "HU" or ""), ``measurement`` (the dict the case store keeps with an annotation: calibrated, units, length
@@ -825,7 +877,7 @@ def read_sr(source) -> dict:  # noqa: ANN001 - path or pydicom Dataset
         "series_instance_uid": str(ds.get("SeriesInstanceUID", "")),
         "study_instance_uid": str(ds.get("StudyInstanceUID", "")), "patient_id": str(ds.get("PatientID", "")),
         "medviewer": is_medviewer_sr(ds), "verified": str(ds.get("VerificationFlag", "")) == "VERIFIED",
-        "observers": [], "ai_results": [], "reader_calls": [], "measurements": [],
+        "observers": [], "ai_results": [], "reader_calls": [], "note_findings": [], "measurements": [],
     }
     groups: list[Dataset] = []
     for item in ds.ContentSequence:
@@ -862,6 +914,17 @@ def read_sr(source) -> dict:  # noqa: ANN001 - path or pydicom Dataset
                 sources.append(_image_ref(c))
         evaluation = next(((n, _code_of(c, "ConceptCodeSequence")) for c in codes_
                            for n in [_code_of(c)]), None)
+        if track_text.startswith(TRACK_NOTE):
+            state = {c.value: k for k, c in NOTE_STATE_CODES.items()}.get(evaluation[1][0] if evaluation else "")
+            p_text, u_text = params.get("probability"), params.get("uncertain_probability")
+            out["note_findings"].append({
+                "label": track_text[len(TRACK_NOTE):], "state": state or "absent",
+                "model_state": params.get("model_state", ""), "decision": params.get("decision", ""),
+                "model": algo.get("model", ""), "version": algo.get("version", ""),
+                "probability": float(p_text) if p_text else None,
+                "uncertain_probability": float(u_text) if u_text else None,
+                "tracking_uid": track_uid})
+            continue
         if algo:
             prob = next((_num(n)[0] for n in nums if _is(n, PROBABILITY)), None)
             ref = sources[0] if sources else {}

@@ -34,8 +34,8 @@ WORKLIST_FILENAME = "worklist.csv"
 
 #: Columns of the worklist CSV, in order.
 WORKLIST_COLUMNS = ("patient", "patient ID", "study date", "modality", "status", "AI model", "AI score",
-                    "AI positive", "AI intended use", "note findings", "radiologist call", "confidence",
-                    "n annotations", "StudyInstanceUID")
+                    "AI positive", "AI intended use", "note findings", "note uncertain findings",
+                    "radiologist call", "confidence", "n annotations", "StudyInstanceUID")
 
 
 _TEMPORARY = re.compile(r"^\..+\.(\d+)(?:\.json|\.pdf)?\.tmp$")
@@ -277,7 +277,8 @@ def export_worklist_csv(store, out_path: str | os.PathLike, deidentify: bool = F
     needed, CRLF line ends, UTF-8, one header row of :data:`WORKLIST_COLUMNS`). Returns the number of cases.
 
     AI score is P(positive) of the case's latest model (max over its images, 4 decimals); "AI positive" and the
-    booleans are "yes"/"no"; note findings are joined with "; "; the radiologist call is ``label: positive`` or
+    booleans are "yes"/"no"; note findings (present) and note uncertain findings (hedged in the note, never among
+    the note findings) are joined with "; "; the radiologist call is ``label: positive`` or
     ``label: negative``. deidentify: patient -> pseudonym, patient ID and study date emptied (PS3.15 Table E.1-1
     Z), StudyInstanceUID -> the same new UID as in de-identified reports (same salt). Cells starting with = + - @
     (and not numbers) are prefixed with an apostrophe against spreadsheet formula injection.
@@ -314,8 +315,8 @@ def export_worklist_csv(store, out_path: str | os.PathLike, deidentify: bool = F
                     scope = f"outside the model's intended use ({row.ai_scope_reason}), scored anyway"
                 w.writerow([_cell(v) for v in (
                     patient, pid, date, c.modalities.replace("\\", " "), c.status, row.ai_model, row.ai_score,
-                    row.ai_positive, scope, "; ".join(row.note_findings), call, row.radiologist_confidence,
-                    row.n_annotations, uid)])
+                    row.ai_positive, scope, "; ".join(row.note_findings), "; ".join(row.note_uncertain), call,
+                    row.radiologist_confidence, row.n_annotations, uid)])
         os.replace(tmp, out_path)
     finally:
         if tmp.exists():

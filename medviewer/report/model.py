@@ -303,14 +303,33 @@ class AISection(_Node):
 
 @dataclass
 class NoteFinding(_Node):
-    """A finding the notes classifier found in the note: probability and threshold in [0, 1], the model's call, and
-    the radiologist's decision ("confirmed", "rejected" or "")."""
+    """A finding the notes classifier found in the note: probability (P(present)) and threshold in [0, 1], the
+    model's call, and the radiologist's decision ("confirmed", "rejected" or "").
+
+    state: the model's state, "present", "absent" or "uncertain" (hedged in the note: "possible", "cannot
+    exclude"); ``positive`` is ``state == "present"``, so an uncertain finding is not positive (the OpenI gold
+    standard's convention). Left empty it is read from ``positive`` (reports and findings from before three
+    states). uncertain_probability / uncertain_threshold: P(hedged) and its threshold (None when the stored finding
+    has none).
+    """
 
     label: str = ""
     probability: float = 0.0
     threshold: float = 0.5
     positive: bool = False
     decision: str = ""
+    state: str = ""
+    uncertain_probability: float | None = None
+    uncertain_threshold: float | None = None
+
+    def __post_init__(self) -> None:
+        if not self.state:
+            self.state = "present" if self.positive else "absent"
+
+    @property
+    def reviewed_state(self) -> str:
+        """The state after the radiologist's decision: confirmed -> present, rejected -> absent, else ``state``."""
+        return {"confirmed": "present", "rejected": "absent"}.get(self.decision, self.state)
 
 
 @dataclass
@@ -318,8 +337,9 @@ class NoteSection(_Node):
     """The latest note (free text) and the latest classification of it.
 
     saved_at / classified_at: ISO 8601 UTC. versions: number of saved versions. findings: by decreasing
-    probability. positives: the labels positive after the radiologist's review. findings_current: the findings
-    were classified on the latest version (None when never classified).
+    probability. positives: the labels positive (present) after the radiologist's review. findings_current: the
+    findings were classified on the latest version (None when never classified). uncertain: the labels the model
+    found hedged in the note that the radiologist has not decided on (never among ``positives``).
     """
 
     text: str = ""
@@ -331,6 +351,7 @@ class NoteSection(_Node):
     model_version: str = ""
     classified_at: str | None = None
     findings_current: bool | None = None
+    uncertain: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -417,6 +417,10 @@ def _signoff(d: _Doc, report: Report) -> list:
     return [d.p(text, "body", raw=True)]
 
 
+#: The model's call on a note finding as the PDF prints it (by NoteFinding.state).
+_NOTE_CALLS = {"present": "positive", "absent": "negative", "uncertain": "uncertain"}
+
+
 def _note_section(d: _Doc, report: Report, width: float) -> list:
     note = report.note
     out = [d.p("Report note", "h2")]
@@ -428,17 +432,20 @@ def _note_section(d: _Doc, report: Report, width: float) -> list:
         out.append(d.p("No note was written for this case.", "body"))
     if note.findings:
         out.append(d.p("Findings classified from the note", "h3"))
-        rows = [["Finding", "P", "Threshold", "Model call", "Radiologist"]]
+        rows = [["Finding", "P", "Threshold", "P(hedged)", "Model call", "Radiologist"]]
         for f in note.findings:
             rows.append([f.label, _fmt_p(f.probability), _fmt_p(f.threshold),
-                         "positive" if f.positive else "negative", f.decision or DASH])
-        w = [width * 0.34, width * 0.12, width * 0.14, width * 0.18, width * 0.22]
+                         _fmt_p(f.uncertain_probability),  # a dash when the finding has none
+                         _NOTE_CALLS.get(f.state, f.state), f.decision or DASH])
+        w = [width * 0.28, width * 0.10, width * 0.12, width * 0.12, width * 0.16, width * 0.22]
         out.append(d.table(rows, w))
         cur = note.findings_current
+        hedged = (f" Uncertain (hedged in the note, not counted as positive): {', '.join(note.uncertain)}."
+                  if note.uncertain else "")
         out.append(d.p(f"Classifier {note.model} {note.model_version}, run "
                        f"{_fmt_iso(note.classified_at)}"
                        + ("" if cur in (None, True) else " on an earlier version of the note") + ". Positives after "
-                       f"the radiologist's review: {', '.join(note.positives) or 'none'}.", "small"))
+                       f"the radiologist's review: {', '.join(note.positives) or 'none'}.{hedged}", "small"))
     return out
 
 

@@ -29,7 +29,9 @@ log = logging.getLogger(__name__)
 @dataclass
 class ArchiveSummary:
     """What a run did: cases asked, re-scored, skipped as current, failed (the task raised), flipped (image call
-    changed), images that could not be scored, wall time (s) and cases/s, where it ran."""
+    changed), note flips (cases where a note finding's model call changed between present and absent), note
+    uncertain changes (cases where a note finding moved into or out of "uncertain": not counted as flips), images
+    that could not be scored, wall time (s) and cases/s, where it ran."""
 
     run_id: int
     engine: str
@@ -39,6 +41,8 @@ class ArchiveSummary:
     n_failed: int = 0
     n_flipped: int = 0
     n_image_errors: int = 0
+    n_notes_flipped: int = 0
+    n_notes_uncertain_changed: int = 0
     seconds: float = 0.0
     failures: list[str] = field(default_factory=list)
 
@@ -201,6 +205,9 @@ def rescore_archive(store: CaseStore, study_uids: list[str], *, image_model_name
         elif result is not None:
             summary.n_rescored += 1
             summary.n_flipped += int(bool(result.get("flipped")))
+            notes = result.get("notes") or {}
+            summary.n_notes_flipped += int(bool(notes.get("flipped")))
+            summary.n_notes_uncertain_changed += int(bool(notes.get("uncertain_changed")))
             summary.n_image_errors += len(result.get("errors") or [])
         if done % 25 == 0 or done == len(study_uids):
             store.update_run(run_id, n_done=done)

@@ -28,6 +28,7 @@ from sqlalchemy.engine import Connection, CursorResult, Engine
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
 from medviewer.imaging.annotations import Annotation
+from medviewer.notes.states import PRESENT, UNCERTAIN, labels_with_state, reviewed_states
 from medviewer.notes.store import NoteRecord
 from medviewer.store import schema as S
 
@@ -115,7 +116,9 @@ class AIResult:
 
 @dataclass
 class NoteResult:
-    """One stored notes-classifier result: ``findings`` [{label, probability, threshold, positive}], the
+    """One stored notes-classifier result: ``findings`` [{label, state, probability, threshold, positive, ...}]
+    as ``NoteResult.to_dict()["findings"]`` of :mod:`medviewer.notes.model` (findings saved before three states have
+    no ``state``: they read as present when ``positive`` else absent, see :mod:`medviewer.notes.states`), the
     radiologist's ``decisions`` {label: "confirmed" | "rejected"}, the model and the note version it read."""
 
     id: int
@@ -131,18 +134,34 @@ class NoteResult:
 
     @property
     def positives(self) -> list[str]:
-        """Labels called positive by the model and not rejected, plus those the radiologist confirmed."""
+        """Labels called present by the model and not rejected, plus those the radiologist confirmed (an
+        uncertain finding the radiologist confirmed included)."""
         return _positives(self.findings, self.decisions)
+
+    @property
+    def uncertain(self) -> list[str]:
+        """Labels the model found hedged in the note ("uncertain") that the radiologist has not decided on."""
+        return _uncertain(self.findings, self.decisions)
+
+    @property
+    def states(self) -> dict[str, str]:
+        """{label: "present" | "absent" | "uncertain"} after the radiologist's decisions, in findings order."""
+        return reviewed_states(self.findings, self.decisions)
+
+    @property
+    def model_states(self) -> dict[str, str]:
+        """{label: state} as the model called them (before the radiologist's decisions)."""
+        return reviewed_states(self.findings)
 
 
 def _positives(findings: list[dict], decisions: dict[str, str]) -> list[str]:
     """:attr:`NoteResult.positives` of these findings and decisions."""
-    out = []
-    for f in findings:
-        d = decisions.get(f["label"])
-        if d == "confirmed" or (f.get("positive") and d != "rejected"):
-            out.append(f["label"])
-    return out
+    return labels_with_state(findings, PRESENT, decisions)
+
+
+def _uncertain(findings: list[dict], decisions: dict[str, str]) -> list[str]:
+    """:attr:`NoteResult.uncertain` of these findings and decisions."""
+    return labels_with_state(findings, UNCERTAIN, decisions)
 
 
 @dataclass
@@ -176,8 +195,9 @@ class Event:
 @dataclass
 class WorklistRow:
     """One worklist line: the case, its latest AI score (max P(positive) over its images in the latest result of
-    each image, with model and whether that is above threshold), the note findings called positive, and the
-    radiologist's latest call."""
+    each image, with model and whether that is above threshold), the note findings called present
+    (``note_findings``) and those hedged in the note (``note_uncertain``), both after the radiologist's decisions,
+    and the radiologist's latest call."""
 
     case: Case
     ai_model: str = ""
@@ -193,6 +213,7 @@ class WorklistRow:
     radiologist_confidence: int | None = None
     n_annotations: int = 0
     being_read_by: list[str] = field(default_factory=list)  # "reader (workstation)" of others with it open
+    note_uncertain: list[str] = field(default_factory=list)  # note findings in state "uncertain" (not decided)
 
 
 @dataclass(frozen=True)
@@ -809,7 +830,8 @@ class CaseStore:
                       model: str, model_version: str, weights_sha256: str = "", run_id: int | None = None,
                       start_work: bool = True) -> int:
         """Append a notes-classifier result for the latest note version (findings as
-        ``NoteResult.to_dict()['findings']``, decisions {label: "confirmed" | "rejected"}); returns its id.
+        ``NoteResult.to_dict()['findings']``, each with its ``state``, stored as given; decisions {label: "confirmed"
+        | "rejected"}); returns its id. The "note findings" event lists the model's present and uncertain labels.
 
         start_work: False for the classifier's own output (it is not the reader's work: it neither starts a case
         nor withdraws a sign-off); True when the reader confirmed or rejected findings. Re-score runs never count."""
@@ -822,9 +844,11 @@ class CaseStore:
                 weights_sha256=weights_sha256, findings_json=json.dumps(findings),
                 decisions_json=json.dumps(decisions), run_id=run_id, created_at=time.time())))
             self._touch(conn, cid, start_work=start_work and run_id is None)
-            positives = [f["label"] for f in findings if f.get("positive")]
+            states = reviewed_states(findings)
+            positives = [k for k, st in states.items() if st == PRESENT]
+            uncertain = [k for k, st in states.items() if st == UNCERTAIN]
             self._event(conn, cid, "note findings", note_result_id=rid, model=model, model_version=model_version,
-                        positives=positives, decisions=decisions, run_id=run_id)
+                        positives=positives, uncertain=uncertain, decisions=decisions, run_id=run_id)
             return int(rid)
 
     def load(self, study_instance_uid: str) -> NoteRecord | None:
@@ -1092,7 +1116,9 @@ class CaseStore:
             for cid, findings_json, decisions_json in conn.execute(
                     last_per_case(nr, nr.c.findings_json, nr.c.decisions_json)):
                 if cid in rows:
-                    rows[cid].note_findings = _positives(json.loads(findings_json), json.loads(decisions_json))
+                    findings, decisions = json.loads(findings_json), json.loads(decisions_json)
+                    rows[cid].note_findings = _positives(findings, decisions)
+                    rows[cid].note_uncertain = _uncertain(findings, decisions)
             for cid, label, positive, confidence in conn.execute(
                     last_per_case(rs, rs.c.label, rs.c.positive, rs.c.confidence)):
                 if cid in rows:

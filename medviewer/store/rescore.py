@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import select
 
 from medviewer.jobs import Cancelled, TaskState
+from medviewer.notes.states import ABSENT, PRESENT, UNCERTAIN, reviewed_states
 from medviewer.store import schema as S
 from medviewer.store.cases import AIResult, CaseStore
 
@@ -72,8 +73,33 @@ def _case_level(results: list[AIResult]) -> dict | None:
 
 
 def _model_positives(findings: list[dict]) -> list[str]:
-    """Labels the notes model called positive (before the radiologist's decisions), in findings order."""
-    return [str(f["label"]) for f in findings if f.get("positive")]
+    """Labels the notes model called present (before the radiologist's decisions), in findings order."""
+    return [k for k, st in reviewed_states(findings).items() if st == PRESENT]
+
+
+def _model_uncertain(findings: list[dict]) -> list[str]:
+    """Labels the notes model called uncertain (hedged in the note; before the radiologist's decisions)."""
+    return [k for k, st in reviewed_states(findings).items() if st == UNCERTAIN]
+
+
+def _note_changes(before: list[dict] | None, after: list[dict]) -> dict:
+    """How the notes model's calls changed from the findings ``before`` (None: no earlier result) to ``after``.
+
+    ``changes``: every label whose state changed, ``{"label", "before", "after"}`` (a label missing from one side is
+    absent there), in ``after``'s label order then ``before``'s; ``appeared`` / ``disappeared``: absent -> present
+    / present -> absent; ``flipped``: any of those (a call that changed between present and absent);
+    ``uncertain_changed``: a label moved into or out of "uncertain" (present or absent <-> uncertain), which is
+    listed in ``changes`` but is not a flip. All empty / False when there is no earlier result."""
+    if before is None:
+        return {"changes": [], "appeared": [], "disappeared": [], "flipped": False, "uncertain_changed": False}
+    b, a = reviewed_states(before), reviewed_states(after)
+    changes = [{"label": k, "before": b.get(k, ABSENT), "after": a.get(k, ABSENT)}
+               for k in [*a, *(k for k in b if k not in a)] if b.get(k, ABSENT) != a.get(k, ABSENT)]
+    appeared = [c["label"] for c in changes if (c["before"], c["after"]) == (ABSENT, PRESENT)]
+    disappeared = [c["label"] for c in changes if (c["before"], c["after"]) == (PRESENT, ABSENT)]
+    return {"changes": changes, "appeared": appeared, "disappeared": disappeared,
+            "flipped": bool(appeared or disappeared),
+            "uncertain_changed": any(UNCERTAIN in (c["before"], c["after"]) for c in changes)}
 
 
 # ------------------------------------------------------------------------------------------------ what to score
@@ -149,20 +175,19 @@ def _rescore_notes(store: CaseStore, study_uid: str, note_classifier, run_id: in
             "weights_sha256": str(card.get("weights_sha256", ""))}
     if not versions or not versions[-1][1].strip():
         return {**base, "skipped": "no note", "result_id": None, "before": None, "after": None,
-                "appeared": [], "disappeared": [], "decisions": {}, "flipped": False}
+                "uncertain_before": None, "uncertain_after": None, "appeared": [], "disappeared": [], "changes": [],
+                "decisions": {}, "flipped": False, "uncertain_changed": False}
     previous = store.note_results(study_uid)
     last = previous[-1] if previous else None
     decisions = dict(last.decisions) if last else {}
     findings = note_classifier.classify([versions[-1][1]])[0].to_dict()["findings"]
     rid = store.save_findings(study_uid, findings, decisions, base["model"], base["model_version"],
                               weights_sha256=base["weights_sha256"], run_id=run_id)
-    before = _model_positives(last.findings) if last else None
-    after = _model_positives(findings)
-    appeared = [k for k in after if before is not None and k not in before]
-    disappeared = [k for k in (before or []) if k not in after]
-    return {**base, "skipped": "", "result_id": rid, "note_version_id": versions[-1][0], "before": before,
-            "after": after, "appeared": appeared, "disappeared": disappeared, "decisions": decisions,
-            "flipped": bool(appeared or disappeared)}
+    return {**base, "skipped": "", "result_id": rid, "note_version_id": versions[-1][0],
+            "before": _model_positives(last.findings) if last else None, "after": _model_positives(findings),
+            "uncertain_before": _model_uncertain(last.findings) if last else None,
+            "uncertain_after": _model_uncertain(findings), "decisions": decisions,
+            **_note_changes(last.findings if last else None, findings)}
 
 
 def rescore_case(store: CaseStore, study_uid: str, *, image_model=None, note_classifier=None,  # noqa: ANN001
@@ -172,7 +197,8 @@ def rescore_case(store: CaseStore, study_uid: str, *, image_model=None, note_cla
     ``image_model`` (a loaded :class:`medviewer.inference.scorer.ImageModel`) scores :func:`images_to_score` with a
     Grad-CAM heat map each (stored as a small PNG by ``add_ai_result``). ``note_classifier`` (a loaded
     :class:`medviewer.notes.model.NoteClassifier`) classifies the case's latest note version; the radiologist's
-    decisions of the latest note result are carried over to the new one. Either may be None (skipped).
+    decisions of the latest note result are carried over to the new one, and the findings are stored with their
+    states (present / absent / uncertain). Either may be None (skipped).
 
     The summary (JSON-able, picklable)::
 
@@ -181,14 +207,17 @@ def rescore_case(store: CaseStore, study_uid: str, *, image_model=None, note_cla
                           "before": None | {"score", "positive", "threshold", "n_images", "top_sop_instance_uid"},
                           "after": same, "flipped": bool},
          "notes": None | {"model", "model_version", "weights_sha256", "skipped" ("" or why), "result_id",
-                          "before": [labels] | None, "after": [labels] | None, "appeared", "disappeared",
-                          "decisions", "flipped": bool},
+                          "before": [labels] | None, "after": [labels] | None (labels the model called present),
+                          "uncertain_before", "uncertain_after" (labels it called uncertain), "changes",
+                          "appeared", "disappeared", "decisions", "flipped": bool, "uncertain_changed": bool},
          "score_before", "score_after", "positive_before", "positive_after", "flipped" (image call changed),
          "errors": [{"sop_instance_uid", "frame", "path", "model", "error"}]}
 
     Case-level score = max P(positive) over the case's images (the latest result of each); its positive call is
-    that image's. An image that cannot be read or scored is reported in ``errors`` (and as a "rescore error"
-    event of the case), never raised.
+    that image's. The notes' ``flipped`` counts a finding whose model call changed between present and absent;
+    a finding that moved into or out of "uncertain" is in ``changes`` with ``uncertain_changed`` True, not a flip
+    (see :func:`_note_changes`). The top-level ``flipped`` is the image call's. An image that cannot be read or
+    scored is reported in ``errors`` (and as a "rescore error" event of the case), never raised.
 
     Raises CaseStoreError for an unknown case.
     """
@@ -446,9 +475,12 @@ def case_history(store: CaseStore, study_uid: str, model_name: str) -> list[dict
 
     For the notes model (when the case has no image results of ``model_name`` but note results), one entry per
     note result: ``{"kind": "notes", "model", "model_version", "weights_sha256", "run_id", "time",
-    "note_version_id", "result_id", "positives" (labels the model called), "effective" (with the radiologist's
-    decisions), "decisions", "appeared", "disappeared" (model calls vs the previous entry), "flipped" (any
-    appeared or disappeared)}``.
+    "note_version_id", "result_id", "positives" (labels the model called present), "uncertain" (labels it called
+    uncertain: hedged in the note), "effective", "effective_uncertain" (the same with the radiologist's
+    decisions), "decisions", "changes" ([{"label", "before", "after"}] model states that changed vs the previous
+    entry), "appeared" (absent -> present), "disappeared" (present -> absent), "flipped" (any appeared or
+    disappeared), "uncertain_changed" (a finding moved into or out of uncertain: shown, not a flip)}``. Findings
+    stored before three states read as present when positive, else absent.
 
     Raises CaseStoreError for an unknown case.
     """
@@ -463,17 +495,15 @@ def case_history(store: CaseStore, study_uid: str, model_name: str) -> list[dict
     if results:
         return _image_history(results)
     out: list[dict] = []
-    prev: list[str] | None = None
+    prev: list[dict] | None = None
     for r in store.note_results(study_uid):
         if r.model != model_name:
             continue
-        pos = _model_positives(r.findings)
-        appeared = [k for k in pos if prev is not None and k not in prev]
-        disappeared = [k for k in (prev or []) if k not in pos]
         out.append({"kind": "notes", "model": r.model, "model_version": r.model_version,
                     "weights_sha256": r.weights_sha256, "run_id": r.run_id, "time": r.created_at,
-                    "note_version_id": r.note_version_id, "result_id": r.id, "positives": pos,
-                    "effective": r.positives, "decisions": dict(r.decisions), "appeared": appeared,
-                    "disappeared": disappeared, "flipped": bool(appeared or disappeared)})
-        prev = pos
+                    "note_version_id": r.note_version_id, "result_id": r.id,
+                    "positives": _model_positives(r.findings), "uncertain": _model_uncertain(r.findings),
+                    "effective": r.positives, "effective_uncertain": r.uncertain, "decisions": dict(r.decisions),
+                    **_note_changes(prev, r.findings)})
+        prev = r.findings
     return out

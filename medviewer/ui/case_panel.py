@@ -146,9 +146,10 @@ class CasePanel(QWidget):
         self.label_combo.setCurrentText(current or default)
 
     def set_case(self, case=None, row=None, scores=(), annotations=()) -> None:  # noqa: ANN001
-        """Show ``case`` (a :class:`medviewer.store.Case`, or None), its worklist ``row`` (AI and note summary),
-        radiologist ``scores`` (oldest first) and ``annotations`` as (uid, text) pairs. Another case than the one
-        shown empties the call form (a call half-entered for one patient is never recorded on another)."""
+        """Show ``case`` (a :class:`medviewer.store.Case`, or None), its worklist ``row`` (AI and note summary: the
+        note findings present, and on their own "Uncertain:" line those hedged in the note), radiologist ``scores``
+        (oldest first) and ``annotations`` as (uid, text) pairs. Another case than the one shown empties the call
+        form (a call half-entered for one patient is never recorded on another)."""
         uid = case.study_instance_uid if case is not None else None
         if uid != self.study_uid:
             self.reset_call()
@@ -185,8 +186,12 @@ class CasePanel(QWidget):
         if row is not None and row.ai_score is not None:
             ai = (f"AI ({row.ai_model}): {row.ai_score:.2f} "
                   f"{'positive' if row.ai_positive else 'negative'} - research use only, not for diagnosis")
-        if row is not None and row.note_findings:
-            ai += "\nNote findings: " + ", ".join(f.replace("_", " ") for f in row.note_findings)
+        present = list(row.note_findings) if row is not None else []
+        uncertain = list(row.note_uncertain) if row is not None else []
+        if present or uncertain:
+            ai += "\nNote findings: " + (", ".join(f.replace("_", " ") for f in present) or "none present")
+        if uncertain:  # hedged in the note ("possible", "cannot exclude"): listed apart, never as present
+            ai += "\nUncertain: " + ", ".join(f.replace("_", " ") for f in uncertain)
         self.ai_line.setText(ai)
         if scores:
             last = scores[-1]

@@ -61,6 +61,8 @@ AI_POSITIVE_COLOR = QColor("#e0a448")  # warm amber: the AI calls the finding
 OVERRIDE_COLOR = QColor("#d08ad8")  # soft violet: the radiologist's call differs from the AI's
 OVERRIDE_ROW_BG = QColor(208, 138, 216, 26)
 REPORTED_COLOR = QColor("#8d939b")  # signed-off cases recede
+UNCERTAIN_COLOR = QColor("#f0d8a0")  # hedged note findings: the text colour of the notes pane's "?" chips
+UNCERTAIN_MARK = "?"  # after an uncertain note finding: "Effusion?"
 FLIP_BG = QColor(224, 164, 72, 70)
 MINUS = "\u2212"
 
@@ -99,6 +101,23 @@ def format_score(score: float | None, positive: bool | None) -> str:
     return f"{score:.2f} {'+' if positive else MINUS}"
 
 
+def format_note_findings(present: Sequence[str], uncertain: Sequence[str] = ()) -> str:
+    """The note findings cell: the present findings, then the uncertain (hedged) ones marked "?":
+    ``"Consolidation, Effusion?"``; "" when there are none."""
+    return ", ".join([*present, *(f"{k}{UNCERTAIN_MARK}" for k in uncertain)])
+
+
+def note_findings_tooltip(present: Sequence[str], uncertain: Sequence[str] = ()) -> str | None:
+    """The note findings cell's tooltip: the present and the uncertain findings on their own lines, None for
+    none."""
+    lines = []
+    if present:
+        lines.append("present: " + ", ".join(present))
+    if uncertain:
+        lines.append("uncertain (hedged in the note, not counted as present): " + ", ".join(uncertain))
+    return "\n".join(lines) or None
+
+
 def _local_time(t: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(t)) if t else ""
 
@@ -107,10 +126,11 @@ def _local_time(t: float | None) -> str:
 class WorklistModel(QAbstractTableModel):
     """Table model over a list of :class:`medviewer.store.WorklistRow` with the :data:`COLUMNS`.
 
-    Roles: DisplayRole (formatted text), ToolTipRole, :data:`SORT_ROLE` (numbers for the AI score, radiologist
-    confidence and annotation count, ``YYYYMMDDhhmmss`` for the date, lower-case text otherwise; None for empty
-    cells), :data:`UID_ROLE` (StudyInstanceUID), ForegroundRole/BackgroundRole (AI-positive scores amber,
-    radiologist overrides violet on a faint violet row, reported cases dimmed).
+    Roles: DisplayRole (formatted text; uncertain note findings marked "?"), ToolTipRole, :data:`SORT_ROLE`
+    (numbers for the AI score, radiologist confidence and annotation count, ``YYYYMMDDhhmmss`` for the date,
+    lower-case text otherwise; None for empty cells), :data:`UID_ROLE` (StudyInstanceUID),
+    ForegroundRole/BackgroundRole/FontRole (AI-positive scores amber and bold, radiologist overrides violet on a
+    faint violet row, note findings that are all uncertain pale amber and italic, reported cases dimmed).
     """
 
     def __init__(self, parent: QWidget | None = None):
@@ -126,7 +146,9 @@ class WorklistModel(QAbstractTableModel):
         self.beginResetModel()
         self._rows = list(rows)
         self._cells = [self._texts(r) for r in self._rows]
-        self._search = [" ".join((*cells, str(r.case.accession_number or ""))).lower()
+        # "uncertain" is searchable too: the filter finds the cases with hedged note findings
+        self._search = [" ".join((*cells, str(r.case.accession_number or ""),
+                                  "uncertain" if r.note_uncertain else "")).lower()
                         for r, cells in zip(self._rows, self._cells)]
         self._index = {r.case.study_instance_uid: k for k, r in enumerate(self._rows)}
         self.endResetModel()
@@ -168,7 +190,7 @@ class WorklistModel(QAbstractTableModel):
         return (format_patient_name(c.patient_name), str(c.patient_id or ""), format_date(c.study_date),
                 str(c.modalities or "").replace("\\", "/"), str(c.study_description or ""), str(c.status or ""),
                 format_score(r.ai_score, r.ai_positive) if r.ai_status != "out_of_scope" else "out of scope",
-                ", ".join(r.note_findings), rad,
+                format_note_findings(r.note_findings, r.note_uncertain), rad,
                 str(r.n_annotations) if r.n_annotations else "", ", ".join(r.being_read_by))
 
     def _sort_key(self, row: int, col: int) -> Any:
@@ -213,7 +235,9 @@ class WorklistModel(QAbstractTableModel):
             return f"{format_date(r.case.study_date)} {r.case.study_time}".strip() or None
         if col == COL_STATUS and r.case.reported_by:
             return f"reported by {r.case.reported_by} {_local_time(r.case.reported_at)}"
-        if col in (COL_PATIENT, COL_DESCRIPTION, COL_NOTES):
+        if col == COL_NOTES:
+            return note_findings_tooltip(r.note_findings, r.note_uncertain)
+        if col in (COL_PATIENT, COL_DESCRIPTION):
             return self._cells[row][col] or None
         if col == COL_READERS and self._cells[row][col]:
             return f"open on another workstation now: {self._cells[row][col]}"
@@ -253,6 +277,8 @@ class WorklistModel(QAbstractTableModel):
                 return QBrush(AI_POSITIVE_COLOR)
             if col == COL_RADIOLOGIST and self.is_override(r):
                 return QBrush(OVERRIDE_COLOR)
+            if col == COL_NOTES and r.note_uncertain and not r.note_findings:
+                return QBrush(UNCERTAIN_COLOR)  # only hedged findings: the whole cell is uncertain
             if r.case.status == "reported":
                 return QBrush(REPORTED_COLOR)
             return None
@@ -264,6 +290,10 @@ class WorklistModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.FontRole and col == COL_AI and r.ai_positive:
             font = QFont()
             font.setBold(True)
+            return font
+        if role == Qt.ItemDataRole.FontRole and col == COL_NOTES and r.note_uncertain and not r.note_findings:
+            font = QFont()
+            font.setItalic(True)
             return font
         return None
 
@@ -659,7 +689,9 @@ class WorklistWidget(QWidget):
 # ------------------------------------------------------------------------------------------------ history
 class CaseHistoryDialog(QDialog):
     """A case's results per run (:func:`medviewer.store.rescore.case_history` entries, oldest first) in a table;
-    rows where the call flipped against the previous entry are tinted amber and marked "⚑ flipped"."""
+    rows where the call flipped against the previous entry are tinted amber and marked "⚑ flipped". For the notes
+    model, uncertain findings are marked "?" and a finding moving into or out of "uncertain" is shown in the
+    Change column ("Pneumothorax −→?") without counting as a flip."""
 
     HEADERS = ("Time", "Run", "Model version", "Weights", "Result", "Change")
 
@@ -687,6 +719,8 @@ class CaseHistoryDialog(QDialog):
                 if e.get("flipped"):
                     item.setBackground(QBrush(FLIP_BG))
                     item.setToolTip("the call changed against the previous result")
+                elif e.get("uncertain_changed"):
+                    item.setToolTip("a note finding became or stopped being uncertain (hedged); not a flip")
                 if col == 4 and e.get("kind") == "image" and e.get("positive"):
                     item.setForeground(QBrush(AI_POSITIVE_COLOR))
                 self.table.setItem(row, col, item)
@@ -707,9 +741,13 @@ class CaseHistoryDialog(QDialog):
         run = f"#{e['run_id']}" if e.get("run_id") is not None else "interactive"
         sha = str(e.get("weights_sha256") or "")[:12]
         if e.get("kind") == "notes":
-            result = ", ".join(e.get("positives") or []) or "no finding"
+            result = format_note_findings(e.get("positives") or [], e.get("uncertain") or []) or "no finding"
+            # flips as +X / −X; a finding moving into or out of "uncertain" as "X −→?" (shown, not a flip)
+            sym = {"present": "+", "absent": MINUS, "uncertain": UNCERTAIN_MARK}
+            hedges = [f"{c['label']} {sym.get(c['before'], '')}→{sym.get(c['after'], '')}"
+                      for c in e.get("changes") or [] if "uncertain" in (c.get("before"), c.get("after"))]
             change = " ".join([f"+{k}" for k in e.get("appeared") or []] +
-                              [f"{MINUS}{k}" for k in e.get("disappeared") or []])
+                              [f"{MINUS}{k}" for k in e.get("disappeared") or []] + hedges)
         else:
             result = format_score(e.get("score"), e.get("positive"))
             if e.get("n_images", 1) > 1:

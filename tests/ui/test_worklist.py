@@ -215,6 +215,65 @@ HISTORY = [
 ]
 
 
+def test_uncertain_note_findings_are_marked_found_and_coloured(qtbot):
+    """Uncertain (hedged) note findings follow the present ones with a "?", the tooltip names them apart, a cell of
+    only uncertain findings is coloured and italic, and the filter finds them (by label and by "uncertain")."""
+    from PySide6.QtGui import QFont
+
+    from medviewer.ui.worklist import COL_NOTES, UNCERTAIN_COLOR
+
+    mixed = _row(6, "KIM^MIN", "20240311", "new", 0.5, notes=("Effusion",))
+    mixed.note_uncertain = ["Pneumothorax"]
+    hedged_only = _row(7, "LEE^ANA", "20240312", "new", 0.5)
+    hedged_only.note_uncertain = ["Pneumonia", "Mass"]
+    w = WorklistWidget()
+    qtbot.addWidget(w)
+    w.set_rows([*ROWS, mixed, hedged_only])
+    model = w.model
+    cell_mixed = model.index(model.row_of("1.2.6"), COL_NOTES)
+    cell_hedged = model.index(model.row_of("1.2.7"), COL_NOTES)
+    cell_present = model.index(model.row_of("1.2.3"), COL_NOTES)
+    assert cell_mixed.data() == "Effusion, Pneumothorax?"
+    assert cell_hedged.data() == "Pneumonia?, Mass?"
+    assert cell_present.data() == "Effusion"  # present only: unchanged
+    tip = cell_mixed.data(Qt.ItemDataRole.ToolTipRole)
+    assert tip.splitlines()[0] == "present: Effusion" and tip.splitlines()[1].startswith("uncertain")
+    assert tip.splitlines()[1].endswith(": Pneumothorax")
+    assert cell_hedged.data(Qt.ItemDataRole.ForegroundRole).color() == UNCERTAIN_COLOR
+    font = cell_hedged.data(Qt.ItemDataRole.FontRole)
+    assert isinstance(font, QFont) and font.italic()
+    assert cell_mixed.data(Qt.ItemDataRole.ForegroundRole) is None  # mixed: the "?" marks tell them apart
+    assert cell_present.data(Qt.ItemDataRole.FontRole) is None
+    w.filter_edit.setText("pneumothorax")
+    assert w.visible_uids() == ["1.2.6"]
+    w.filter_edit.setText("uncertain")
+    assert sorted(w.visible_uids()) == ["1.2.6", "1.2.7"]
+    w.filter_edit.setText("effusion")
+    assert sorted(w.visible_uids()) == ["1.2.3", "1.2.6"]
+
+
+def test_case_dock_lists_uncertain_note_findings_apart(qtbot):
+    from medviewer.ui.case_panel import CasePanel
+
+    panel = CasePanel()
+    qtbot.addWidget(panel)
+    row = _row(6, "KIM^MIN", "20240311", "new", 0.5, notes=("Effusion", "Pleural_Thickening"))
+    row.note_uncertain = ["Pneumothorax"]
+    panel.set_case(row.case, row)
+    lines = panel.ai_line.text().splitlines()
+    assert "Note findings: Effusion, Pleural Thickening" in lines
+    assert "Uncertain: Pneumothorax" in lines
+    assert not any("Pneumothorax" in line for line in lines if line.startswith("Note findings"))
+    hedged = _row(7, "LEE^ANA", "20240312", "new", 0.5)
+    hedged.note_uncertain = ["Pneumonia"]
+    panel.set_case(hedged.case, hedged)
+    lines = panel.ai_line.text().splitlines()
+    assert "Note findings: none present" in lines and "Uncertain: Pneumonia" in lines
+    plain = _row(3, "SMITH^ANNA", "20240310", "new", 0.45, notes=("Effusion",))
+    panel.set_case(plain.case, plain)
+    assert not any(line.startswith("Uncertain") for line in panel.ai_line.text().splitlines())
+
+
 def test_history_dialog_highlights_flips(qtbot):
     dlg = CaseHistoryDialog(HISTORY, "History of DOE, JANE")
     qtbot.addWidget(dlg)
@@ -235,6 +294,33 @@ def test_history_dialog_highlights_flips(qtbot):
     qtbot.addWidget(notes)
     assert notes.flipped_rows == [1] and "+Cardiomegaly" in notes.table.item(1, 5).text()
     assert UID_ROLE != SORT_ROLE
+
+
+def test_history_dialog_shows_uncertain_changes_without_calling_them_flips(qtbot):
+    m = "\u2212"
+    dlg = CaseHistoryDialog([
+        {"kind": "notes", "model": "notes-minilm", "model_version": "2.0.0", "weights_sha256": "", "run_id": None,
+         "time": 1.7e9, "positives": ["Effusion"], "uncertain": [], "changes": [], "appeared": [],
+         "disappeared": [], "flipped": False, "uncertain_changed": False},
+        {"kind": "notes", "model": "notes-minilm", "model_version": "2.0.0", "weights_sha256": "", "run_id": 4,
+         "time": 1.71e9, "positives": ["Effusion"], "uncertain": ["Pneumothorax"],
+         "changes": [{"label": "Pneumothorax", "before": "absent", "after": "uncertain"}], "appeared": [],
+         "disappeared": [], "flipped": False, "uncertain_changed": True},
+        {"kind": "notes", "model": "notes-minilm", "model_version": "2.0.0", "weights_sha256": "", "run_id": 5,
+         "time": 1.72e9, "positives": ["Pneumothorax"], "uncertain": [],
+         "changes": [{"label": "Pneumothorax", "before": "uncertain", "after": "present"},
+                     {"label": "Effusion", "before": "present", "after": "absent"}],
+         "appeared": [], "disappeared": ["Effusion"], "flipped": True, "uncertain_changed": True}])
+    qtbot.addWidget(dlg)
+    assert dlg.flipped_rows == [2]
+    assert dlg.table.item(1, 4).text() == "Effusion, Pneumothorax?"
+    assert dlg.table.item(1, 5).text() == f"Pneumothorax {m}\u2192?"
+    assert "flipped" not in dlg.table.item(1, 5).text()
+    assert dlg.table.item(1, 0).background().style() == Qt.BrushStyle.NoBrush
+    assert "uncertain" in dlg.table.item(1, 5).toolTip()
+    change = dlg.table.item(2, 5).text()
+    assert change.startswith("⚑ flipped") and f"{m}Effusion" in change and "Pneumothorax ?\u2192+" in change
+    assert dlg.table.item(2, 0).background().color() == FLIP_BG
 
 
 def test_render_offscreen(qtbot):
