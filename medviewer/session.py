@@ -56,12 +56,13 @@ class ImageRef:
 
 def level_between(a: ImageRef | None, b: ImageRef | None) -> Level:
     """The coarsest level at which two shown images differ (None = nothing shown): "case" when the case (study)
-    differs or one side is empty, "series" for another series or stack, "image" for another instance, frame or
+    or the patient (PatientID, PatientName) differs or one side is empty, "series" for another series or stack, "image" for another instance, frame or
     stack position, "" when equal."""
     if a is None and b is None:
         return ""
-    if a is None or b is None or a.study_uid != b.study_uid:
-        return "case"
+    if a is None or b is None or a.study_uid != b.study_uid or (a.patient_id, a.patient_name) != (
+            b.patient_id, b.patient_name):
+        return "case"  # another patient is another case, even under one StudyInstanceUID (damaged/merged data)
     if a.series_uid != b.series_uid or a.stack_key != b.stack_key:
         return "series"
     if (a.sop_instance_uid, a.frame, a.index) != (b.sop_instance_uid, b.frame, b.index):

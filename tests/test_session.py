@@ -30,8 +30,11 @@ def test_levels_between_images():
     assert level_between(A1, B) == "case"
     assert level_between(None, A1) == "case" and level_between(A1, None) == "case"
     assert level_between(None, None) == ""
-    frame = ImageRef("study-A", "series-1", "A1", "sop-1", 3, 0)
+    frame = ImageRef("study-A", "series-1", "A1", "sop-1", 3, 0, "DOE^JANE", "1")
     assert level_between(A1, frame) == "image"  # another frame of the same instance
+    # pydicom-data's CR and MR samples share one StudyInstanceUID but not the patient: another case for the docks
+    other_patient = ImageRef("study-A", "series-7", "A7", "sop-7", 0, 0, "ROE^RICHARD", "2")
+    assert level_between(A1, other_patient) == "case"
 
 
 def test_show_emits_the_focus_level_and_resets_the_view_on_a_new_series():

@@ -94,11 +94,31 @@ class StudyLoader(QObject):
         n = len(keys)
         self.status.emit(f"{index.instance_count} objects indexed, {n} image stack{'s' if n != 1 else ''}, "
                          f"{len(index.skipped)} file{'s' if len(index.skipped) != 1 else ''} skipped")
+        self._check_shared_studies(keys)
         pending, self.pending_case = self.pending_case, None
         case_keys = [k for k in keys if self.browser.entries[k].study.study_instance_uid == pending]
         self.show_stacks(case_keys or keys)  # opened from the worklist: that case's stacks; else the first ones
         self._start_thumbnails(keys)
         self.scanned.emit(index)
+
+    def _check_shared_studies(self, keys: list[str]) -> None:
+        """Warn when one StudyInstanceUID belongs to several patients (damaged or merged data, e.g. pydicom-data's
+        CR and MR samples): the case store keeps one case per study, so its notes, calls and sign-off would be
+        shared by those patients."""
+        patients: dict[str, set[tuple[str, str]]] = {}
+        for key in keys:
+            e = self.browser.entries[key]
+            patients.setdefault(e.study.study_instance_uid, set()).add((e.patient.patient_id, e.patient.patient_name))
+        for uid, who in patients.items():
+            if len(who) > 1:
+                from medviewer.io.display import format_person_name
+
+                names = "; ".join(sorted(f"{format_person_name(n) or '(no name)'} ({i or 'no ID'})" for i, n in who))
+                msg = (f"One StudyInstanceUID ({uid}) is used by {len(who)} different patients: {names}. medviewer "
+                       "keeps one case per study, so that case's notes, calls and sign-off would be shared by "
+                       "them. Check the data before reporting; the images are shown per patient.")
+                log.warning("%s", msg)
+                self.failed.emit(msg)
 
     def _start_thumbnails(self, keys: list[str]) -> None:
         entries = [self.browser.entries[k] for k in keys]

@@ -277,3 +277,30 @@ def test_layout_geometry_and_docks_are_restored_at_start(qtbot):
     widths = {v.width() for v in again.grid.visible_viewers()}
     assert max(widths) - min(widths) <= 2
     again.close()
+
+
+def test_two_patients_under_one_study_uid_are_two_contexts_and_the_reader_is_warned(open_window, pydicom_data,
+                                                                                     tmp_path, qtbot, caplog):
+    """Merged or damaged data: pydicom-data's CR (RG1) and pydicom's MR_small (another patient) written under one
+    StudyInstanceUID, as a PACS that reuses UIDs or a bad anonymiser produces."""
+    import pydicom
+
+    folder = tmp_path / "shared-uid"
+    folder.mkdir()
+    cr = pydicom_data("RG1_UNCI.dcm")
+    shutil.copy(cr, folder / "cr.dcm")
+    from pydicom.data import get_testdata_file
+
+    mr = pydicom.dcmread(get_testdata_file("MR_small.dcm"))
+    mr.StudyInstanceUID = pydicom.dcmread(folder / "cr.dcm", stop_before_pixels=True).StudyInstanceUID
+    mr.save_as(folder / "mr.dcm")
+    win = open_window(folder)
+    assert "used by 2 different patients" in caplog.text and "used by 2 different patients" in win._message_box.text()
+    keys = {e.series.modality: k for k, e in win.browser.entries.items()}
+    _show(qtbot, win, keys["CR"])
+    win.case_panel.positive.setChecked(True)
+    title = win.windowTitle()
+    win.open_stack(keys["MR"])
+    wait_idle(qtbot, win)
+    assert not win.case_panel.positive.isChecked() and not win.case_panel.record.isEnabled()
+    assert win.windowTitle() != title and "RG1" not in win.windowTitle()
