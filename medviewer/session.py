@@ -56,8 +56,8 @@ class ImageRef:
 
 def level_between(a: ImageRef | None, b: ImageRef | None) -> Level:
     """The coarsest level at which two shown images differ (None = nothing shown): "case" when the case (study)
-    or the patient (PatientID, PatientName) differs or one side is empty, "series" for another series or stack, "image" for another instance, frame or
-    stack position, "" when equal."""
+    or the patient (PatientID, PatientName) differs or one side is empty, "series" for another series or stack,
+    "image" for another instance, frame or stack position, "" when equal."""
     if a is None and b is None:
         return ""
     if a is None or b is None or a.study_uid != b.study_uid or (a.patient_id, a.patient_name) != (
