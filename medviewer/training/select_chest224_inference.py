@@ -3,6 +3,7 @@ validation only, by a criterion fixed here before the script was first run (issu
 
     python -m medviewer.training.select_chest224_inference [--data ../shared/data/kermany-224]
         [--model models/pneumonia-chest224] [--seed 0] [--threads 2] [--out FILE.json]
+    python -m medviewer.training.select_chest224_inference --write-card 2.1.0 --from-json FILE.json
 
 The weights do not change (same safetensors file, same SHA-256); only how they are run does. **The test split is
 never read for a figure here**: ``kermany.load`` returns it with the other splits and this script drops it at once.
@@ -430,9 +431,16 @@ def select(args: argparse.Namespace) -> dict:
         "seconds": round(time.time() - t0, 1), "threads": args.threads,
     }
     if args.out:
-        Path(args.out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        Path(args.out).write_text(json.dumps(result, indent=2, default=_plain) + "\n", encoding="utf-8")
         print(f"written {args.out}")
     return result
+
+
+def _plain(o: object) -> object:
+    """numpy scalars as Python numbers for JSON."""
+    if isinstance(o, np.generic):
+        return o.item()
+    raise TypeError(f"{type(o).__name__} is not JSON serialisable")
 
 
 def print_table(rows: list[dict], best: int, chosen: int, cur: int, n_val: int, n_smv: int) -> None:
@@ -456,6 +464,107 @@ def print_table(rows: list[dict], best: int, chosen: int, cur: int, n_val: int, 
     print("* best SMV balanced accuracy, < chosen, = current recipe")
 
 
+# ------------------------------------------------------------------------------------------------ the card
+PENDING = ("pending: the test split is scored once, after this recipe was frozen, by python "
+           "benchmarks/eval_chest224.py --sections metrics,dicom,gate,maps,compare --write-card")
+
+
+def write_card(model_dir: str | Path, result: dict, version: str, selection_file: str) -> dict:
+    """Record a frozen selection (``result``, as written by ``--out``) in the model's card.
+
+    A changed recipe becomes card ``version``: threshold, threshold rule, temperature and the ``inference`` block
+    (TTA views) change; the weights and their SHA-256 do not. The previous version's recipe and test figures move
+    into ``selection_history``; the test figures of the new version are left pending (``metrics.test`` says how
+    they are made). Either way a ``selection_history`` entry records the protocol, the candidate table and the
+    choice. No test figure is read or written here."""
+    card_path = Path(model_dir) / "card.json"
+    card = json.loads(card_path.read_text(encoding="utf-8"))
+    if card["weights_sha256"] != result["weights_sha256"] or card["version"] != result["from_version"]:
+        raise SystemExit(f"{card_path} is not the card the selection started from ({result['from_version']})")
+    chosen = result["chosen"]
+    table = [{"tta": r["tta"], "rule": r["rule"], "views": r["views"],
+              "val": {k: round(float(r["val"][k]), 4) for k in ("auc", "ba", "accuracy", "sensitivity",
+                                                                 "specificity")},
+              "smv": {k: round(float(r["smv"][k]), 4) for k in ("auc", "ba", "accuracy", "sensitivity",
+                                                                 "specificity")},
+              "smv_ba_gap_to_best_ci95": [round(float(v), 4) for v in r["smv_ba_gap_to_best_ci95"]],
+              "within_noise": r["within_noise"], "guard": r["guard"]} for r in result["candidates"]]
+    history = list(card.get("selection_history", []))
+    entry: dict[str, Any] = {
+        "version": card["version"] if chosen["current_recipe_kept"] else version,
+        "date": time.strftime("%Y-%m-%d"),
+        "statement": ("The test split had been seen before: card 2.0.0's test figures were computed and published. "
+                      "This recipe was chosen by a criterion pre-registered in the selection script (committed "
+                      "before its first full run) on validation and shift-mimicking validation only; the test "
+                      "split was not read by the selection, and it is scored once afterwards, whatever the "
+                      "figures are."),
+        "script": result["script"], "selection_file": selection_file,
+        "protocol": {
+            "data": f"plain validation ({result['n_val']} films, {result['n_val_children']} children) and "
+                    f"shift-mimicking validation ({result['n_smv']} films: {result['copies']} seeded copies per "
+                    "validation film of geometry, noise, blur/sharpening, gamma and window/LUT, JPEG)",
+            "estimation": f"thresholds cross-fitted over {result['folds']} folds of children; paired cluster "
+                          f"bootstrap over children ({result['bootstrap']} resamples)",
+            "criterion": "highest cross-fitted balanced accuracy on shift-mimicking validation; among the "
+                         "candidates within bootstrap noise of it (95 % interval of the gap contains 0) and not "
+                         "significantly worse than the current recipe on plain validation, the simplest (fewest "
+                         "views, then val_youden < half < smv_youden < smv_platt, then SMV AUC); temperature by "
+                         "cross-fitted NLL on shift-mimicking validation (the card's kept unless 0.002 nats worse)",
+            "tta_sets": result["tta_sets"], "rules": result["rules"],
+        },
+        "candidates": table,
+        "best_smv_ba": result["best_smv_ba"],
+        "chosen": {k: chosen[k] for k in ("tta", "views", "rule", "threshold_rule", "temperature",
+                                          "temperature_source", "threshold", "current_recipe_kept")},
+        "chosen_in_sample": {"val": chosen["val"], "smv": chosen["smv"]},
+        "temperature_nll_smv": result["temperature_nll_smv"],
+    }
+    if chosen["current_recipe_kept"]:
+        entry["test_after_selection"] = "not scored: the recipe did not change"
+        card["selection_history"] = history + [entry]
+    else:
+        m = card["metrics"]
+        previous = {"version": card["version"], "weights_sha256": card["weights_sha256"],
+                    "threshold": card["threshold"], "threshold_rule": card.get("threshold_rule", ""),
+                    "temperature": card.get("temperature"),
+                    "inference": card.get("inference", {"tta": ["identity"]}),
+                    "metrics": {k: m[k] for k in ("test", "test_at_threshold_0.5", "val", "test_members_auc",
+                                                  "targets") if k in m},
+                    "note": "test figures of this version were computed before its successor was chosen; they "
+                            "were known when the successor's candidates were listed"}
+        entry["test_after_selection"] = PENDING
+        card["selection_history"] = history + [previous, entry]
+        card["version"] = version
+        card["threshold"] = chosen["threshold"]
+        card["threshold_rule"] = f"{chosen['threshold_rule']} (selected by {result['script']}, see selection_history)"
+        card["temperature"] = chosen["temperature"]
+        card["inference"] = {
+            "tta": chosen["views"],
+            "average": "mean of the views' logits, divided by the temperature (medviewer.inference.tta)",
+            "ood_and_maps": "the first view (the film as it is)",
+            "temperature_rule": {"card": "kept from the previous version", "val": "NLL on validation",
+                                 "smv": "NLL on shift-mimicking validation"}[chosen["temperature_source"]]
+                                + " with these views",
+            "selection": selection_file,
+        }
+        val = chosen["val"]
+        m["val"] = {"auc": val["auc"], "accuracy": val["accuracy"], "sensitivity": val["sensitivity"],
+                    "specificity": val["specificity"], "balanced_accuracy": val["ba"], "ece": val["ece"],
+                    "n": result["n_val"], "note": "in sample: the threshold was fitted on these data"}
+        smv = chosen["smv"]
+        m["val_shift_mimicking"] = {"auc": smv["auc"], "accuracy": smv["accuracy"],
+                                    "sensitivity": smv["sensitivity"], "specificity": smv["specificity"],
+                                    "balanced_accuracy": smv["ba"], "ece": smv["ece"], "n": result["n_smv"],
+                                    "note": "in sample: the threshold was fitted on these data"}
+        for k in ("test", "test_at_threshold_0.5"):
+            m[k] = {"pending": PENDING}
+        m.pop("test_members_auc", None)
+        m["targets"] = {k: v for k, v in m.get("targets", {}).items() if k == "issue"}
+    card_path.write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+    print(f"written {card_path} (version {card['version']})")
+    return card
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default=str(kermany.DEFAULT_ROOT))
@@ -465,7 +574,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=max(1, min(os.cpu_count() or 1, 2)))
     ap.add_argument("--limit", type=int, default=0, help="validation films used (a smoke test, not a selection)")
     ap.add_argument("--out", default="", help="write the candidate table and the choice as JSON")
-    select(ap.parse_args(argv))
+    ap.add_argument("--write-card", metavar="VERSION", default="",
+                    help="record the frozen selection of --from-json in the model's card as VERSION (no run)")
+    ap.add_argument("--from-json", default="", help="a selection written by --out (with --write-card)")
+    args = ap.parse_args(argv)
+    if args.write_card:
+        if not args.from_json:
+            ap.error("--write-card needs --from-json")
+        result = json.loads(Path(args.from_json).read_text(encoding="utf-8"))
+        write_card(args.model, result, args.write_card, Path(args.from_json).name)
+        return 0
+    select(args)
     return 0
 
 
