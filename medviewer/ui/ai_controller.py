@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 
 import numpy as np
 from PySide6.QtCore import QObject, Signal
@@ -23,7 +24,7 @@ from medviewer.ui.workers import JobRunner, StoreWriter
 
 log = logging.getLogger(__name__)
 
-CacheKey = tuple  # (SOPInstanceUID, frame, model, weights SHA-256, method, class)
+CacheKey = tuple  # (StudyInstanceUID, SOPInstanceUID, frame, model, weights SHA-256, method, class)
 
 
 def stored_as_result(ai, shape: tuple[int, int]):  # noqa: ANN001, ANN201 - store AIResult -> ScoreResult
@@ -58,6 +59,7 @@ class AIController(QObject):
         self.session, self.binding, self.panel, self.runner = session, binding, panel, runner
         self.store, self.writer = store, writer
         self.cache: dict[CacheKey, object] = {}
+        self.blocked: Callable[[], dict[str, str]] | None = None  # cases whose results must not be stored
         self._cards: dict[str, dict] = {}
         panel.run_requested.connect(self.run)
         panel.force_requested.connect(lambda: self.run(False, force=True))
@@ -95,8 +97,8 @@ class AIController(QObject):
         if image is None:
             return None
         name = self.panel.model_name
-        return (image.sop_instance_uid, image.frame, name, str(self.card(name).get("weights_sha256", "")),
-                self.panel.method, self.target())
+        return (image.study_uid, image.sop_instance_uid, image.frame, name,
+                str(self.card(name).get("weights_sha256", "")), self.panel.method, self.target())
 
     def lookup(self, image: ImageRef | None):  # noqa: ANN201 - ScoreResult | None
         """The result for ``image`` with the current model, method and class; failing that, one with the same
@@ -106,7 +108,7 @@ class AIController(QObject):
             return None
         if key in self.cache:
             return self.cache[key]
-        return next((r for k, r in self.cache.items() if k[:4] == key[:4]), None)
+        return next((r for k, r in self.cache.items() if k[:5] == key[:5]), None)
 
     # ------------------------------------------------------------------------------------------------ running
     def run(self, series: bool = False, force: bool = False) -> None:
@@ -133,7 +135,7 @@ class AIController(QObject):
             key = self.key(ImageRef(image.study_uid, image.series_uid, image.stack_key,
                                     ref.instance.sop_instance_uid, ref.frame.index, k))
             if not force and key in self.cache:
-                self._apply(slot, k, self.cache[key])
+                self._show(image.study_uid, self.cache[key])
                 continue
             items.append((k, frame_from_volume(vol, k)))
         if not items:
@@ -143,7 +145,7 @@ class AIController(QObject):
         context = Context.of_series(image) if series else Context.of_image(image)
         self.runner.submit("ai", lambda state: run_scoring(request, state), context=context,
                            on_progress=lambda d, t, _m: self.panel.set_progress(d, t),
-                           on_result=lambda results: self._scored(slot, image, request, results),
+                           on_result=lambda results: self._scored(image, request, results),
                            on_failed=lambda msg: self._stopped("AI failed: " + msg.splitlines()[0]),
                            on_cancelled=lambda: self._stopped("AI run cancelled"))
         self.panel.set_busy(True)
@@ -157,34 +159,52 @@ class AIController(QObject):
         self.panel.set_busy(False)
         self.panel.clear_result(message)
 
-    def _scored(self, slot: int, image: ImageRef, request: ScoreRequest, results: list) -> None:
+    def _scored(self, image: ImageRef, request: ScoreRequest, results: list) -> None:
         self.panel.set_busy(False)
         sha = str(self.card(request.model).get("weights_sha256", ""))
-        for k, res in results:
-            self.cache[(res.sop_instance_uid, res.frame, request.model, sha, request.method, request.target)] = res
-            self._apply(slot, k, res)
-            self.writer.submit(self.store.add_ai_result, image.study_uid, res, label=f"case:{image.study_uid}")
+        study = image.study_uid
+        for _k, res in results:
+            self.cache[(study, res.sop_instance_uid, res.frame, request.model, sha, request.method,
+                        request.target)] = res
+            self._show(study, res)
+            if self.can_store(study):
+                self.writer.submit(self.store.add_ai_result, study, res, label=f"case:{study}")
         n = len(results)
-        self.status.emit(f"AI: {n} image{'s' if n != 1 else ''} scored (research use only, not for diagnosis)")
+        if self.session.is_focused(Context.of_series(image)):  # the status bar speaks of what is focused
+            self.status.emit(f"AI: {n} image{'s' if n != 1 else ''} scored (research use only, not for diagnosis)")
         self.finished.emit()
 
-    def _apply(self, slot: int, k: int, res) -> None:  # noqa: ANN001 - ScoreResult
-        """Draw ``res``'s heat map on slice ``k`` of viewport ``slot``; fill the dock when it is the focused
-        image."""
-        viewer = self.binding.viewer(slot)
-        vol = viewer.volume
-        if res.heatmap is not None and vol is not None and res.heatmap.shape == vol.array.shape[1:3]:
-            caption = (f"{METHOD_NAMES.get(res.heatmap_method, res.heatmap_method)}: {res.heatmap_label} "
-                       f"({res.model} {res.version})")
-            viewer.set_heatmap(k, res.heatmap, caption)
-        image = self.session.image
-        if slot == self.session.active_slot and image is not None and image.index == k:
+    def _show(self, study_uid: str, res) -> None:  # noqa: ANN001 - ScoreResult
+        """Draw ``res``'s heat map in every visible viewport whose stack holds its image (StudyInstanceUID,
+        SOPInstanceUID, frame), on that image's slice; fill the dock only when the focused image is that one."""
+        for slot in self.session.visible_slots():
+            image, entry = self.session.viewports[slot].image, self.binding.entry(slot)
+            viewer = self.binding.viewer(slot)
+            vol = viewer.volume
+            if image is None or entry is None or image.study_uid != study_uid or vol is None \
+                    or vol.stack is not entry.stack:
+                continue
+            for k, ref in enumerate(entry.stack.slices):
+                if (ref.instance.sop_instance_uid, ref.frame.index) != (res.sop_instance_uid, res.frame):
+                    continue
+                if res.heatmap is not None and res.heatmap.shape == vol.array.shape[1:3]:
+                    caption = (f"{METHOD_NAMES.get(res.heatmap_method, res.heatmap_method)}: {res.heatmap_label} "
+                               f"({res.model} {res.version})")
+                    viewer.set_heatmap(k, res.heatmap, caption)
+        focused = self.session.image
+        if focused is not None and (focused.study_uid, focused.sop_instance_uid, focused.frame) == (
+                study_uid, res.sop_instance_uid, res.frame):
             self.panel.show_result(res)
+
+    def can_store(self, study_uid: str) -> bool:
+        """False for a case the store cannot keep apart (see CaseController.blocked)."""
+        return self.blocked is None or study_uid not in self.blocked()
 
     # ------------------------------------------------------------------------------------------------ session
     def _session_changed(self, change: Change) -> None:
         if change.what == "view" or not change.focus_level:
             return
+        self.panel.set_busy(False)  # a run for the image left behind goes on for its viewport, not in this dock
         image = self.session.image
         res = self.lookup(image)
         if res is not None:
@@ -219,11 +239,11 @@ class AIController(QObject):
                            on_result=lambda found: self._show_stored(image, found, sha))
 
     def _show_stored(self, image: ImageRef, found: list, sha: str) -> None:
-        for k, res in found:
-            key = (res.sop_instance_uid, res.frame, res.model, sha, res.heatmap_method, res.heatmap_label)
+        for _k, res in found:
+            key = (image.study_uid, res.sop_instance_uid, res.frame, res.model, sha, res.heatmap_method,
+                   res.heatmap_label)
             self.cache.setdefault(key, res)
-            for slot in self.session.slots_showing(Context.of_series(image)):
-                self._apply(slot, k, self.cache[key])
+            self._show(image.study_uid, self.cache[key])
 
     def volume_shown(self, slot: int) -> None:
         """Viewport ``slot`` got its (new) volume: draw the heat maps known for its images (a stored result may
@@ -235,7 +255,7 @@ class AIController(QObject):
             res = self.lookup(ImageRef(image.study_uid, image.series_uid, image.stack_key,
                                        ref.instance.sop_instance_uid, ref.frame.index, k))
             if res is not None:
-                self._apply(slot, k, res)
+                self._show(image.study_uid, res)
 
     def _overlay_changed(self) -> None:
         panel = self.panel
@@ -247,7 +267,7 @@ class AIController(QObject):
             return
         key = self.key(image)  # a new class or method for the image on screen: from the cache or computed
         if key in self.cache:
-            self._apply(self.session.active_slot, image.index, self.cache[key])
+            self._show(image.study_uid, self.cache[key])
         elif viewer.heatmaps:
             self.run(False)
 

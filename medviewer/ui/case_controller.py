@@ -42,6 +42,7 @@ class CaseController(QObject):
         self.rows: dict[str, object] = {}  # study uid -> WorklistRow (AI and note summary), from the worklist
         self.annotations: dict[str, dict] = {}  # study uid -> {annotation uid: Annotation}, this session's view
         self._shown_status: dict[str, str] = {}
+        self.blocked: dict[str, str] = {}  # study uid -> why nothing may be written to that case
         self.presence = CasePresence(store, writer, runner, self)
         self.presence.others_reading.connect(self._others_reading)
         self.presence.changed_elsewhere.connect(self._changed_elsewhere)
@@ -66,10 +67,13 @@ class CaseController(QObject):
             return
         uid = self.session.case_uid
         self.case_uid = uid
+        self.runner.cancel("case-panel")
         entry = self.binding.entry(self.session.active_slot)
-        if uid is None or entry is None:
-            self.notes.set_study(None)
+        if uid is None or entry is None or uid in self.blocked:
+            self.notes.set_study(None, self.blocked.get(uid or "", ""))
             self.panel.set_case(None)
+            if uid in self.blocked:
+                self.status.emit(self.blocked[uid])
             self.case_changed.emit("")
             return
         from medviewer.io.display import window_title
@@ -91,7 +95,7 @@ class CaseController(QObject):
     def refresh(self) -> None:
         """Re-read the focused case (status, calls) in a worker and show it in the Case dock."""
         uid = self.case_uid
-        if uid is None:
+        if uid is None or uid in self.blocked:
             self.panel.set_case(None)
             return
         store = self.store
@@ -100,7 +104,7 @@ class CaseController(QObject):
         def work(state: TaskState) -> tuple:
             return store.get_case(uid), store.radiologist_scores(uid)
 
-        self.runner.submit("case-panel", work, context=Context.of_case(uid),
+        self.runner.submit("case-panel", work, context=Context.of_case(uid), shown=self.session.is_focused,
                            on_result=lambda result: self._show(uid, *result))
 
     def _show(self, uid: str, case, scores) -> None:  # noqa: ANN001 - Case | None, [RadiologistScore]
@@ -188,9 +192,20 @@ class CaseController(QObject):
         if uid:
             viewer.annotations.set_annotations(self.annotations_of(uid))
 
+    def block(self, study_uid: str, why: str) -> None:
+        """Nothing may be written to case ``study_uid`` (its StudyInstanceUID is shared by several patients, so
+        the store cannot keep their notes, calls and annotations apart): its docks stay empty and say ``why``."""
+        self.blocked[study_uid] = why
+        if self.case_uid == study_uid:
+            self.notes.set_study(None, why)
+            self.panel.set_case(None)
+
     def _annotation_saved(self, viewer: ImageViewer, annotation) -> None:  # noqa: ANN001 - Annotation
         uid = self._study_of(viewer)
         if uid is None:
+            return
+        if uid in self.blocked:
+            self.status.emit("Annotation NOT saved: " + self.blocked[uid])
             return
         self.annotations_of(uid)
         self.annotations[uid][annotation.uid] = annotation
@@ -207,6 +222,8 @@ class CaseController(QObject):
     def _annotation_deleted(self, viewer: ImageViewer, ann_uid: str) -> None:
         uid = self._study_of(viewer)
         if uid is None:
+            return
+        if uid in self.blocked:
             return
         self.annotations.get(uid, {}).pop(ann_uid, None)
         for other in self.binding.grid.viewers:

@@ -214,6 +214,7 @@ class CasePanel(QWidget):
         self.positive.setChecked(False)
         self.negative.setChecked(False)
         self.call_group.setExclusive(True)
+        self.label_combo.setCurrentText("")  # the finding typed for the previous case too (set_labels refills it)
         self.confidence.setCurrentIndex(0)
         self.comment.clear()
         self._update_enabled()

@@ -53,6 +53,7 @@ class StudyLoader(QObject):
     when a viewport's series is fully decoded; ``nothing_to_show(why)``; ``status(text)``; ``failed(message)``."""
 
     scanned = Signal(object)
+    shared_study = Signal(str, str)  # (StudyInstanceUID, why): several patients under one study
     allocated = Signal(int)  # a viewport got its new volume (pixels still arriving)
     loaded = Signal(int, object)
     nothing_to_show = Signal(str)
@@ -65,6 +66,9 @@ class StudyLoader(QObject):
         self.session, self.binding, self.browser, self.runner, self.store = session, binding, browser, runner, store
         self.index: DicomIndex | None = None
         self.pending_case: str | None = None  # a worklist case whose folder is being scanned: show it first
+        self._loads = 0  # loads started; a scan shows its stacks only if the reader opened nothing meanwhile
+        self._loads_at_scan = 0
+        self._scan_path = ""
         browser.stack_activated.connect(lambda key: self.open_stack(key))
         browser.cancel_requested.connect(self.cancel)
         binding.grid.stack_dropped.connect(lambda viewer, key: self.open_stack(key, viewer))
@@ -75,6 +79,8 @@ class StudyLoader(QObject):
         """Scan ``path`` (folder, DICOMDIR or file); then show ``case_uid``'s stacks, else the first ones."""
         self.cancel()
         self.pending_case = case_uid
+        self._loads_at_scan = self._loads
+        self._scan_path = path
         self.status.emit(f"Scanning {path}...")
         store = self.store
         self.runner.submit("scan", lambda state: scan_and_split(path, state, store),
@@ -97,7 +103,13 @@ class StudyLoader(QObject):
         self._check_shared_studies(keys)
         pending, self.pending_case = self.pending_case, None
         case_keys = [k for k in keys if self.browser.entries[k].study.study_instance_uid == pending]
-        self.show_stacks(case_keys or keys)  # opened from the worklist: that case's stacks; else the first ones
+        if self._loads != self._loads_at_scan:
+            pass  # the reader opened something while the scan ran: the scan fills the browser, not the viewports
+        elif pending is not None and not case_keys:
+            self.failed.emit(f"The case's images are not in {self._scan_path} any more (it holds other "
+                             "studies now): nothing of another study is shown in its place")
+        else:
+            self.show_stacks(case_keys or keys)  # from the worklist: that case's stacks; else the first ones
         self._start_thumbnails(keys)
         self.scanned.emit(index)
 
@@ -115,9 +127,11 @@ class StudyLoader(QObject):
 
                 names = "; ".join(sorted(f"{format_person_name(n) or '(no name)'} ({i or 'no ID'})" for i, n in who))
                 msg = (f"One StudyInstanceUID ({uid}) is used by {len(who)} different patients: {names}. medviewer "
-                       "keeps one case per study, so that case's notes, calls and sign-off would be shared by "
-                       "them. Check the data before reporting; the images are shown per patient.")
+                       "keeps one case per study and cannot keep their reports apart, so nothing is recorded for "
+                       "it (notes, calls, annotations, AI results); the images can be viewed. Fix the data (new "
+                       "StudyInstanceUIDs) before reporting.")
                 log.warning("%s", msg)
+                self.shared_study.emit(uid, msg)
                 self.failed.emit(msg)
 
     def _start_thumbnails(self, keys: list[str]) -> None:
@@ -169,6 +183,7 @@ class StudyLoader(QObject):
     def load(self, entry: StackEntry, slot: int) -> None:
         """Decode ``entry`` in a worker into viewport ``slot`` (job kind "load:<slot>": a new load of the same
         viewport cancels the old one)."""
+        self._loads += 1
         self.binding.show_entry(slot, entry)
         viewer = self.binding.viewer(slot)
         info = entry.overlay_info()
@@ -196,8 +211,9 @@ class StudyLoader(QObject):
         if not any(self.runner.running(f"load:{s}") for s in range(len(self.session.viewports)) if s != slot):
             self.browser.set_busy(False)
         n = volume.array.shape[0]
-        self.status.emit(f"{n} slice{'s' if n != 1 else ''} loaded"
-                         + (" - " + volume.warnings[0] if volume.warnings else ""))
+        if slot == self.session.active_slot:  # the status bar speaks of the focused viewport only
+            self.status.emit(f"{n} slice{'s' if n != 1 else ''} loaded"
+                             + (" - " + volume.warnings[0] if volume.warnings else ""))
         self.loaded.emit(slot, volume)
 
     def _follow_focus(self) -> None:

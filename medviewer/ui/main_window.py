@@ -135,6 +135,9 @@ class MainWindow(QMainWindow):
             v.painted.connect(self._on_painted)
         self.loader.status.connect(say)
         self.loader.failed.connect(self._on_failed)
+        self.loader.failed.connect(lambda _msg: self.cases_list.follow_case())  # back to the case on screen
+        self.loader.shared_study.connect(self.case.block)
+        self.ai.blocked = lambda: self.case.blocked
         self.loader.nothing_to_show.connect(self.nothing_to_show)
         self.loader.scanned.connect(lambda _index: self.refresh_worklist())
         self.loader.allocated.connect(self.case.volume_shown)
@@ -224,6 +227,7 @@ class MainWindow(QMainWindow):
             return
         case = self.store.get_case(study_uid)
         if not self.loader.open_case(study_uid, case.source_path if case else ""):
+            self.cases_list.follow_case()  # the worklist shows the case that is on screen, not the one asked for
             self.statusBar().showMessage("The case's images are not available"
                                          + (f" at {case.source_path}" if case and case.source_path else ""))
 

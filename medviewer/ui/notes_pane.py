@@ -149,6 +149,8 @@ class NotesPane(QWidget):
         """Show the note of ``study_uid``. Never waits for the writer: text typed this session that may still be
         queued is shown from memory."""
         if study_uid == self.study_uid:
+            if title:
+                self.title.setText(title)
             return
         # The previous study's classification must never be saved into this one.
         self.timer.stop()

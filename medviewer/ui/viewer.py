@@ -355,8 +355,14 @@ class ImageViewer(QWidget):
         self.annotations.sync()  # the annotations of the image about to be shown
         k = self.state.index
         if vol.ready is not None and not vol.ready[k]:
+            # nothing of the slice shown before stays under this slice's label (pixels, heat map, readout)
+            self.image.clear()
+            self.heat_item.clear()
             self.show_message(f"Loading slice {k + 1}...")
             self._update_overlay()
+            if self._last_mouse is not None:
+                self._mouse_moved(self._last_mouse)
+            self.changed.emit()
             return
         gap = next((e for e in vol.slice_errors if e.index == k), None)
         # a slice whose pixels could not be read stays in its place, blank, with the reason on it

@@ -106,12 +106,14 @@ class JobRunner(QObject):
                on_partial: Callable[[Any], None] | None = None,
                on_item: Callable[[int], None] | None = None,
                on_failed: Callable[[str], None] | None = None,
-               on_cancelled: Callable[[], None] | None = None) -> Job:
+               on_cancelled: Callable[[], None] | None = None,
+               shown: Callable[[Any], bool] | None = None) -> Job:
         """Run ``fn(state)`` on the pool as the current job of ``kind``.
 
         The previous job of ``kind`` is cancelled and its signals blocked (nothing it still sends arrives).
         ``on_result``/``on_partial``/``on_item``/``on_progress`` run only while this job is current and, when
-        ``context`` is given, ``still_shown(context)``; a result dropped for that reason is logged. ``on_failed``
+        ``context`` is given, ``still_shown(context)`` (or ``shown(context)``, e.g. "still the focused case");
+        a result dropped for that reason is logged. ``on_failed``
         (the message with a short traceback; default: logged) and ``on_cancelled`` run while the job is current.
         After :meth:`shutdown` (the window closed) the job is cancelled, not run."""
         job = Job(fn)
@@ -121,12 +123,12 @@ class JobRunner(QObject):
         job.ticket = ticket = self.book.begin(kind, job.state, context)
         self._by_kind[kind] = job
 
+        check = shown or self.still_shown
+
         def live() -> bool:
             if not self.book.is_current(ticket):
                 return False
-            if context is not None and self.still_shown is not None and not self.still_shown(context):
-                return False
-            return True
+            return context is None or check is None or check(context)
 
         def guarded(callback: Callable[..., None] | None, what: str) -> Callable[..., None]:
             def call(*args: Any) -> None:

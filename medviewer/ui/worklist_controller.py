@@ -46,7 +46,7 @@ class WorklistController(QObject):
         widget.rescore_requested.connect(self.rescore)
         widget.cancel_requested.connect(lambda: self.runner.cancel("rescore"))
         writer.written.connect(lambda _label: self._timer.start())
-        session.subscribe(lambda change: self._follow_case() if change.focus_level == "case" else None)
+        session.subscribe(lambda change: self.follow_case() if change.focus_level == "case" else None)
 
     def refresh(self) -> None:
         """Reload the worklist and the model/radiologist agreement from the store in a worker."""
@@ -73,7 +73,7 @@ class WorklistController(QObject):
         self.rows_changed.emit(self.rows)
         self.refreshed.emit()
 
-    def _follow_case(self) -> None:
+    def follow_case(self) -> None:
         """Select the focused case in the worklist (on the next refresh if it is not listed yet); nothing when
         the focused viewport is empty."""
         uid = self.session.case_uid

@@ -214,9 +214,10 @@ def test_call_form_after_a_case_change_records_nothing_on_the_new_case(open_wind
     win, keys = _prepare(open_window, reading_folder, qtbot)
     panel = win.case_panel
     panel.positive.setChecked(True)
+    panel.label_combo.setCurrentText("pneumothorax")
     a_uid = win.case_uid
     _show(qtbot, win, keys["B"])
-    assert not panel.record.isEnabled()
+    assert not panel.record.isEnabled() and panel.label_combo.currentText() != "pneumothorax"
     panel.record.click()
     # a stale form that emits for case A while B is focused is refused too
     panel.score_submitted.emit(a_uid, "pneumonia", True, 4, "", "Dr X")
@@ -297,10 +298,74 @@ def test_two_patients_under_one_study_uid_are_two_contexts_and_the_reader_is_war
     win = open_window(folder)
     assert "used by 2 different patients" in caplog.text and "used by 2 different patients" in win._message_box.text()
     keys = {e.series.modality: k for k, e in win.browser.entries.items()}
-    _show(qtbot, win, keys["CR"])
-    win.case_panel.positive.setChecked(True)
+    uid = win.browser.entries[keys["CR"]].study.study_instance_uid
+    win.open_stack(keys["CR"])
+    wait_idle(qtbot, win)
     title = win.windowTitle()
+    # the store cannot keep two patients' reports apart under one case: nothing may be recorded for it
+    assert win.case_panel.study_uid is None and not win.case_panel.record.isEnabled()
+    assert not win.notes.editor.isEnabled() and "used by 2 different patients" in win.notes.title.text()
+    with qtbot.waitSignal(win.ai_finished, timeout=120000):
+        win.run_ai(False, force=True)
     win.open_stack(keys["MR"])
     wait_idle(qtbot, win)
-    assert not win.case_panel.positive.isChecked() and not win.case_panel.record.isEnabled()
     assert win.windowTitle() != title and "RG1" not in win.windowTitle()
+    assert win.ai_panel.table.rowCount() == 0  # the CR's result is not shown beside the MR
+    win.writer.flush()
+    assert win.store.ai_results(uid) == [] and win.store.radiologist_scores(uid) == []
+
+
+def test_a_result_goes_to_the_viewport_of_its_image_never_beside_another_patient(open_window, reading_folder, qtbot):
+    """1x2 with case A's film in both viewports; A is scored from the left one, which the reader then moves on
+    to case B before the result arrives: the result goes to the right viewport (still A), not beside B."""
+    win, keys = _prepare(open_window, reading_folder, qtbot)
+    win.session.set_layout("1x2")
+    _show(qtbot, win, keys["A1"], slot=1)
+    win.session.set_active(0)
+    a_uid = win.case_uid
+    win.run_ai(False, force=True)
+    win.open_stack(keys["B"])  # in the same event-loop turn: the result cannot have arrived yet
+    qtbot.waitUntil(lambda: not win.runner.running("ai"), timeout=120000)
+    wait_idle(qtbot, win)
+    qtbot.waitUntil(lambda: bool(win.grid.viewers[1].heatmaps), timeout=20000)
+    assert win.session.image.stack_key == keys["B"]
+    assert win.ai_panel.table.rowCount() == 0 and not win.grid.viewers[0].heatmaps
+    assert not win.ai_panel.progress.isVisible() and win.ai_panel.run_button.isEnabled()
+    assert "scored" not in win.statusBar().currentMessage()
+    win.writer.flush()
+    assert len(win.store.ai_results(a_uid)) == 1 and win.store.ai_results(win.case_uid) == []
+    win.session.set_active(1)  # the dock shows A's result when A is focused
+    assert win.ai_panel.table.rowCount() > 0
+
+
+def test_a_scan_never_takes_over_after_the_reader_opened_another_case(open_window, reading_folder, tmp_path, qtbot):
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy(reading_folder / "CT_small.dcm", other / "ct.dcm")
+    win, keys = _prepare(open_window, reading_folder, qtbot)
+    win.open_path(str(other))  # a scan starts...
+    win.open_stack(keys["M"])  # ...and the reader opens another series before it finishes
+    qtbot.waitUntil(lambda: win.runner.latest("scan").done, timeout=60000)
+    wait_idle(qtbot, win)
+    qtbot.wait(100)
+    assert win.session.image.stack_key == keys["M"]  # the scan filled the browser, not the viewport
+
+
+def test_a_worklist_case_whose_folder_now_holds_another_study_shows_nothing_else(open_window, reading_folder,
+                                                                                  tmp_path, qtbot):
+    x = tmp_path / "incoming"
+    x.mkdir()
+    shutil.copy(reading_folder / "CT_small.dcm", x / "ct.dcm")
+    win = open_window(x)
+    b_uid = win.case_uid
+    win.open_path(str(reading_folder / "a1.dcm"))
+    qtbot.waitUntil(lambda: win.case_uid not in (None, b_uid), timeout=60000)
+    wait_idle(qtbot, win)
+    a_uid = win.case_uid
+    (x / "ct.dcm").unlink()
+    shutil.copy(reading_folder / "emri_small.dcm", x / "mr.dcm")  # the folder now holds another patient's study
+    win.open_case(b_uid)
+    qtbot.waitUntil(lambda: win.runner.latest("scan").done, timeout=60000)
+    wait_idle(qtbot, win)
+    qtbot.waitUntil(lambda: "not in" in win.statusBar().currentMessage(), timeout=10000)
+    assert win.case_uid == a_uid and win.worklist.selected_uids() == [a_uid]
