@@ -52,7 +52,7 @@ def run(model_path: str, repeats: int, device: str) -> dict:
     target = model.card.labels.index(str(model.card.extra.get("positive_label", model.card.labels[-1])))
 
     figures = {"device": device, "image": f"{values.shape[1]}x{values.shape[0]}", "model": model.card.name,
-               "version": model.card.version}
+               "version": model.card.version, "views": model.card.tta_views}
     figures["decode_ms"] = _median_ms(lambda: read_frame(path), max(3, repeats // 4))
     figures["preprocess_ms"] = _median_ms(lambda: model.prepare_frame(frame), repeats)
     figures["forward_ms"] = _median_ms(lambda: model.predict(batch1), repeats)
@@ -88,10 +88,10 @@ def main(argv: list[str] | None = None) -> int:
         f = run(model_path, args.repeats, dev)
         print(f"\n== {f['model']} {f['version']} on {dev}"
               f"{' (' + torch.cuda.get_device_name(0) + ')' if dev == 'cuda' else ''}  (image {f['image']}, "
-              f"torch threads {f['threads']})")
+              f"torch threads {f['threads']}, {len(f['views'])} test-time view(s): {', '.join(f['views'])})")
         print(f"   {'stage':34s} {'median ms':>10s} {'p95 ms':>8s}")
         for key, name in (("decode_ms", "read + decode DICOM"), ("preprocess_ms", "preprocess (VOI, invert, fit)"),
-                          ("forward_ms", "forward, batch 1"), ("gradcam_ms", "Grad-CAM, batch 1"),
+                          ("forward_ms", "forward, batch 1 (all views)"), ("gradcam_ms", "Grad-CAM, batch 1"),
                           ("map_back_ms", "map back to 1955x1841"),
                           ("no_map_ms", "read + gate + score, no map"),
                           ("end_to_end_ms", "score_frame (prep+gate+fwd+CAM+map)")):

@@ -17,11 +17,17 @@ target:
    central region without a 6 % margin on each side, where padding, rulers and burned-in labels sit).
 4. **The 28 x 28 model** (``models/pneumonia-cnn``) on the same 624 films, beside the new one.
 
-    .venv/bin/python benchmarks/eval_chest224.py [--model models/pneumonia-chest224]
-        [--sections dicom,gate,maps,compare] [--limit N] [--write-card]
+0. (``--sections metrics``, opt-in) **the card's test figures** through :meth:`ImageModel.predict` (the card's
+   inference recipe: test-time augmentation, temperature): AUC and accuracy/sensitivity/specificity at the card's
+   threshold with 95 % bootstrap intervals, the same at 0.5, ECE, each member's AUC, against issue #10's targets.
+   Run it once per card version, after the recipe is frozen.
 
-``--write-card`` records the figures under ``evaluation`` in the model's card (the weights and their SHA-256 are
-not touched). Figures, not tests: PASS/MISS is printed, nothing asserts.
+    .venv/bin/python benchmarks/eval_chest224.py [--model models/pneumonia-chest224]
+        [--sections dicom,gate,maps,compare[,metrics]] [--limit N] [--write-card]
+
+``--write-card`` records the figures under ``evaluation`` in the model's card, and with ``metrics`` the test
+figures under ``metrics`` (the weights and their SHA-256 are not touched). Figures, not tests: PASS/MISS is
+printed, nothing asserts.
 """
 
 from __future__ import annotations
@@ -45,6 +51,66 @@ def _auc(y: np.ndarray, p: np.ndarray) -> float:
     from sklearn.metrics import roc_auc_score
 
     return float(roc_auc_score(y, p))
+
+
+# ------------------------------------------------------------------------------------------------ 0. test metrics
+TARGETS = {"issue": "#10: AUC >= 0.985 and accuracy >= 0.93 on the 624 test films at the threshold fixed on "
+                    "validation", "auc": 0.985, "accuracy_at_validation_threshold": 0.93}
+
+
+def _members_auc(model, x: np.ndarray, y: np.ndarray) -> dict:  # noqa: ANN001
+    """AUC of each ensemble member alone, under the card's test-time augmentation views."""
+    import torch
+
+    from medviewer.inference import tta
+
+    views = model.card.tta_views
+    out = {}
+    for k, member in enumerate(model.network.members):
+        scores = []
+        with torch.inference_mode():
+            for i in range(0, len(x), 128):
+                xb = torch.from_numpy(x[i:i + 128])
+                logits = tta.average(member(tta.expand(xb, views)), len(views))
+                scores.append((logits[:, 1] - logits[:, 0]).numpy())
+        pool = model.card.architecture.get("kwargs", {}).get("members", [{}] * (k + 1))[k].get("input_pool", "")
+        out[f"member{k}_pool{pool}"] = _auc(y, np.concatenate(scores))
+    return out
+
+
+def section_metrics(model, films: np.ndarray, y: np.ndarray, seed: int = 0) -> dict:  # noqa: ANN001
+    """The card's test figures for the model as the product runs it (its inference recipe included): AUC and
+    accuracy, sensitivity, specificity at the card's threshold with 95 % bootstrap intervals, the same at 0.5,
+    ECE, each member's AUC, the targets."""
+    from medviewer.training.metrics import card_test_metrics
+
+    x = (films.astype(np.float32) / 255.0)[:, None]
+    p = np.concatenate([model.predict(x[i:i + 128]) for i in range(0, len(x), 128)])[:, 1]
+    out = card_test_metrics(p, y, model.card.threshold, seed=seed)
+    test, half = out["test"], out["test_at_threshold_0.5"]
+    out["test_members_auc"] = _members_auc(model, x, y) if hasattr(model.network, "members") else {}
+    auc_ok = test["auc"] >= TARGETS["auc"]
+    acc_ok = test["accuracy"] >= TARGETS["accuracy_at_validation_threshold"]
+    out["targets"] = {"issue": TARGETS["issue"],
+                      "auc": {"target": TARGETS["auc"], "value": test["auc"], "met": bool(auc_ok)},
+                      "accuracy_at_validation_threshold": {"target": TARGETS["accuracy_at_validation_threshold"],
+                                                           "value": test["accuracy"], "met": bool(acc_ok)},
+                      "accuracy_at_0.5": half["accuracy"]}
+    ci = test["ci95"]
+    print(f"\n0. Test split ({len(y)} films, {int(y.sum())} pneumonia), views {', '.join(model.card.tta_views)}, "
+          f"threshold {model.card.threshold:.5f}")
+    print(f"   AUC {test['auc']:.4f} (95 % CI {ci['auc'][0]:.4f}-{ci['auc'][1]:.4f})  TARGET >= {TARGETS['auc']}"
+          f"  -> {'PASS' if auc_ok else 'MISS'}")
+    print(f"   accuracy at the validation threshold {test['accuracy']:.4f} ({ci['accuracy'][0]:.4f}-"
+          f"{ci['accuracy'][1]:.4f})  TARGET >= {TARGETS['accuracy_at_validation_threshold']}  -> "
+          f"{'PASS' if acc_ok else 'MISS'}")
+    print(f"   sensitivity {test['sensitivity']:.4f} ({ci['sensitivity'][0]:.4f}-{ci['sensitivity'][1]:.4f}), "
+          f"specificity {test['specificity']:.4f} ({ci['specificity'][0]:.4f}-{ci['specificity'][1]:.4f}), "
+          f"ECE {test['ece']:.4f}, confusion {json.dumps(test['confusion'])}")
+    print(f"   at 0.5: accuracy {half['accuracy']:.4f}, sensitivity {half['sensitivity']:.4f}, specificity "
+          f"{half['specificity']:.4f}")
+    print("   members alone: " + ", ".join(f"{k} {v:.4f}" for k, v in out["test_members_auc"].items()))
+    return out
 
 
 # ------------------------------------------------------------------------------------------------ 1. DICOM path
@@ -309,7 +375,9 @@ def section_compare(films: np.ndarray, y: np.ndarray) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default=str(ROOT / "models" / "pneumonia-chest224"))
-    ap.add_argument("--sections", default="dicom,gate,maps,compare")
+    ap.add_argument("--sections", default="dicom,gate,maps,compare",
+                    help="comma-separated; 'metrics' (the card's test figures: AUC, accuracy at the card's "
+                         "threshold and at 0.5 with bootstrap intervals, ECE, members) is opt-in")
     ap.add_argument("--limit", type=int, default=0, help="test films used (0: all 624)")
     ap.add_argument("--maps-n", type=int, default=100, help="films used for the map checks")
     ap.add_argument("--write-card", action="store_true")
@@ -332,8 +400,11 @@ def main(argv: list[str] | None = None) -> int:
           f"{model.card.threshold:.3f}")
     sections = set(args.sections.split(","))
     results = {}
+    metrics = None
     with tempfile.TemporaryDirectory(prefix="medviewer-eval-") as tmp:
         work = Path(tmp)
+        if "metrics" in sections:
+            metrics = section_metrics(model, films, y)
         if "dicom" in sections:
             results["dicom_path"] = section_dicom(model, films, y, work)
         if "gate" in sections:
@@ -347,6 +418,25 @@ def main(argv: list[str] | None = None) -> int:
         card = json.loads(card_path.read_text(encoding="utf-8"))
         card.setdefault("evaluation", {}).update(results)
         card["evaluation"]["script"] = "python benchmarks/eval_chest224.py --write-card"
+        if metrics is not None:
+            if args.limit:
+                raise SystemExit("--write-card with --limit: the card's test figures need all the test films")
+            card["metrics"].update({k: metrics[k] for k in ("test", "test_at_threshold_0.5", "test_members_auc")})
+            card["metrics"]["targets"] = {**card["metrics"].get("targets", {}), **metrics["targets"]}
+            card["metrics"]["test_scored_by"] = ("python benchmarks/eval_chest224.py --sections metrics,... "
+                                                 "--write-card (the product's ImageModel.predict, inference "
+                                                 "recipe included)")
+            history = card.get("selection_history") or []
+            if history and str(history[-1].get("test_after_selection", "")).startswith("pending"):
+                test, ci = metrics["test"], metrics["test"]["ci95"]
+                history[-1]["test_after_selection"] = {
+                    "date": time.strftime("%Y-%m-%d %H:%M"), "auc": test["auc"], "auc_ci95": ci["auc"],
+                    "accuracy": test["accuracy"], "accuracy_ci95": ci["accuracy"],
+                    "sensitivity": test["sensitivity"], "specificity": test["specificity"], "ece": test["ece"],
+                    "accuracy_at_0.5": metrics["test_at_threshold_0.5"]["accuracy"],
+                    "targets_met": {"auc": metrics["targets"]["auc"]["met"],
+                                    "accuracy": metrics["targets"]["accuracy_at_validation_threshold"]["met"]},
+                    "note": "scored once, after the recipe was frozen; recorded whatever the figures"}
         card_path.write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
         print(f"\nwritten to {card_path} (evaluation)")
     return 0

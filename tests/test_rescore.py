@@ -507,3 +507,57 @@ def test_new_default_model_marks_old_default_cases_stale_and_history_spans_both(
     else:  # the new model's gate refused the adult film: no call, nothing to compare
         assert hist[1]["status"] == "out_of_scope" and hist[1]["flipped"] is False
     st.close()
+
+
+# ---------------------------------------------------------------------------------------------- recipe change
+def test_new_inference_recipe_of_the_same_weights_makes_old_results_stale(tmp_path, cr_folder):
+    """A card that runs the same weights with another inference recipe (a new version with TTA views: the weights
+    SHA-256 is unchanged) makes the old version's results stale: stale_models lists the case, the archive run does
+    not skip it, the model process reloads the model; re-scoring makes the case current again."""
+    from medviewer.inference import service
+    from medviewer.store.archive import is_current
+    from medviewer.store.rescore import _cached_image_model
+
+    mdir = tmp_path / "models"
+    for name in ("pneumonia-cnn", "notes-minilm"):
+        shutil.copytree(SHIPPED / name, mdir / name)
+    folder, uids = cr_folder
+    st = CaseStore(path=tmp_path / "recipe.sqlite3")
+    st.register_index(scan(str(folder / "cr0.dcm")), str(folder))
+    uid = uids[0]
+    path = str(mdir / "pneumonia-cnn")
+    old = ImageModel.load(path, device="cpu")
+    rescore_case(st, uid, image_model=old)
+    weights = {"pneumonia-cnn": old.card.weights_sha256}
+    assert uid not in stale_models(st, mdir)["pneumonia-cnn"]
+    assert is_current(st, uid, weights, "pneumonia-cnn", None, old.card.version)
+    service._MODELS.pop(path, None)  # noqa: SLF001 - the model process's cache, here in this process
+    cached = _cached_image_model(path)
+
+    card_path = mdir / "pneumonia-cnn" / "card.json"
+    card = json.loads(card_path.read_text(encoding="utf-8"))
+    card.update(version="1.1.0-test", inference={"tta": ["identity", "hflip"]})
+    card_path.write_text(json.dumps(card), encoding="utf-8")
+    new = ImageModel.load(path, device="cpu")
+    assert new.card.weights_sha256 == old.card.weights_sha256 and new.card.tta_views == ["identity", "hflip"]
+
+    assert stale_models(st, mdir)["pneumonia-cnn"] == [uid]
+    assert is_current(st, uid, weights, "pneumonia-cnn", None)  # by the weights alone it would look current
+    assert not is_current(st, uid, weights, "pneumonia-cnn", None, "1.1.0-test")
+    reloaded = _cached_image_model(path)
+    assert reloaded is not cached and reloaded.card.version == "1.1.0-test"
+    service._MODELS.pop(path, None)  # noqa: SLF001
+
+    rescore_case(st, uid, image_model=new)
+    assert stale_models(st, mdir)["pneumonia-cnn"] == []
+    assert is_current(st, uid, weights, "pneumonia-cnn", None, "1.1.0-test")
+    latest = st.latest_ai_results(uid, "pneumonia-cnn")[0]
+    assert latest.model_version == "1.1.0-test" and latest.weights_sha256 == old.card.weights_sha256
+    expect = new.score_frame(read_frame(folder / "cr0.dcm"), explain=None, force=True)
+    assert latest.score == pytest.approx(expect.probabilities["pneumonia"], abs=1e-6)
+    # the mirrored view changes the probability: the stored score is the new recipe's
+    plain = old.score_frame(read_frame(folder / "cr0.dcm"), explain=None, force=True)
+    assert abs(plain.probabilities["pneumonia"] - latest.score) > 1e-6
+    assert [h["model_version"] for h in case_history(st, uid, "pneumonia-cnn")] == [old.card.version,
+                                                                                   "1.1.0-test"]
+    st.close()

@@ -66,6 +66,19 @@ class ModelCard:
     weights_path: Path
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def tta_views(self) -> list[str]:
+        """The test-time augmentation views of the card's ``inference`` block (:mod:`medviewer.inference.tta`),
+        ``["identity"]`` when it has none."""
+        inference = self.extra.get("inference") or {}
+        return list(inference.get("tta") or ["identity"])
+
+    @property
+    def temperature(self) -> float | None:
+        """The calibration temperature the card records (the network divides its logits by it), or None."""
+        t = self.extra.get("temperature")
+        return None if t is None else float(t)
+
     def summary(self) -> str:
         """One line: name, version, test AUC/accuracy when recorded."""
         test = self.metrics.get("test", self.metrics)
@@ -82,9 +95,10 @@ def load_card(path: str | Path, *, verify_sha: bool = True) -> ModelCard:
     Raises
     ------
     ModelCardError: file missing, not a regular file or too large, invalid JSON, a required field missing, a
-        threshold that is not a finite probability, an input spec out of range, an OOD threshold that is not a
-        positive number, weights outside the model's folder (or not a regular file, or over
-        :data:`MAX_WEIGHTS_BYTES`), or (``verify_sha``) the weights' SHA-256 differs from ``weights_sha256``.
+        threshold that is not a finite probability, an input spec out of range, an OOD threshold or a temperature
+        that is not a positive number, an ``inference`` block with unknown test-time augmentation views, weights
+        outside the model's folder (or not a regular file, or over :data:`MAX_WEIGHTS_BYTES`), or (``verify_sha``)
+        the weights' SHA-256 differs from ``weights_sha256``.
     """
     path = Path(path)
     if path.is_dir():
@@ -132,6 +146,25 @@ def load_card(path: str | Path, *, verify_sha: bool = True) -> ModelCard:
                 raise ValueError
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelCardError(f"{path}: ood threshold must be a positive finite number") from exc
+    if raw.get("temperature") is not None:
+        try:
+            t = float(raw["temperature"])
+        except (TypeError, ValueError) as exc:
+            raise ModelCardError(f"{path}: temperature {raw['temperature']!r} is not a number") from exc
+        if not (math.isfinite(t) and t > 0):
+            raise ModelCardError(f"{path}: temperature {t} is not a positive finite number")
+    inference = raw.get("inference")
+    if inference is not None:
+        from medviewer.inference.tta import check_views
+
+        if not isinstance(inference, dict):
+            raise ModelCardError(f"{path}: inference must be a JSON object")
+        try:
+            views = check_views(inference.get("tta") or ["identity"])
+        except ValueError as exc:
+            raise ModelCardError(f"{path}: {exc}") from exc
+        if any(v.startswith("gamma") for v in views) and (input_spec.mean, input_spec.std) != (0.0, 1.0):
+            raise ModelCardError(f"{path}: gamma TTA views need an input in [0, 1] (mean 0, std 1)")
     weights_path = path.parent / str(raw["weights"])
     folder = path.parent.resolve()
     if weights_path.resolve().parent != folder or Path(str(raw["weights"])).is_absolute():

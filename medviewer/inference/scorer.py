@@ -154,6 +154,11 @@ class ImageModel:
         card = load_card(path, verify_sha=True)
         network = build_model(card.architecture)
         network.load_state_dict(load_state_dict(card.weights_path))
+        saved_temperature = getattr(network, "temperature", None)
+        if card.temperature is not None and isinstance(saved_temperature, torch.Tensor):
+            # the card's inference recipe wins over the value saved with the weights (the same weights can be run
+            # with a temperature chosen later; the card's version then changes, and so do the results' records)
+            saved_temperature.fill_(card.temperature)
         dev = choose_device(device)
         network.to(dev).eval()
         torch.set_grad_enabled(True)
@@ -175,15 +180,27 @@ class ImageModel:
     def predict_with_ood(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """(class probabilities (N, n_labels) float64, out-of-distribution scores (N,) float64 or None when the
         model has no OOD statistics (its card has no ``ood``)) for model inputs (N, C, H, W), in one pass;
-        bf16 autocast on CUDA, as :meth:`predict`."""
+        bf16 autocast on CUDA, as :meth:`predict`.
+
+        The card's inference recipe is applied here, the one place every caller's probability comes from: the
+        test-time augmentation views of :attr:`ModelCard.tta_views` (:mod:`medviewer.inference.tta`) are scored in
+        the same batch and their temperature-scaled logits averaged; the OOD score is the first view's (the film
+        as it is)."""
         import torch
 
+        from medviewer.inference import tta
+
+        views = self.card.tta_views
         with_ood = "ood" in self.card.extra and hasattr(self.network, "forward_with_ood")
         x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
+        n = x.shape[0]
         with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16,
                                                     enabled=self.device.startswith("cuda")):
-            logits, ood = self.network.forward_with_ood(x) if with_ood else (self.network(x), None)
-            probs = torch.softmax(logits.float(), 1).cpu().numpy().astype(np.float64)
+            xs = tta.expand(x, views)
+            logits, ood = self.network.forward_with_ood(xs) if with_ood else (self.network(xs), None)
+            logits = tta.average(logits.float(), len(views))
+            ood = None if ood is None else ood[:n]
+            probs = torch.softmax(logits, 1).cpu().numpy().astype(np.float64)
             return probs, None if ood is None else ood.float().cpu().numpy().astype(np.float64)
 
     def check_scope(self, frame: ModelFrame, prepared: Prepared, facts: HeaderFacts | None = None,
@@ -222,11 +239,13 @@ class ImageModel:
         return decision
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
-        """Class probabilities (N, n_labels) float64 for model inputs (N, C, H, W); autocast on GPU."""
+        """Class probabilities (N, n_labels) float64 for model inputs (N, C, H, W) under the card's inference
+        recipe (see :meth:`predict_with_ood`); autocast on GPU."""
         return self.predict_with_ood(batch)[0]
 
     def explain(self, batch: np.ndarray, target: int, method: str = "gradcam") -> np.ndarray:
-        """Attribution maps (N, H, W) in [0, 1] on the input grid for class ``target``."""
+        """Attribution maps (N, H, W) in [0, 1] on the input grid for class ``target``, of the film as it is (the
+        first test-time augmentation view)."""
         import torch
 
         from medviewer.inference.attribution import attribution_maps

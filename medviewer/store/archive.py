@@ -20,8 +20,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 from medviewer.store.cases import CaseStore, CaseStoreError
-from medviewer.store.rescore import (DEFAULT_IMAGE_MODEL, _image_model_path, _notes_card, images_to_score,
-                                     rescore_case_in_process)
+from medviewer.store.rescore import (DEFAULT_IMAGE_MODEL, _image_model_path, _notes_card, image_result_current,
+                                     images_to_score, rescore_case_in_process)
 
 log = logging.getLogger(__name__)
 
@@ -91,18 +91,24 @@ def current_weights(image_model_name: str | None, notes: bool) -> dict[str, str]
 
 
 def is_current(store: CaseStore, study_uid: str, weights: dict[str, str], image_model: str | None,
-               notes_model: str | None) -> bool:
+               notes_model: str | None, image_version: str | None = None) -> bool:
     """True when the case needs nothing: every image to score with ``image_model`` has a latest result made with
-    its current weights (none to score counts as current), and its latest note (if any) has a result of
-    ``notes_model``'s current weights made on that note version."""
+    its current weights (and, when ``image_version`` is given, under that card version: a new version of the same
+    weights is a new inference recipe, see :func:`medviewer.store.rescore.image_result_current`; none to score
+    counts as current), and its latest note (if any) has a result of ``notes_model``'s current weights made on
+    that note version."""
     if image_model:
         sha = weights[image_model]
         todo = images_to_score(store, study_uid, image_model)
         if todo:
-            latest = {(r.sop_instance_uid, int(r.frame)): r.weights_sha256
-                      for r in store.latest_ai_results(study_uid, image_model)}
-            if any(latest.get((sop, frame)) != sha for sop, frame, _ in todo):
-                return False
+            latest = {(r.sop_instance_uid, int(r.frame)): r for r in store.latest_ai_results(study_uid, image_model)}
+            for sop, frame, _ in todo:
+                r = latest.get((sop, frame))
+                if r is None or r.weights_sha256 != sha:
+                    return False
+                if image_version is not None and not image_result_current(r.weights_sha256, r.model_version, sha,
+                                                                          image_version):
+                    return False
     if notes_model:
         versions = store.note_versions(study_uid)
         if versions and versions[-1][1].strip():
@@ -129,13 +135,14 @@ def rescore_if_stale(db_url: str, study_uid: str, image_model_name: str | None, 
     store = _STORES.get(db_url)
     if store is None:
         store = _STORES[db_url] = CaseStore(db_url)
-    image_name = None
+    image_name = image_version = None
     if image_model_name:
         from medviewer.inference.card import load_card
 
-        image_name = load_card(_image_model_path(image_model_name), verify_sha=False).name
+        image_card = load_card(_image_model_path(image_model_name), verify_sha=False)
+        image_name, image_version = image_card.name, image_card.version
     notes_name = str(_notes_card()["name"]) if notes else None
-    if is_current(store, study_uid, weights, image_name, notes_name):
+    if is_current(store, study_uid, weights, image_name, notes_name, image_version):
         return {"study_instance_uid": study_uid, "skipped": True}
     summary = rescore_case_in_process(db_url, study_uid, image_model_name, notes, run_id)
     return {**summary, "skipped": False}

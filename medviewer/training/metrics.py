@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-__all__ = ["expected_calibration_error", "metrics_at", "bootstrap_intervals", "youden_threshold",
+__all__ = ["expected_calibration_error", "metrics_at", "bootstrap_intervals", "card_test_metrics", "youden_threshold",
            "youden_midpoint_threshold"]
 
 
@@ -50,6 +50,14 @@ def bootstrap_intervals(p: np.ndarray, y: np.ndarray, threshold: float, n: int =
         for k in keys:
             draws[k].append(m[k])
     return {k: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))] for k, v in draws.items()}
+
+
+def card_test_metrics(p: np.ndarray, y: np.ndarray, threshold: float, seed: int = 0) -> dict:
+    """What a model card records for its test split: ``{"test": metrics at ``threshold`` (the one fixed on
+    validation) with 95 % bootstrap intervals under "ci95", "test_at_threshold_0.5": metrics at 0.5}``."""
+    test = metrics_at(p, y, threshold)
+    test["ci95"] = bootstrap_intervals(p, y, threshold, seed=seed)
+    return {"test": test, "test_at_threshold_0.5": metrics_at(p, y, 0.5)}
 
 
 def youden_midpoint_threshold(p: np.ndarray, y: np.ndarray) -> float:

@@ -40,7 +40,7 @@ from medviewer.inference.scope import DEFAULT_SCOPE
 from medviewer.modelfiles import sha256_file
 from medviewer.training import kermany
 from medviewer.training.common import ema_update, seed_everything
-from medviewer.training.metrics import bootstrap_intervals, metrics_at, youden_midpoint_threshold
+from medviewer.training.metrics import card_test_metrics, metrics_at, youden_midpoint_threshold
 
 DEFAULT_OUT = PROJECT_ROOT / "models" / "pneumonia-chest224"
 MEMBERS = [
@@ -246,9 +246,8 @@ def train(args: argparse.Namespace) -> dict:
     p_test = softmax_pos(predict_logits(ema, xte))
     with torch.inference_mode():
         ood_test = torch.cat([ema.ood_score(xte[i:i + 256]) for i in range(0, len(xte), 256)]).numpy()
-    test_metrics = metrics_at(p_test, yte, threshold)
-    test_metrics["ci95"] = bootstrap_intervals(p_test, yte, threshold, seed=args.seed)
-    test_at_half = metrics_at(p_test, yte, 0.5)
+    figures = card_test_metrics(p_test, yte, threshold, seed=args.seed)
+    test_metrics, test_at_half = figures["test"], figures["test_at_threshold_0.5"]
     members_test = {}
     for k, m in enumerate(ema.members):
         lg = predict_logits(m, xte)

@@ -215,23 +215,27 @@ class AIController(QObject):
             self._load_stored(image)
 
     def _load_stored(self, image: ImageRef) -> None:
-        """Bring the case's stored results (latest per image, current weights) back into the cache and on
-        screen: a reopened case shows its calls and heat maps without re-scoring."""
+        """Bring the case's stored results (latest per image, current weights and card version) back into the
+        cache and on screen: a reopened case shows its calls and heat maps without re-scoring."""
         entry = self.binding.entry(self.session.active_slot)
         if entry is None:
             return
         model = self.panel.model_name or DEFAULT_MODEL
         sha = str(self.card(model).get("weights_sha256", ""))
+        version = str(self.card(model).get("version", ""))
         store, study = self.store, image.study_uid
         shapes = {(r.instance.sop_instance_uid, r.frame.index): (k, (r.instance.rows, r.instance.columns))
                   for k, r in enumerate(entry.stack.slices)}
 
         def work(state: TaskState) -> list:
+            from medviewer.store.rescore import image_result_current
+
             out = []
             for ai in store.latest_ai_results(study, model):
                 state.check()
                 where = shapes.get((ai.sop_instance_uid, ai.frame))
-                if where is not None and ai.weights_sha256 == sha:
+                if where is not None and ai.weights_sha256 == sha and image_result_current(
+                        ai.weights_sha256, ai.model_version, sha, version):
                     out.append((where[0], stored_as_result(ai, where[1])))
             return out
 
