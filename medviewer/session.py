@@ -112,7 +112,8 @@ class ViewState:
     ("dicom", "preset", "auto", "manual" or ""); ``lut``: (LUTDescriptor, LUTData, explanation) of a VOI LUT
     Sequence item in use (PS3.3 C.11.2); ``invert``: the reader's invert toggle (on top of MONOCHROME1);
     ``zoom``/``pan``: screen pixels per image pixel and the image point at the viewport centre (mm), as the
-    renderer last reported them; ``tool``: the active mouse tool.
+    renderer (pyqtgraph's ViewBox, which owns the range) last reported them; ``tool``: the active mouse tool
+    ("navigate" or an annotation kind).
     """
 
     index: int = 0

@@ -30,6 +30,8 @@ class ViewportBinding:
         for slot, viewer in enumerate(grid.viewers):
             viewer.state = session.viewports[slot].view  # the viewer renders the session's view state
             viewer.changed.connect(lambda v=viewer: self._viewer_changed(v))
+            viewer.view.sigRangeChanged.connect(lambda *_, v=viewer: self._range_changed(v))
+            viewer.annotations.tool_changed.connect(lambda kind, v=viewer: self._tool_changed(v, kind))
         grid.active_changed.connect(lambda v: session.set_active(self.slot(v)))
         grid.layout_changed.connect(session.set_layout)
         session.set_layout(grid.layout_name)
@@ -64,6 +66,22 @@ class ViewportBinding:
         viewer.clear()
         viewer.show_message("Loading...")
         self.session.show(slot, image_ref(entry, entry.stack.n_slices // 2), reset_view=True)
+
+    def _range_changed(self, viewer: ImageViewer) -> None:
+        """Zoom/pan as the renderer (pyqtgraph's ViewBox) now has them, into the session's view state."""
+        slot = self.slot(viewer)
+        view = self.session.viewports[slot].view
+        if viewer.volume is None:
+            view.zoom = view.pan = None
+            return
+        (x0, x1), (y0, y1) = viewer.view.viewRange()
+        view.zoom, view.pan = viewer.zoom_factor(), ((x0 + x1) / 2.0, (y0 + y1) / 2.0)
+        self.session.view_changed(slot)
+
+    def _tool_changed(self, viewer: ImageViewer, kind: str | None) -> None:
+        slot = self.slot(viewer)
+        self.session.viewports[slot].view.tool = kind or "navigate"
+        self.session.view_changed(slot)
 
     def _viewer_changed(self, viewer: ImageViewer) -> None:
         slot = self.slot(viewer)
