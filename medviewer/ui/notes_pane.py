@@ -171,6 +171,9 @@ class NotesPane(QWidget):
         self._show_chips(record.findings if record else [], record.decisions if record else {})
         self.status.setText(f"Loaded note ({record.model} {record.model_version})" if record and record.model
                             else "")
+        if text.strip() and (record is None or not record.findings or study_uid in self._typed):
+            # typed this session (its classification may have been dropped by a switch) or never classified
+            self.timer.start()
 
     def _text_changed(self) -> None:
         if self.study_uid is None:

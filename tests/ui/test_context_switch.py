@@ -383,3 +383,14 @@ def test_a_worklist_case_whose_folder_now_holds_another_study_shows_nothing_else
     wait_idle(qtbot, win)
     qtbot.waitUntil(lambda: "not in" in win.statusBar().currentMessage(), timeout=10000)
     assert win.case_uid == a_uid and win.worklist.selected_uids() == [a_uid]
+
+
+def test_a_note_whose_classification_a_switch_dropped_is_classified_on_return(open_window, reading_folder, qtbot):
+    win, keys = _prepare(open_window, reading_folder, qtbot)
+    a_uid = win.case_uid
+    win.notes.editor.setPlainText("Small left pleural effusion.")
+    _show(qtbot, win, keys["B"])  # before the debounce fired: A's classification never ran or was dropped
+    assert win.notes.chips == []
+    _show(qtbot, win, keys["A1"])
+    assert win.case_uid == a_uid
+    qtbot.waitUntil(lambda: any(c.label == "Effusion" for c in win.notes.chips), timeout=60000)
