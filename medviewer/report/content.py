@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import logging
 from dataclasses import fields as _fields
 
 from medviewer import __version__
@@ -28,6 +29,8 @@ from medviewer.notes.states import PRESENT, finding_state
 from medviewer.report.model import (NOT_FOR_DIAGNOSTIC_USE, SCHEMA, AIResultEntry, AISection, AnnotationEntry,
                                     CaseSummary, Generator, KeyImage, ModelSummary, NoteFinding, NoteSection,
                                     ReaderCall, Report, SignOff, Timestamps, WindowSetting)
+
+log = logging.getLogger(__name__)
 
 #: Header attributes copied from the first image's DICOM header when present (besides the case's own).
 DICOM_HEADER_EXTRAS = (
@@ -74,7 +77,8 @@ def measurement_from_dict(d: dict) -> Measurement | None:
     known = {f.name for f in _fields(Measurement)}
     try:
         return Measurement(**{k: v for k, v in d.items() if k in known})
-    except TypeError:
+    except TypeError as exc:
+        log.warning("stored measurement not readable (%s): the report recomputes it or leaves it out", exc)
         return None
 
 

@@ -74,16 +74,17 @@ def find_ttf(bold: bool = False) -> Path | None:
         p = Path(matplotlib.__file__).parent / "mpl-data" / "fonts" / "ttf" / name
         if p.is_file():
             return p
-    except Exception:  # noqa: BLE001 - matplotlib absent or broken: try the next source
-        pass
+    except Exception as exc:  # noqa: BLE001 - matplotlib absent or broken: try the next source
+        log.info("no DejaVu font from matplotlib (%s: %s); trying reportlab's", type(exc).__name__, exc)
     try:
         import reportlab
 
         p = Path(reportlab.__file__).parent / "fonts" / ("VeraBd.ttf" if bold else "Vera.ttf")
         if p.is_file():
             return p
-    except ImportError:
-        pass
+    except ImportError as exc:
+        log.info("no Vera font from reportlab: %s", exc)
+    log.warning("no TrueType font found (system folders, matplotlib, reportlab): Pillow's built-in font is used")
     return None
 
 
@@ -214,8 +215,8 @@ def pil_font(size: int, bold: bool = False):  # noqa: ANN201 - PIL font object
     if path is not None:
         try:
             return ImageFont.truetype(str(path), size)
-        except OSError:
-            pass
+        except OSError as exc:
+            log.warning("font %s not loadable (%s): Pillow's built-in font is used", path, exc)
     try:
         return ImageFont.load_default(size=size)
     except TypeError:  # Pillow < 10.1
