@@ -12,7 +12,6 @@ import json
 import logging
 from collections.abc import Callable
 
-import numpy as np
 from PySide6.QtCore import QObject, Signal
 
 from medviewer.inference.scorer import DEFAULT_MODEL
@@ -29,16 +28,14 @@ CacheKey = tuple  # (StudyInstanceUID, SOPInstanceUID, frame, model, weights SHA
 
 def stored_as_result(ai, shape: tuple[int, int]):  # noqa: ANN001, ANN201 - store AIResult -> ScoreResult
     """A stored :class:`medviewer.store.cases.AIResult` as a :class:`medviewer.inference.scorer.ScoreResult`
-    for display: its heat map (stored as an 8-bit PNG of at most 256 px a side) resampled bilinearly to the
-    image's (rows, cols) ``shape``."""
-    from PIL import Image
-
+    for display: its heat map (stored as an 8-bit PNG of at most 256 px a side) resampled to the image's
+    (rows, cols) ``shape`` the way the report overlays it (:func:`medviewer.report.render.resize_heatmap`)."""
     from medviewer.inference.scorer import ScoreResult
+    from medviewer.report.render import resize_heatmap
 
     heat = ai.heatmap()
     if heat is not None:
-        heat = np.asarray(Image.fromarray(heat.astype(np.float32), mode="F").resize(
-            (int(shape[1]), int(shape[0])), Image.Resampling.BILINEAR), dtype=np.float32).clip(0.0, 1.0)
+        heat = resize_heatmap(heat, int(shape[0]), int(shape[1]))
     return ScoreResult(sop_instance_uid=ai.sop_instance_uid, model=ai.model, version=ai.model_version,
                        weights_sha256=ai.weights_sha256, probabilities=dict(ai.probabilities),
                        threshold=ai.threshold, positive_label=ai.positive_label, positive=ai.positive, frame=ai.frame,
