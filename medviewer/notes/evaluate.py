@@ -100,17 +100,16 @@ def openi_scores(gold: np.ndarray, pred: list[dict[str, str]]) -> dict:
 
 def rule_states(texts: list[str]) -> list[dict[str, str]]:
     """States of the rule labeler alone (hedged mentions uncertain, hiatal hernias reported as Hernia)."""
+    from medviewer.notes.decision import rule_codes
     from medviewer.notes.language import check_note
-    from medviewer.notes.rules import RuleLabeler
 
-    lab = RuleLabeler(uncertain_value=0.5, label_hernia=True)
+    names = (ABSENT, PRESENT, UNCERTAIN)  # the codes of medviewer.notes.decision
     out = []
     for t in texts:
         if not check_note(t).ok:
             out.append(dict.fromkeys(LABELS, ABSENT))
             continue
-        d = lab.label(t)
-        out.append({k: PRESENT if v >= 1.0 else UNCERTAIN if v > 0 else ABSENT for k, v in d.items()})
+        out.append({k: names[int(c)] for k, c in zip(LABELS, rule_codes([t])[0])})
     return out
 
 

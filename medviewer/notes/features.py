@@ -16,7 +16,9 @@ FEATURE_NAMES: tuple[str, ...] = tuple(
 _LABELER = None
 
 
-def _labeler():  # noqa: ANN202
+def rule_labeler():  # noqa: ANN201
+    """The one shared ``RuleLabeler(uncertain_value=0.5, label_hernia=True)``: the reading the features and the
+    ``rules_margin`` decision (:mod:`medviewer.notes.decision`) use."""
     global _LABELER
     if _LABELER is None:
         from medviewer.notes.rules import RuleLabeler
@@ -29,7 +31,7 @@ def rule_features(texts: list[str]) -> np.ndarray:
     """(N, len(FEATURE_NAMES)) float32 features of each text."""
     from medviewer.notes.rules import normalize
 
-    lab = _labeler()
+    lab = rule_labeler()
     index = {k: i for i, k in enumerate(FEATURE_NAMES)}
     out = np.zeros((len(texts), len(FEATURE_NAMES)), dtype=np.float32)
     for n, text in enumerate(texts):

@@ -280,6 +280,7 @@ class NoteClassifier:
         self.uncertain_thresholds = {k: float(unc.get(k, 0.5)) for k in LABELS}
         self.use_rule_features = True  # False: the transformer alone (the card's ablation figure)
         self.decision = str(card.get("decision", "thresholds"))
+        self.margin = float(card.get("decision_margin", 0.0))  # decision "rules_margin" (medviewer.notes.decision)
         self._lock = threading.Lock()
         self._rule_labeler = None
 
@@ -405,25 +406,41 @@ class NoteClassifier:
         maximum P(present) and P(hedged) over the windows, and "normal" the minimum (normal only if every window
         is)."""
         name, version = str(self.card["name"]), str(self.card["version"])
-        p, u, gates, sizes = self._note_scores(list(texts))
+        texts = list(texts)
+        p, u, gates, sizes = self._note_scores(texts)
+        rules = self.rule_codes(texts) if self.decision == "rules_margin" else None
         results = []
         for i, gate in enumerate(gates):
             if not gate.ok:
                 results.append(NoteResult({}, {}, name, version, status=gate.status, reason=gate.reason,
                                           language=gate.language, windows=0, tokens=0))
                 continue
-            thr, uthr = self.note_thresholds(p[i], u[i])
+            thr, uthr = self.note_thresholds(p[i], u[i], None if rules is None else rules[i])
             results.append(NoteResult({k: float(v) for k, v in zip(LABELS, p[i])}, thr, name, version,
                                       {k: float(v) for k, v in zip(LABELS, u[i])}, uthr,
                                       windows=sizes[i][0], tokens=sizes[i][1]))
         return results
 
-    def note_thresholds(self, p: np.ndarray, u: np.ndarray) -> tuple[dict[str, float], dict[str, float]]:
+    def note_thresholds(self, p: np.ndarray, u: np.ndarray, rules: np.ndarray | None = None
+                        ) -> tuple[dict[str, float], dict[str, float]]:
         """The thresholds of one note's decisions. ``decision: "thresholds"`` (card): the card's fixed per-label
         thresholds. ``decision: "argmax"``: each finding takes its most probable state (absent = 1 - P(present) -
         P(hedged)), written as this note's thresholds so that "present" is still P(present) >= threshold:
         threshold = max(P(hedged), (1 - P(hedged)) / 2), uncertain threshold = (1 - P(present)) / 2; "normal" at
-        0.5."""
+        0.5. ``decision: "rules_margin"``: the model overturns the rule labeler's state (``rules``: (15,) codes of
+        :meth:`rule_codes`) only by the card's ``decision_margin``
+        (:func:`medviewer.notes.decision.margin_thresholds`).
+
+        Raises
+        ------
+        ValueError: ``decision`` is "rules_margin" and ``rules`` is None.
+        """
+        if self.decision == "rules_margin":
+            if rules is None:
+                raise ValueError('note_thresholds: decision "rules_margin" needs the rule labeler\'s states')
+            from medviewer.notes.decision import margin_thresholds
+
+            return margin_thresholds(p, u, rules, self.margin)
         if self.decision != "argmax":
             return self.thresholds, self.uncertain_thresholds
         thr, uthr = {}, {}
@@ -434,6 +451,18 @@ class NoteClassifier:
                 thr[k] = float(max(uk, (1.0 - uk) / 2.0))
                 uthr[k] = float((1.0 - pk) / 2.0)
         return thr, uthr
+
+    def rule_codes(self, texts: list[str]) -> np.ndarray:
+        """(N, 15) int64 state codes (0 absent, 1 present, 2 hedged) of the rule labeler's reading of each note
+        as the model reads it (prepared by :meth:`prepare`); a note the gate refuses is all absent."""
+        from medviewer.notes.decision import ABSENT, rule_codes
+        from medviewer.notes.language import check_note
+
+        out = np.full((len(texts), len(LABELS)), ABSENT, dtype=np.int64)
+        ok = [i for i, t in enumerate(texts) if check_note(t).ok]
+        if ok:
+            out[ok] = rule_codes([self.prepare(texts[i]) for i in ok])
+        return out
 
     def prepare(self, text: str) -> str:
         """The text the model reads: abbreviations expanded and finding words' misspellings corrected

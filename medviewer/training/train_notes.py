@@ -42,6 +42,7 @@ import os
 import platform
 import random
 import time
+from typing import Any
 from pathlib import Path
 
 import numpy as np
@@ -198,9 +199,17 @@ def states_to_dicts(states: np.ndarray) -> list[dict[str, str]]:
 
 
 def decide(p: np.ndarray, u: np.ndarray, thr: dict[str, float] | None, uthr: dict[str, float] | None,
-           mode: str = "thresholds") -> np.ndarray:
-    """(N, 15) states from P(present), P(uncertain) and thresholds (``mode="thresholds"``) or the most probable
-    state of each finding (``mode="argmax"``), as NoteClassifier / NoteResult decide."""
+           mode: str = "thresholds", rules: np.ndarray | None = None, margin: float = 0.0) -> np.ndarray:
+    """(N, 15) states from P(present), P(uncertain) and thresholds (``mode="thresholds"``), the most probable
+    state of each finding (``mode="argmax"``) or the rule labeler's states (``rules``, (N, 15) codes) overturned
+    by the model only by ``margin`` (``mode="rules_margin"``, :mod:`medviewer.notes.decision`), as NoteClassifier
+    / NoteResult decide."""
+    if mode == "rules_margin":
+        from medviewer.notes.decision import margin_states
+
+        if rules is None:
+            raise ValueError('decide: mode="rules_margin" needs the rules\' states')
+        return margin_states(p, u, rules, margin)
     if mode == "argmax":
         a = 1.0 - p - u
         out = np.where((p >= u) & (p >= a), PRESENT, np.where(u >= a, UNCERTAIN, ABSENT))
@@ -377,6 +386,9 @@ def train(args: argparse.Namespace) -> dict:
                 f = torch.from_numpy(feats[idx])
                 keep = (torch.rand(len(idx), 1) >= args.feature_dropout).to(f.dtype)
                 f = f * keep
+                if args.feature_flip:  # the rules' reading made as fallible as on unseen text
+                    flip = (torch.rand(f.shape) < args.feature_flip).to(f.dtype)
+                    f = f * (1 - flip) + (1 - f) * flip
             logits = net(ids, mask, f)
             loss = loss_fn(logits.reshape(-1, 3), ys[idx].reshape(-1))
             opt.zero_grad(set_to_none=True)
@@ -415,6 +427,7 @@ def train(args: argparse.Namespace) -> dict:
     training = {"script": "python -m medviewer.training.train_notes", "seed": args.seed, "epochs": args.epochs,
                 "best_epoch": best_epoch, "batch": args.batch, "lr": args.lr, "head_lr": args.head_lr,
                 "train_max_length": args.train_max_length, "feature_dropout": args.feature_dropout,
+                "feature_flip": args.feature_flip,
                 "threads": args.threads, "seconds": round(seconds, 1), "history": history,
                 "head_init": ("logistic fit of the rule features (train micro-F1 of present "
                               f"{rules_head:.4f}); embedding part zero") if rules_head is not None else "zero",
@@ -522,25 +535,39 @@ def choose_thresholds(val_sets: dict, scores: dict) -> tuple[dict, dict]:
     return thr, uthr
 
 
-def choose_decision(val_sets: dict, scores: dict, repeats: int = 5, seed: int = 0) -> dict:
-    """Thresholds tuned per label or each finding's most probable state? Split-half cross-validation on the
-    validation sets: thresholds tuned on one half are scored on the other (both ways, ``repeats`` random splits)
-    beside argmax on the same halves; the score is the mean of micro- and macro-F1 (uncertain = absent) of the
-    three validation sets and their micro-F1 with uncertain = present. Returns the figures and the choice."""
+MARGINS = tuple(round(0.1 * i, 1) for i in range(1, 10))
+
+
+def choose_decision(val_sets: dict, scores: dict, rules: dict | None = None, repeats: int = 5,
+                    seed: int = 0) -> dict:
+    """The decision rule, by split-half cross-validation on the validation sets: per-label thresholds tuned on
+    one half and scored on the other (both ways, ``repeats`` random splits), beside rules that fit nothing, scored
+    on the same halves: each finding's most probable state ("argmax") and, when ``rules`` ({set: (N, 15) codes of
+    the rule labeler's states}) is given, the rule labeler's states overturned by the model only by a margin m
+    ("rules_margin", m in :data:`MARGINS`). The score of a candidate is the mean of its held-out micro- and
+    macro-F1 (uncertain = absent) on the three validation sets and their micro-F1 with uncertain = present; the
+    highest wins, ties (within 1e-4) going to argmax, then the smaller margin, then thresholds. The rule labeler
+    alone is scored the same way, for reference, and is not a candidate. Returns the figures and the choice
+    (``chosen``; for a margin also ``margin``)."""
     from medviewer.notes.evaluate import three_state_scores
 
     rng = np.random.default_rng(seed)
+    fixed = {"argmax": ("argmax", 0.0)}
+    if rules is not None:
+        fixed.update({f"rules_margin_{m}": ("rules_margin", m) for m in MARGINS})
+        fixed["rule_labeler_alone"] = ("rules_margin", 2.0)
 
-    def score(idx: dict, mode: str, thr=None, uthr=None) -> list[float]:  # noqa: ANN001
+    def score(idx: dict, mode: str, thr=None, uthr=None, margin: float = 0.0) -> list[float]:  # noqa: ANN001
         row, row_p = [], []
         for k, (_, y) in val_sets.items():
-            st = decide(scores[k][0][idx[k]], scores[k][1][idx[k]], thr, uthr, mode)
+            r = rules[k][idx[k]] if rules is not None else None
+            st = decide(scores[k][0][idx[k]], scores[k][1][idx[k]], thr, uthr, mode, r, margin)
             e = three_state_scores(states_to_dicts(y[idx[k]]), states_to_dicts(st))
             row += [e["uncertain_as_absent"]["micro_f1"], e["uncertain_as_absent"]["macro_f1"]]
             row_p.append(e["uncertain_as_present"]["micro_f1"])
         return row + row_p
 
-    runs: dict[str, list[list[float]]] = {"thresholds": [], "argmax": []}
+    runs: dict[str, list[list[float]]] = {"thresholds": [], **{name: [] for name in fixed}}
     for _ in range(repeats):
         perm = {k: rng.permutation(len(t)) for k, (t, _) in val_sets.items()}
         for first in (True, False):
@@ -549,14 +576,23 @@ def choose_decision(val_sets: dict, scores: dict, repeats: int = 5, seed: int = 
             sub = {k: ([val_sets[k][0][i] for i in a[k]], val_sets[k][1][a[k]]) for k in val_sets}
             thr, uthr = choose_thresholds(sub, {k: (scores[k][0][a[k]], scores[k][1][a[k]]) for k in val_sets})
             runs["thresholds"].append(score(b, "thresholds", thr, uthr))
-            runs["argmax"].append(score(b, "argmax"))
+            for name, (mode, margin) in fixed.items():
+                runs[name].append(score(b, mode, margin=margin))
     means = {m: float(np.mean(v)) for m, v in runs.items()}
-    return {"method": f"split-half cross-validation on the validation sets, {repeats} x 2 folds",
-            "figures": ["openi micro", "openi macro", "augmented micro", "augmented macro", "synthetic micro",
-                        "synthetic macro", "openi micro (uncertain=present)", "augmented micro (uncertain=present)",
-                        "synthetic micro (uncertain=present)"],
-            "held_out_means": {m: [round(float(x), 4) for x in np.mean(v, axis=0)] for m, v in runs.items()},
-            "score": means, "chosen": max(means, key=lambda m: means[m])}
+    order = [m for m in fixed if m != "rule_labeler_alone"] + ["thresholds"]  # argmax, margins up, thresholds
+    best = max(means[m] for m in order)
+    chosen = next(m for m in order if means[m] >= best - 1e-4)
+    out: dict[str, Any] = {
+        "method": f"split-half cross-validation on the validation sets, {repeats} x 2 folds; highest mean held-out "
+                  "score, ties (1e-4) to argmax, then the smaller margin, then thresholds",
+        "figures": ["openi micro", "openi macro", "augmented micro", "augmented macro", "synthetic micro",
+                    "synthetic macro", "openi micro (uncertain=present)", "augmented micro (uncertain=present)",
+                    "synthetic micro (uncertain=present)"],
+        "held_out_means": {m: [round(float(x), 4) for x in np.mean(v, axis=0)] for m, v in runs.items()},
+        "score": means, "chosen": chosen}
+    if chosen.startswith("rules_margin"):
+        out["chosen"], out["margin"] = "rules_margin", fixed[chosen][1]
+    return out
 
 
 def never_positive(pred_states: list[dict], gold: np.ndarray | None, typed: list[dict]) -> dict[str, str]:
@@ -596,19 +632,25 @@ def finish(args, out: Path, val_sets: dict, test) -> dict:  # noqa: ANN001
     clf = NoteClassifier.load(out, threads=args.threads)
     t = time.time()
     val_scores = {k: _scores_of(clf, texts) for k, (texts, _) in val_sets.items()}
+    val_rules = {k: clf.rule_codes(texts) for k, (texts, _) in val_sets.items()}
     tuned, utuned = choose_thresholds(val_sets, val_scores)
-    selection = choose_decision(val_sets, val_scores)
+    selection = choose_decision(val_sets, val_scores, val_rules)
     mode = args.decision or selection["chosen"]
-    selection["used"] = mode
+    margin = float(args.margin if args.decision else selection.get("margin", 0.0))
+    selection["used"] = mode if mode != "rules_margin" else f"rules_margin {margin}"
     selection["tuned_thresholds"] = {"present": tuned, "uncertain": utuned}
-    print(f"decision rule: {mode} (held-out validation score {json.dumps(selection['score'])})", flush=True)
-    if mode == "argmax":
+    print(f"decision rule: {selection['used']} (held-out validation score {json.dumps(selection['score'])})",
+          flush=True)
+    if mode in ("argmax", "rules_margin"):
         thr, uthr = dict.fromkeys(LABELS, 0.5), dict.fromkeys(LABELS, 0.5)
     else:
         thr, uthr = tuned, utuned
+
+    def shipped(pu: tuple[np.ndarray, np.ndarray], rules: np.ndarray) -> np.ndarray:
+        return decide(pu[0], pu[1], thr, uthr, mode, rules, margin)
     val_metrics = {}
     for k, (texts, states) in val_sets.items():
-        pred = decide(*val_scores[k], thr, uthr, mode)
+        pred = shipped(val_scores[k], val_rules[k])
         val_metrics[k] = three_state_scores(states_to_dicts(states), states_to_dicts(pred))
         val_metrics[k + "_rules"] = three_state_scores(states_to_dicts(states), rule_states(texts))
     print(f"validation scored and thresholds chosen in {time.time() - t:.0f} s", flush=True)
@@ -616,21 +658,32 @@ def finish(args, out: Path, val_sets: dict, test) -> dict:  # noqa: ANN001
     clf.use_rule_features = False
     alone_val = {k: _scores_of(clf, texts) for k, (texts, _) in val_sets.items()}
     thr_alone, uthr_alone = choose_thresholds(val_sets, alone_val)
-    if mode == "argmax":
-        thr_alone, uthr_alone = thr, uthr
+    alone_mode = "argmax" if mode in ("argmax", "rules_margin") else mode  # no rules to lean on
+    if alone_mode == "argmax":
+        thr_alone, uthr_alone = dict.fromkeys(LABELS, 0.5), dict.fromkeys(LABELS, 0.5)
 
     # how often the shipped model's call differs from the rule labeler's on validation
     changed = {}
     for k, (texts, _) in val_sets.items():
-        mine = states_to_dicts(decide(*val_scores[k], thr, uthr, mode))
+        mine = states_to_dicts(shipped(val_scores[k], val_rules[k]))
         theirs = rule_states(texts)
         changed[k] = sum(a[x] != b[x] for a, b in zip(mine, theirs) for x in LABELS) / (len(texts) * len(LABELS))
     val_metrics["decisions_differing_from_rules"] = changed
     card["decision"] = mode
+    card.pop("decision_margin", None)
+    if mode == "rules_margin":
+        card["decision_margin"] = margin
     card["decision_selection"] = selection
     card["thresholds"] = thr
     card["uncertain_thresholds"] = uthr
-    if mode == "argmax":
+    if mode == "rules_margin":
+        card["threshold_rule"] = (f"decision 'rules_margin' (m = {margin}): the rule labeler's state of each "
+                                  "finding stands unless the model's most probable state is at least m more "
+                                  "probable than the rules' state (medviewer.notes.decision); a classification "
+                                  "carries that note's equivalent thresholds. Chosen among argmax, margins 0.1-0.9 "
+                                  "and per-label thresholds by split-half cross-validation on validation "
+                                  "(decision_selection)")
+    elif mode == "argmax":
         card["threshold_rule"] = ("decision 'argmax': each finding takes its most probable state (absent = 1 - "
                                   "P(present) - P(hedged)); normal at 0.5. A classification carries that note's "
                                   "equivalent thresholds (present: P(present) >= max(P(hedged), (1 - P(hedged)) / 2))."
@@ -664,14 +717,12 @@ def finish(args, out: Path, val_sets: dict, test) -> dict:  # noqa: ANN001
     test_texts = [r.text for r in test]
     metrics: dict = card["metrics"]
     pa, ua = _scores_of(clf, test_texts)
-    alone_test = states_to_dicts(decide(pa, ua, thr_alone, uthr_alone, mode))
+    alone_test = states_to_dicts(decide(pa, ua, thr_alone, uthr_alone, alone_mode))
     pt, ut = _scores_of(clf, typed_texts)
-    alone_typed = states_to_dicts(decide(pt, ut, thr_alone, uthr_alone, mode))
+    alone_typed = states_to_dicts(decide(pt, ut, thr_alone, uthr_alone, alone_mode))
     clf.use_rule_features = True
-    p, u = _scores_of(clf, test_texts)
-    shipped_test = states_to_dicts(decide(p, u, thr, uthr, mode))
-    p2, u2 = _scores_of(clf, typed_texts)
-    shipped_typed = states_to_dicts(decide(p2, u2, thr, uthr, mode))
+    shipped_test = states_to_dicts(shipped(_scores_of(clf, test_texts), clf.rule_codes(test_texts)))
+    shipped_typed = states_to_dicts(shipped(_scores_of(clf, typed_texts), clf.rule_codes(typed_texts)))
     metrics["openi_test"] = openi_scores(y_test, shipped_test)
     metrics["openi_test_rule_labeler"] = openi_scores(y_test, rule_states(test_texts))
     metrics["openi_test_transformer_alone"] = openi_scores(y_test, alone_test)
@@ -709,14 +760,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--val-synthetic", type=int, default=600)
     ap.add_argument("--augment", type=float, default=0.5, help="fraction of reports rewritten as typed per epoch")
     ap.add_argument("--feature-dropout", type=float, default=0.05)
+    ap.add_argument("--feature-flip", type=float, default=0.0,
+                    help="while training, flip each rule feature of each note with this probability")
     ap.add_argument("--no-rules-init", action="store_true",
                     help="start the head at zero instead of the logistic fit of the rule features")
     ap.add_argument("--score-test", action="store_true",
                     help="score the test sets (do this once, for the model chosen on validation)")
     ap.add_argument("--no-rule-features", action="store_true")
     ap.add_argument("--no-quantize", action="store_true")
-    ap.add_argument("--decision", choices=["argmax", "thresholds"], default=None,
+    ap.add_argument("--decision", choices=["argmax", "thresholds", "rules_margin"], default=None,
                     help="force the decision rule (default: chosen by split-half cross-validation on validation)")
+    ap.add_argument("--margin", type=float, default=0.0, help="with --decision rules_margin: the margin")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--version", default="2.0.0")
