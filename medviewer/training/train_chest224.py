@@ -181,7 +181,8 @@ def train(args: argparse.Namespace) -> dict:
     print(f"loaded train {len(ytr)} / val {len(yva)} / test {len(yte)} films "
           f"({data.duplicates_dropped} duplicates dropped) in {time.time() - t_load:.0f} s", flush=True)
 
-    arch: dict[str, Any] = {"name": "ChestEnsemble", "kwargs": {"members": MEMBERS, "n_classes": 2}}
+    members = MEMBERS * args.copies  # --copies K: K differently initialised copies of the three scales
+    arch: dict[str, Any] = {"name": "ChestEnsemble", "kwargs": {"members": members, "n_classes": 2}}
     model = ChestEnsemble(**arch["kwargs"])
     ema = ChestEnsemble(**arch["kwargs"])
     ema.load_state_dict(model.state_dict())
@@ -242,16 +243,24 @@ def train(args: argparse.Namespace) -> dict:
     ood_threshold = float(np.quantile(ood_val, OOD_QUANTILE))
     val_metrics = metrics_at(p_val, yva, threshold)
 
-    # The test split is scored once, here, for the card.
-    p_test = softmax_pos(predict_logits(ema, xte))
-    with torch.inference_mode():
-        ood_test = torch.cat([ema.ood_score(xte[i:i + 256]) for i in range(0, len(xte), 256)]).numpy()
-    figures = card_test_metrics(p_test, yte, threshold, seed=args.seed)
-    test_metrics, test_at_half = figures["test"], figures["test_at_threshold_0.5"]
-    members_test = {}
-    for k, m in enumerate(ema.members):
-        lg = predict_logits(m, xte)
-        members_test[f"member{k}_pool{MEMBERS[k]['input_pool']}"] = float(roc_auc_score(yte, softmax_pos(lg)))
+    # The test split is scored once, here, for the card, unless --no-test: then it is not read at all here and is
+    # scored once later by benchmarks/eval_chest224.py --sections metrics --write-card, after the inference recipe
+    # is chosen on validation (select_chest224_inference).
+    test_metrics: dict | None = None
+    test_at_half: dict | None = None
+    members_test: dict | None = None
+    ood_test_gated: float | None = None
+    if not args.no_test:
+        p_test = softmax_pos(predict_logits(ema, xte))
+        with torch.inference_mode():
+            ood_test = torch.cat([ema.ood_score(xte[i:i + 256]) for i in range(0, len(xte), 256)]).numpy()
+        ood_test_gated = float(np.mean(ood_test > ood_threshold))
+        figures = card_test_metrics(p_test, yte, threshold, seed=args.seed)
+        test_metrics, test_at_half = figures["test"], figures["test_at_threshold_0.5"]
+        members_test = {}
+        for k, m in enumerate(ema.members):
+            lg = predict_logits(m, xte)
+            members_test[f"member{k}_pool{members[k]['input_pool']}"] = float(roc_auc_score(yte, softmax_pos(lg)))
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -279,7 +288,7 @@ def train(args: argparse.Namespace) -> dict:
             "training_images": "kermany-224 JPEG grey / 255 (films squashed to 224 x 224 by the data set's "
                                "publisher)",
         },
-        "attribution_layer": ",".join(f"members.{k}.layer3" for k in range(len(MEMBERS))),
+        "attribution_layer": ",".join(f"members.{k}.layer3" for k in range(len(members))),
         "attribution_grid": [14, 14],
         "threshold": threshold,
         "threshold_rule": "midpoint in logit space of the thresholds maximising Youden's J on validation",
@@ -289,7 +298,7 @@ def train(args: argparse.Namespace) -> dict:
                           "2018)",
                 "threshold": ood_threshold, "threshold_rule": f"{OOD_QUANTILE:.3f} quantile on validation",
                 "val_gated": float(np.mean(ood_val > ood_threshold)),
-                "test_gated": float(np.mean(ood_test > ood_threshold))},
+                "test_gated": ood_test_gated},
         "scope": DEFAULT_SCOPE,
         "supersedes": ["pneumonia-cnn"],
         "population": {"age_years": [1, 5], "site": "Guangzhou Women and Children's Medical Center",
@@ -306,7 +315,7 @@ def train(args: argparse.Namespace) -> dict:
         },
         "training": {
             "script": "python -m medviewer.training.train_chest224",
-            "seed": args.seed, "epochs": args.epochs, "batch": args.batch, "lr": args.lr,
+            "seed": args.seed, "epochs": args.epochs, "copies": args.copies, "batch": args.batch, "lr": args.lr,
             "weight_decay": args.weight_decay, "ema": args.ema, "best_epoch": best["epoch"],
             "loss": "class-weighted cross-entropy per member, label smoothing 0.05",
             "augmentation": (augment.__doc__ or "").split("\n\n", 1)[1].strip().replace("\n    ", " "),
@@ -351,6 +360,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=max(1, min(os.cpu_count() or 1, 4)))
     ap.add_argument("--version", default="2.0.0")
     ap.add_argument("--limit", type=int, default=0, help="films per split (a quick smoke test, not a model)")
+    ap.add_argument("--copies", type=int, default=1,
+                    help="differently initialised copies of the three members, trained together (a deep ensemble)")
+    ap.add_argument("--no-test", action="store_true",
+                    help="do not read the test split here (it is scored later by benchmarks/eval_chest224.py)")
     train(ap.parse_args(argv))
     return 0
 
