@@ -119,12 +119,12 @@ def test_card_figures_match_an_independent_test_evaluation(clf):
         assert sc[way]["macro_f1"] == pytest.approx(figures[way]["macro_f1"], abs=5e-3)
     mine = sc["uncertain_as_absent"]
     assert mine["micro_f1"] >= 0.95  # the micro-F1 target
-    # better than model 1.0.0 in micro-F1 (0.942 on the same split)
-    assert mine["micro_f1"] > card["previous_versions"][0]["openi_test"]["micro_f1"]
+    # better than the previous versions in micro-F1 (2.0.0: 0.953, 1.0.0: 0.942 on the same split)
+    assert all(mine["micro_f1"] > v["openi_test"]["micro_f1"] for v in card["previous_versions"])
     assert rules["micro_f1"] == pytest.approx(0.9593, abs=2e-3)
 
 
-@pytest.mark.xfail(strict=True, reason="not met by 2.0.0 (OpenI test 0.953 / 0.919 against the rule labeler's "
+@pytest.mark.xfail(strict=True, reason="not met by 2.1.0 (OpenI test 0.955 / 0.925 against the rule labeler's "
                                        "0.959 / 0.940): see the card's selection_history")
 def test_openi_macro_target_and_rule_labeler_beaten():
     card = json.loads((MODEL / "card.json").read_text())
