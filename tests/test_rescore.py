@@ -561,3 +561,44 @@ def test_new_inference_recipe_of_the_same_weights_makes_old_results_stale(tmp_pa
     assert [h["model_version"] for h in case_history(st, uid, "pneumonia-cnn")] == [old.card.version,
                                                                                    "1.1.0-test"]
     st.close()
+
+
+def test_new_decision_rule_of_the_same_notes_weights_makes_old_note_results_stale(tmp_path, monkeypatch):
+    """The notes model's card can change its decision rule (a new version) with the same adapter weights: results
+    of the old version are then stale (stale_models, the archive run's is_current), the model process reloads the
+    classifier, and re-classifying makes the case current again."""
+    pytest.importorskip("transformers")
+    from medviewer.notes import service
+    from medviewer.notes.model import NoteClassifier
+    from medviewer.store import rescore as rescore_mod
+    from medviewer.store.archive import is_current
+
+    mdir = tmp_path / "models"
+    shutil.copytree(SHIPPED / "notes-minilm", mdir / "notes-minilm")
+    monkeypatch.setattr(rescore_mod, "_models_dir", lambda models_dir=None: mdir)
+    monkeypatch.setattr(service, "_CACHE", {})
+    st = CaseStore(path=tmp_path / "notes.sqlite3")
+    uid = "1.2.840.78"
+    st.save_text(uid, NOTE_V1)
+    old = NoteClassifier.load(mdir / "notes-minilm")
+    rescore_case(st, uid, note_classifier=old)
+    weights = {"notes-minilm": old.card["weights_sha256"]}
+    assert stale_models(st, mdir)["notes-minilm"] == []
+    assert is_current(st, uid, weights, None, "notes-minilm", notes_version=old.card["version"])
+    cached = rescore_mod._cached_note_classifier()  # noqa: SLF001 - the model process's cache, here
+
+    card_path = mdir / "notes-minilm" / "card.json"
+    card = json.loads(card_path.read_text(encoding="utf-8"))
+    card.update(version="9.9.9-test", decision="argmax")
+    card_path.write_text(json.dumps(card), encoding="utf-8")
+
+    assert stale_models(st, mdir)["notes-minilm"] == [uid]
+    assert is_current(st, uid, weights, None, "notes-minilm")  # by the weights alone it would look current
+    assert not is_current(st, uid, weights, None, "notes-minilm", notes_version="9.9.9-test")
+    reloaded = rescore_mod._cached_note_classifier()  # noqa: SLF001
+    assert reloaded is not cached and reloaded.card["version"] == "9.9.9-test" and reloaded.decision == "argmax"
+
+    rescore_case(st, uid, note_classifier=reloaded)
+    assert stale_models(st, mdir)["notes-minilm"] == []
+    assert is_current(st, uid, weights, None, "notes-minilm", notes_version="9.9.9-test")
+    assert st.note_results(uid)[-1].model_version == "9.9.9-test"

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 from medviewer.store.cases import CaseStore, CaseStoreError
-from medviewer.store.rescore import (DEFAULT_IMAGE_MODEL, _image_model_path, _notes_card, image_result_current,
+from medviewer.store.rescore import (DEFAULT_IMAGE_MODEL, _image_model_path, _notes_card, result_current,
                                      images_to_score, rescore_case_in_process)
 
 log = logging.getLogger(__name__)
@@ -91,12 +91,12 @@ def current_weights(image_model_name: str | None, notes: bool) -> dict[str, str]
 
 
 def is_current(store: CaseStore, study_uid: str, weights: dict[str, str], image_model: str | None,
-               notes_model: str | None, image_version: str | None = None) -> bool:
+               notes_model: str | None, image_version: str | None = None, notes_version: str | None = None) -> bool:
     """True when the case needs nothing: every image to score with ``image_model`` has a latest result made with
     its current weights (and, when ``image_version`` is given, under that card version: a new version of the same
-    weights is a new inference recipe, see :func:`medviewer.store.rescore.image_result_current`; none to score
-    counts as current), and its latest note (if any) has a result of ``notes_model``'s current weights made on
-    that note version."""
+    weights is a new inference recipe, see :func:`medviewer.store.rescore.result_current`; none to score counts as
+    current), and its latest note (if any) has a result of ``notes_model``'s current weights (and, when
+    ``notes_version`` is given, that card version: a new decision rule) made on that note version."""
     if image_model:
         sha = weights[image_model]
         todo = images_to_score(store, study_uid, image_model)
@@ -106,8 +106,8 @@ def is_current(store: CaseStore, study_uid: str, weights: dict[str, str], image_
                 r = latest.get((sop, frame))
                 if r is None or r.weights_sha256 != sha:
                     return False
-                if image_version is not None and not image_result_current(r.weights_sha256, r.model_version, sha,
-                                                                          image_version):
+                if image_version is not None and not result_current(r.weights_sha256, r.model_version, sha,
+                                                                    image_version):
                     return False
     if notes_model:
         versions = store.note_versions(study_uid)
@@ -115,6 +115,8 @@ def is_current(store: CaseStore, study_uid: str, weights: dict[str, str], image_
             results = [r for r in store.note_results(study_uid) if r.model == notes_model]
             last = results[-1] if results else None
             if last is None or last.weights_sha256 != weights[notes_model] or last.note_version_id != versions[-1][0]:
+                return False
+            if notes_version is not None and str(last.model_version) != str(notes_version):
                 return False
     return True
 
@@ -141,8 +143,10 @@ def rescore_if_stale(db_url: str, study_uid: str, image_model_name: str | None, 
 
         image_card = load_card(_image_model_path(image_model_name), verify_sha=False)
         image_name, image_version = image_card.name, image_card.version
-    notes_name = str(_notes_card()["name"]) if notes else None
-    if is_current(store, study_uid, weights, image_name, notes_name, image_version):
+    notes_card = _notes_card() if notes else None
+    notes_name = str(notes_card["name"]) if notes_card else None
+    notes_version = str(notes_card.get("version", "")) if notes_card else None
+    if is_current(store, study_uid, weights, image_name, notes_name, image_version, notes_version):
         return {"study_instance_uid": study_uid, "skipped": True}
     summary = rescore_case_in_process(db_url, study_uid, image_model_name, notes, run_id)
     return {**summary, "skipped": False}

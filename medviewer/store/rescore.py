@@ -35,7 +35,7 @@ NOTES_MODEL = "notes-minilm"
 #: Modalities of the 2-D projection radiographs an image model is run on when a case has no results of it yet.
 RADIOGRAPH_MODALITIES = ("CR", "DX", "DR")
 
-__all__ = ["DEFAULT_IMAGE_MODEL", "NOTES_MODEL", "RADIOGRAPH_MODALITIES", "case_history", "image_result_current",
+__all__ = ["DEFAULT_IMAGE_MODEL", "NOTES_MODEL", "RADIOGRAPH_MODALITIES", "case_history", "result_current",
            "images_to_score", "rescore", "rescore_case", "rescore_case_in_process", "stale_models"]
 
 
@@ -325,21 +325,23 @@ def _cached_image_model(name_or_path: str):  # noqa: ANN202
 
     cached = service._MODELS.get(name_or_path)  # noqa: SLF001 - the process-wide cache of loaded image models
     card = load_card(_image_model_path(name_or_path), verify_sha=False)
-    if cached is None or not image_result_current(cached.card.weights_sha256, cached.card.version,
+    if cached is None or not result_current(cached.card.weights_sha256, cached.card.version,
                                                   card.weights_sha256, card.version):
         cached = service._MODELS[name_or_path] = ImageModel.load(name_or_path)  # noqa: SLF001
     return cached
 
 
 def _cached_note_classifier():  # noqa: ANN202
-    """The notes classifier from :mod:`medviewer.notes.service`'s cache, reloaded when the card's weights changed."""
+    """The notes classifier from :mod:`medviewer.notes.service`'s cache, reloaded when the card on disk names other
+    weights or another version (a new decision rule) than the loaded one."""
     from medviewer.notes import service
     from medviewer.notes.model import NoteClassifier
 
     cached = service._CACHE.get("m")  # noqa: SLF001 - the process-wide cache of the loaded classifier
-    current = _notes_card().get("weights_sha256")
-    if cached is None or cached.card.get("weights_sha256") != current:
-        cached = service._CACHE["m"] = NoteClassifier.load(threads=1)  # noqa: SLF001
+    card = _notes_card()
+    if cached is None or not result_current(str(cached.card.get("weights_sha256", "")), str(cached.card["version"]),
+                                            str(card.get("weights_sha256", "")), str(card.get("version", ""))):
+        cached = service._CACHE["m"] = NoteClassifier.load(_models_dir(None) / NOTES_MODEL, threads=1)  # noqa: SLF001
     return cached
 
 
@@ -379,47 +381,39 @@ def _supersedes(card) -> list[str]:  # noqa: ANN001 - ModelCard
     return [str(n) for n in card.extra.get("supersedes", []) if str(n) != card.name]
 
 
-def image_result_current(result_sha: str, result_version: str, card_sha: str, card_version: str) -> bool:
-    """True when an image model's stored result was made by the card's weights *and* under the card's version (a
-    result that records no weights SHA-256 is judged by its version alone).
+def result_current(result_sha: str, result_version: str, card_sha: str, card_version: str) -> bool:
+    """True when a stored result (image or notes model) was made by the card's weights *and* under the card's
+    version (a result that records no weights SHA-256 is judged by its version alone).
 
-    The same weights can be run with another inference recipe (test-time augmentation, temperature, threshold:
-    see the card's ``inference``), which the card marks with a new version; results of the old recipe are then
-    stale even though the weights SHA-256 is the same. Used by :func:`stale_models`, the archive run's
-    ``is_current``, the model process's cache and the viewer's stored results."""
+    The same weights can be run another way (an image model's inference recipe: test-time augmentation,
+    temperature, threshold, see the card's ``inference``; the notes model's decision rule, see its card's
+    ``decision``), which the card marks with a new version; results of the old version are then stale even though
+    the weights SHA-256 is the same. Used by :func:`stale_models`, the archive run's ``is_current``, the model
+    process's caches and the viewer's stored results."""
     return str(result_version) == str(card_version) and (not result_sha or result_sha == card_sha)
 
 
-def _stale(latest: dict[str, Any], sha: str, version: str, *, image: bool = False) -> list[str]:
-    out = []
-    for uid, r in latest.items():
-        if image:
-            if not image_result_current(r.weights_sha256, r.model_version, sha, version):
-                out.append(uid)
-        elif (r.weights_sha256 and r.weights_sha256 != sha) or (not r.weights_sha256 and r.model_version != version):
-            out.append(uid)
-    return out
+def _stale(latest: dict[str, Any], sha: str, version: str) -> list[str]:
+    return [uid for uid, r in latest.items() if not result_current(r.weights_sha256, r.model_version, sha, version)]
 
 
 def stale_models(store: CaseStore, models_dir: str | Path | None = None) -> dict[str, list[str]]:
     """{model name: StudyInstanceUIDs of the cases whose latest result of that model was made by other weights
-    or another inference recipe}.
+    or another inference recipe / decision rule}.
 
     Covers every image model card under ``models_dir`` (default :func:`medviewer.config.models_dir`) and the
     notes model (``notes-minilm/card.json``, its ``weights_sha256`` is the adapter's SHA-256). A case's latest
-    image result (highest id) is stale unless it records the card's weights SHA-256 and the card's version
-    (:func:`image_result_current`: a new version of the same weights is a new recipe). A notes result is stale
-    when it records a weights SHA-256 other than the card's, or, when it records none (e.g. notes findings saved
-    by the notes pane), a model version other than the card's. Every model with a card is a key, with an empty
-    list when nothing is stale. Only JSON is read (no torch).
+    result (highest id) of a model is stale unless it records the card's weights SHA-256 and the card's version
+    (:func:`result_current`: a new version of the same weights is a new recipe; a result that records no SHA-256,
+    e.g. notes findings saved by the notes pane, is judged by its version alone). Every model with a card is a
+    key, with an empty list when nothing is stale. Only JSON is read (no torch).
     """
     from medviewer.inference.card import find_cards
 
     directory = _models_dir(models_dir)
     out: dict[str, list[str]] = {}
     for card in find_cards(directory):
-        stale = _stale(_latest_per_case(store, S.ai_results, card.name), card.weights_sha256, card.version,
-                       image=True)
+        stale = _stale(_latest_per_case(store, S.ai_results, card.name), card.weights_sha256, card.version)
         # A model that replaces others (the card's "supersedes"): cases whose latest result came from a model it
         # replaced are stale too (a new default model re-scores what the old default scored).
         for old in _supersedes(card):

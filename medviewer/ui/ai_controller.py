@@ -225,13 +225,13 @@ class AIController(QObject):
                   for k, r in enumerate(entry.stack.slices)}
 
         def work(state: TaskState) -> list:
-            from medviewer.store.rescore import image_result_current
+            from medviewer.store.rescore import result_current
 
             out = []
             for ai in store.latest_ai_results(study, model):
                 state.check()
                 where = shapes.get((ai.sop_instance_uid, ai.frame))
-                if where is not None and ai.weights_sha256 == sha and image_result_current(
+                if where is not None and ai.weights_sha256 == sha and result_current(
                         ai.weights_sha256, ai.model_version, sha, version):
                     out.append((where[0], stored_as_result(ai, where[1])))
             return out
