@@ -135,7 +135,8 @@ class WorklistController(QObject):
                              on_case=on_case)
             errors = [e for s in summaries for e in s.get("errors", [])]
             return {"run_id": run_id, "cases": len(summaries),
-                    "flipped": sum(bool(s.get("flipped")) for s in summaries),
+                    "flipped": sum(bool(s.get("flipped")) for s in summaries),  # the image call
+                    "notes_flipped": sum(bool((s.get("notes") or {}).get("flipped")) for s in summaries),
                     "errors": [f"{e.get('path', '')}: {e.get('error', '')}" for e in errors]}
 
         def stopped(message: str) -> None:
@@ -153,7 +154,8 @@ class WorklistController(QObject):
     def _on_rescored(self, summary: dict) -> None:
         self.widget.set_busy(False)
         self.widget.set_stale("")
-        msg = f"Re-scored {summary['cases']} case(s): {summary['flipped']} call(s) flipped"
+        msg = (f"Re-scored {summary['cases']} case(s): image call flipped in {summary['flipped']}, note findings "
+               f"flipped in {summary['notes_flipped']}")
         if summary["errors"]:
             msg += f"; {len(summary['errors'])} image(s) could not be read ({summary['errors'][0]})"
         self.status.emit(msg)

@@ -116,6 +116,7 @@ def test_ai_results_are_stored_and_rescoring_keeps_the_history(open_window, pydi
         win.cases_list.rescore([uid])
     summary = blocker.args[0]
     assert summary["cases"] == 1 and summary["errors"] == []
+    assert summary["flipped"] == 0 and summary["notes_flipped"] == 0  # image and note calls counted apart
     results = win.store.ai_results(uid)
     assert len(results) == 2 and results[1].run_id == summary["run_id"]
     assert results[1].score == pytest.approx(results[0].score, abs=1e-4)  # same weights, same call
