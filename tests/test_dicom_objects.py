@@ -619,3 +619,24 @@ def test_sc_of_an_image_without_patient_orientation(tmp_path):
     out = tmp_path / "sc.dcm"
     sc.save_as(out, enforce_file_format=True)
     assert not [line for line in _dciodvfy(str(out)) if "Error" in line]
+
+
+def test_single_component_source_names_are_logged_not_printed_and_other_warnings_pass(caplog):
+    """A single-component PatientName copied from the source (valid DICOM) gives highdicom's UserWarning: it is
+    logged without the name (no identifiers in logs); any other warning still reaches the caller."""
+    import logging
+    import warnings
+
+    from highdicom.valuerep import check_person_name
+
+    from medviewer.report.dicom_objects import _source_names_copied_as_is
+
+    caplog.set_level(logging.INFO, logger="medviewer.report.dicom_objects")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with _source_names_copied_as_is("SC"):
+            check_person_name("Wardname")
+            warnings.warn("something else", RuntimeWarning)
+    assert [str(w.message) for w in caught] == ["something else"]
+    logged = [r.getMessage() for r in caplog.records if "single component" in r.getMessage()]
+    assert logged and all("Wardname" not in m for m in logged)

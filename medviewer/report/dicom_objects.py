@@ -52,10 +52,13 @@ and ignores foreign SRs. highdicom is imported only inside the functions that ne
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import re
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -214,6 +217,22 @@ def _library_view(header):  # noqa: ANN001, ANN202 - pydicom Dataset
             setattr(view, k, header.get(k))
     view.Modality = "OT"  # only selects no modality-specific descriptors; the coded modality is the SOP class's
     return view
+
+
+@contextlib.contextmanager
+def _source_names_copied_as_is(what: str) -> Iterator[None]:
+    """Around a highdicom constructor that copies the patient module from the source image: a person name there
+    with a single component (e.g. PatientName "ward") is valid DICOM (PS3.5 6.2.1.2) and is copied as it is;
+    highdicom's UserWarning about it is logged instead of printed, without the name (no identifiers in logs)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.filterwarnings("always", message=r"The string .* unlikely to represent the intended person name",
+                                category=UserWarning)
+        yield
+    for w in caught:
+        if issubclass(w.category, UserWarning) and "intended person name" in str(w.message):
+            log.info("%s: a person name copied from the source image has a single component; kept as it is", what)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
 
 def _person_name(name: str) -> str:
@@ -492,15 +511,16 @@ def build_sr(report: Report, headers: dict, *, series_instance_uid: str | None =
     signed = bool(sign_off.signed)
     first = evidence[0]
     eq = _equipment()
-    sr = hd.sr.Comprehensive3DSR(
-        evidence=evidence, content=tid1500[0],
-        series_instance_uid=series_instance_uid or hd.UID(), series_number=SR_SERIES_NUMBER,
-        sop_instance_uid=sop_instance_uid or hd.UID(), instance_number=1, manufacturer=MANUFACTURER,
-        is_complete=signed, is_final=signed, is_verified=signed,
-        verifying_observer_name=_person_name(sign_off.reader or "unknown") if signed else None,
-        verifying_organization=(str(first.get("InstitutionName") or "") or "medviewer") if signed else None,
-        institution_name=first.get("InstitutionName") or None,
-        series_description=SR_SERIES_DESCRIPTION)
+    with _source_names_copied_as_is("SR"):
+        sr = hd.sr.Comprehensive3DSR(
+            evidence=evidence, content=tid1500[0],
+            series_instance_uid=series_instance_uid or hd.UID(), series_number=SR_SERIES_NUMBER,
+            sop_instance_uid=sop_instance_uid or hd.UID(), instance_number=1, manufacturer=MANUFACTURER,
+            is_complete=signed, is_final=signed, is_verified=signed,
+            verifying_observer_name=_person_name(sign_off.reader or "unknown") if signed else None,
+            verifying_organization=(str(first.get("InstitutionName") or "") or "medviewer") if signed else None,
+            institution_name=first.get("InstitutionName") or None,
+            series_description=SR_SERIES_DESCRIPTION)
     sr.ManufacturerModelName = eq["manufacturer_model_name"]
     sr.SoftwareVersions = eq["software_versions"]
     _repair_copied_patient(sr)
@@ -584,16 +604,17 @@ def build_seg(result, header, rows: int, cols: int):  # noqa: ANN001, ANN201 - A
 
 def _segmentation(hd, header, pixels, n_frames: int, desc, method: str, label: str, result):  # noqa: ANN001, ANN202
     eq = _equipment()
-    return hd.seg.Segmentation(
-        source_images=[header], pixel_array=pixels,
-        segmentation_type=hd.seg.SegmentationTypeValues.FRACTIONAL,
-        fractional_type=hd.seg.SegmentationFractionalTypeValues.PROBABILITY, max_fractional_value=255,
-        segment_descriptions=[desc], series_instance_uid=hd.UID(), series_number=SEG_SERIES_NUMBER,
-        sop_instance_uid=hd.UID(), instance_number=1, manufacturer=eq["manufacturer"],
-        manufacturer_model_name=eq["manufacturer_model_name"], software_versions=eq["software_versions"],
-        device_serial_number=eq["software_versions"], omit_empty_frames=n_frames > 1,
-        content_label="HEATMAP", content_description=f"{method} attribution for {label} ({result.model})"[:64],
-        series_description=SEG_SERIES_DESCRIPTION)
+    with _source_names_copied_as_is("SEG"):
+        return hd.seg.Segmentation(
+            source_images=[header], pixel_array=pixels,
+            segmentation_type=hd.seg.SegmentationTypeValues.FRACTIONAL,
+            fractional_type=hd.seg.SegmentationFractionalTypeValues.PROBABILITY, max_fractional_value=255,
+            segment_descriptions=[desc], series_instance_uid=hd.UID(), series_number=SEG_SERIES_NUMBER,
+            sop_instance_uid=hd.UID(), instance_number=1, manufacturer=eq["manufacturer"],
+            manufacturer_model_name=eq["manufacturer_model_name"], software_versions=eq["software_versions"],
+            device_serial_number=eq["software_versions"], omit_empty_frames=n_frames > 1,
+            content_label="HEATMAP", content_description=f"{method} attribution for {label} ({result.model})"[:64],
+            series_description=SEG_SERIES_DESCRIPTION)
 
 
 def _valid_spacing(value) -> bool:  # noqa: ANN001
@@ -651,12 +672,13 @@ def build_sc(result, header, frame_image, annotations: list[AnnotationEntry]):  
     # highdicom requires a coordinate system (coordinate_system=None raises ValueError), and "PATIENT" requires an
     # orientation: a source without PatientOrientation gets a stand-in that is removed again at once, and
     # _copy_orientation below writes what the source has (empty when nothing).
-    sc = hd.sc.SCImage.from_ref_dataset(
-        ref_dataset=header, pixel_array=pixels, photometric_interpretation="RGB", bits_allocated=8,
-        coordinate_system="PATIENT", patient_orientation=(orientation[0], orientation[1]) if known else ("L", "F"),
-        series_instance_uid=hd.UID(), series_number=SC_SERIES_NUMBER, sop_instance_uid=hd.UID(),
-        instance_number=1, manufacturer=eq["manufacturer"], transfer_syntax_uid="1.2.840.10008.1.2.1",
-        series_description=SC_SERIES_DESCRIPTION)
+    with _source_names_copied_as_is("Secondary Capture"):
+        sc = hd.sc.SCImage.from_ref_dataset(
+            ref_dataset=header, pixel_array=pixels, photometric_interpretation="RGB", bits_allocated=8,
+            coordinate_system="PATIENT", patient_orientation=(orientation[0], orientation[1]) if known else ("L", "F"),
+            series_instance_uid=hd.UID(), series_number=SC_SERIES_NUMBER, sop_instance_uid=hd.UID(),
+            instance_number=1, manufacturer=eq["manufacturer"], transfer_syntax_uid="1.2.840.10008.1.2.1",
+            series_description=SC_SERIES_DESCRIPTION)
     if not known:
         del sc.PatientOrientation
     sc.ManufacturerModelName = eq["manufacturer_model_name"]
