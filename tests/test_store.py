@@ -475,3 +475,49 @@ def test_findings_stored_before_three_states_read_as_present_or_absent(store):
     assert res.positives == ["Effusion"] and res.uncertain == []
     row = store.worklist()[0]
     assert row.note_findings == ["Effusion"] and row.note_uncertain == []
+
+
+def test_a_run_whose_process_died_reads_as_interrupted(store):
+    """A re-score run beats at its start and at every update; one left "running" with no heartbeat for
+    RUN_STALE_SECONDS (its process was killed) reads as "interrupted"; a live or finished run is unchanged."""
+    from sqlalchemy import update
+
+    from medviewer.store.cases import RUN_STALE_SECONDS
+
+    dead = store.start_run("test", {"m": "a" * 64}, 3)
+    store.update_run(dead, n_done=1)
+    live = store.start_run("test", {"m": "a" * 64}, 3)
+    done = store.start_run("test", {"m": "a" * 64}, 1)
+    store.update_run(done, n_done=1, state="finished")
+    old = time.time() - RUN_STALE_SECONDS - 60
+    with store.engine.begin() as conn:
+        conn.execute(update(S.rescore_runs).where(S.rescore_runs.c.id.in_([dead, done]))
+                     .values(heartbeat_at=old, started_at=old - 10))
+    states = {r["id"]: r["state"] for r in store.runs()}
+    assert states == {dead: "interrupted", live: "running", done: "finished"}
+    store.update_run(live, n_done=2)  # still beating
+    assert {r["id"]: r["state"] for r in store.runs()}[live] == "running"
+
+
+def test_migration_5_adds_the_run_heartbeat_to_a_version_4_database(db_url):
+    """A version-4 database (rescore_runs without heartbeat_at) keeps its runs; a run it left "running" long ago
+    reads as interrupted, judged by its start."""
+    from sqlalchemy import text
+
+    engine = make_engine(db_url)
+    with engine.begin() as conn:
+        for v in range(1, 5):
+            S.MIGRATIONS[v](conn)
+            conn.execute(insert(S.schema_version).values(version=v, applied_at=time.time()))
+        conn.execute(text("ALTER TABLE rescore_runs DROP COLUMN heartbeat_at"))
+        conn.execute(text("INSERT INTO rescore_runs (reason, models_json, n_cases, n_done, state, started_at) "
+                          "VALUES ('old', '{}', 2, 1, 'running', 1.0)"))
+    engine.dispose()
+    store = CaseStore(db_url)
+    try:
+        assert store.version == S.LATEST_VERSION
+        assert "heartbeat_at" in {c["name"] for c in inspect(store.engine).get_columns("rescore_runs")}
+        [run] = store.runs()
+        assert run["reason"] == "old" and run["n_done"] == 1 and run["state"] == "interrupted"
+    finally:
+        store.close()

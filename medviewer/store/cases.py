@@ -232,6 +232,10 @@ class CaseReader:
 #: A reader row not refreshed for this long (seconds) belongs to a workstation that went away.
 READER_TTL_S = 120.0
 
+#: A re-score run marked "running" without a heartbeat for this long (seconds) died: runs beat at every finished
+#: case, and one case (its radiographs and its note) takes seconds, not ten minutes.
+RUN_STALE_SECONDS = 600.0
+
 
 class ConflictError(CaseStoreError):
     """Another workstation changed the case since this one read it (optimistic concurrency): nothing was
@@ -1042,14 +1046,16 @@ class CaseStore:
     # ------------------------------------------------------------------------------------------------ re-score runs
     def start_run(self, reason: str, models: dict[str, str], n_cases: int) -> int:
         """Record the start of a re-score run ({model name: weights sha256}); returns its id."""
+        now = time.time()
         with self.engine.begin() as conn:
             return _new_id(conn.execute(insert(S.rescore_runs).values(
                 reason=reason, models_json=json.dumps(models), n_cases=n_cases, state="running",
-                started_at=time.time())))
+                started_at=now, heartbeat_at=now)))
 
     def update_run(self, run_id: int, n_done: int | None = None, state: str | None = None) -> None:
-        """Progress (``n_done``) or end (``state`` finished/cancelled/failed) of a re-score run."""
-        values: dict[str, Any] = {}
+        """Progress (``n_done``) or end (``state`` finished/cancelled/failed) of a re-score run; either is the
+        run's heartbeat (see :meth:`runs`)."""
+        values: dict[str, Any] = {"heartbeat_at": time.time()}
         if n_done is not None:
             values["n_done"] = n_done
         if state is not None:
@@ -1060,12 +1066,21 @@ class CaseStore:
             conn.execute(update(S.rescore_runs).where(S.rescore_runs.c.id == run_id).values(**values))
 
     def runs(self) -> list[dict]:
-        """Every re-score run (dicts of the rescore_runs columns, models decoded), oldest first."""
+        """Every re-score run (dicts of the rescore_runs columns, models decoded), oldest first.
+
+        A run still marked "running" whose last heartbeat (its start or its last finished case; the start when a
+        run from before schema version 5 has none) is older than :data:`RUN_STALE_SECONDS` is reported as
+        ``"interrupted"``: its process died without saying so (killed, crash, power cut). Nothing is written: a
+        re-run resumes from what the run stored."""
+        now = time.time()
         with self._read() as conn:
             out = []
             for r in conn.execute(select(S.rescore_runs).order_by(S.rescore_runs.c.id)):
                 d = dict(r._mapping)
                 d["models"] = json.loads(d.pop("models_json"))
+                last = d.get("heartbeat_at") or d["started_at"]
+                if d["state"] == "running" and now - float(last) > RUN_STALE_SECONDS:
+                    d["state"] = "interrupted"
                 out.append(d)
             return out
 

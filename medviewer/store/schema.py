@@ -83,9 +83,10 @@ rescore_runs = Table(
     Column("models_json", Text, nullable=False, default="{}"),  # {model name: weights sha256}
     Column("n_cases", Integer, nullable=False, default=0),
     Column("n_done", Integer, nullable=False, default=0),
-    Column("state", String(16), nullable=False, default="running"),  # running, finished, cancelled, failed
+    Column("state", String(16), nullable=False, default="running"),  # running, finished, cancelled, failed; see runs()
     Column("started_at", Float, nullable=False),
     Column("finished_at", Float),
+    Column("heartbeat_at", Float),  # last sign of life (start, each case done); version 5
 )
 
 note_results = Table(
@@ -242,6 +243,16 @@ def _migrate_4(conn: Connection) -> None:
     case_readers.create(conn, checkfirst=True)
 
 
+def _migrate_5(conn: Connection) -> None:
+    """Version 5: ``rescore_runs.heartbeat_at``, so that a run whose process died (killed, power cut) is told
+    from one still running (:meth:`medviewer.store.cases.CaseStore.runs`)."""
+    from sqlalchemy import inspect, text
+
+    if "heartbeat_at" not in {c["name"] for c in inspect(conn).get_columns("rescore_runs")}:
+        conn.execute(text("ALTER TABLE rescore_runs ADD COLUMN heartbeat_at FLOAT"))
+
+
 #: version -> migration from version - 1. Append new ones; never edit a released one.
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _migrate_1, 2: _migrate_2, 3: _migrate_3, 4: _migrate_4}
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _migrate_1, 2: _migrate_2, 3: _migrate_3, 4: _migrate_4,
+                                                       5: _migrate_5}
 LATEST_VERSION = max(MIGRATIONS)
