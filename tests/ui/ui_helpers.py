@@ -132,6 +132,13 @@ def screen_box(viewer, r0: int, r1: int, c0: int, c1: int) -> tuple[slice, slice
 
 
 # ------------------------------------------------------------------------------------------------- GUI stalls
+#: The GUI stall tests (a 5 ms heartbeat never more than 50 ms late while the model process starts, loads and
+#: answers) pass in one of two tries. Full-suite CI runs on fresh clones of this 2-core VM showed single stalls of
+#: 59 and 246 ms that no local run reproduced (full suite: worst 12 ms; alone, and beside two CPU hogs: < 30 ms),
+#: while work that blocks the GUI thread fails every try. Each try redoes the whole measured work.
+STALL_RETRY = 1
+
+
 class Heartbeat:
     """A QTimer ticking every ``interval_ms`` on the GUI thread; ``late`` holds each tick's lateness in ms (the
     first tick is dropped). Use as a context manager around the work to watch."""
