@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 import re
 import stat
@@ -38,33 +39,46 @@ WORKLIST_COLUMNS = ("patient", "patient ID", "study date", "modality", "status",
                     "radiologist call", "confidence", "n annotations", "StudyInstanceUID")
 
 
+log = logging.getLogger(__name__)
+
 _TEMPORARY = re.compile(r"^\..+\.(\d+)(?:\.json|\.pdf)?\.tmp$")
+
+
+def _process_running(pid: int) -> bool:
+    """Whether process ``pid`` may still be running (signal 0, POSIX kill()): True when it exists, also as
+    another user's (PermissionError), and when the number is no process id at all (OverflowError: not ours to
+    judge, so its file is left alone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OverflowError:
+        log.info("temporary file names process id %d, which is no process id; left alone", pid)
+        return True
+    return True
 
 
 def remove_stale_temporaries(folder: str | os.PathLike) -> int:
     """Remove the temporary files an export killed before its rename left in ``folder`` (``.NAME.PID[.ext].tmp``
-    whose process no longer runs); returns how many. Other files are never touched."""
+    whose process no longer runs); returns how many. Other files are never touched. A folder that cannot be
+    listed or a file that cannot be removed is logged and left as it is (the export itself goes on)."""
     removed = 0
     try:
         names = os.listdir(folder)
-    except OSError:
+    except OSError as exc:
+        log.warning("cannot look for stale temporary files in %s: %s", folder, exc)
         return 0
     for name in names:
         m = _TEMPORARY.match(name)
-        if not m or int(m.group(1)) == os.getpid():
-            continue
-        try:
-            os.kill(int(m.group(1)), 0)
-            continue  # that export is still running
-        except ProcessLookupError:
-            pass
-        except (PermissionError, OverflowError):
+        if not m or int(m.group(1)) == os.getpid() or _process_running(int(m.group(1))):
             continue
         try:
             os.unlink(os.path.join(folder, name))
             removed += 1
-        except OSError:
-            pass
+        except OSError as exc:
+            log.warning("cannot remove the stale temporary file %s: %s", os.path.join(folder, name), exc)
     return removed
 
 
