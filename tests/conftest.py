@@ -152,6 +152,18 @@ def testfile():
     return pydicom_testfile
 
 
+def stored_note_finding(label: str, state: str, p: float, u: float) -> dict:
+    """A stored note finding as ``NoteResult.to_dict()["findings"]`` writes it (thresholds 0.5)."""
+    return {"label": label, "state": state, "probability": p, "threshold": 0.5, "positive": state == "present",
+            "uncertain_probability": u, "uncertain_threshold": 0.5}
+
+
+@pytest.fixture
+def note_finding():
+    """``note_finding(label, state, P(present), P(hedged))``: a stored note finding dict."""
+    return stored_note_finding
+
+
 @pytest.fixture
 def charset_file():
     """``charset_file(name)``: path of a pydicom character set test file."""

@@ -499,7 +499,7 @@ def test_out_of_scope_result_is_a_note_not_a_call(tmp_path, monkeypatch):
         store.close()
 
 
-def test_uncertain_note_finding_is_undetermined_never_present(tmp_path, monkeypatch):
+def test_uncertain_note_finding_is_undetermined_never_present(tmp_path, monkeypatch, note_finding):
     """Note findings go into the SR after the reader's review: present -> Present, confirmed -> Present, rejected
     -> Absent, hedged in the note and not decided -> Undetermined (CID 240), never Present; absent unreviewed ones
     are left out. A case with only note findings has an SR; it passes dciodvfy; read_sr gives the findings back
@@ -508,21 +508,17 @@ def test_uncertain_note_finding_is_undetermined_never_present(tmp_path, monkeypa
                                                 write_sr)
     from medviewer.store.cases import CaseStore
 
-    def finding(label, state, p, u):  # noqa: ANN001, ANN202
-        return {"label": label, "state": state, "probability": p, "threshold": 0.5, "positive": state == "present",
-                "uncertain_probability": u, "uncertain_threshold": 0.5}
-
     monkeypatch.setenv("MEDVIEWER_DATA_DIR", str(tmp_path / "data"))
     store = CaseStore()
     try:
         folder = _make_study(tmp_path / "study")
         uid = _register(store, folder)
         store.save_text(uid, "Effusion. Cannot exclude pneumothorax. Possible mass. ? atelectasis.")
-        store.save_findings(uid, [finding("Effusion", "present", 0.9, 0.02),
-                                  finding("Pneumothorax", "uncertain", 0.15, 0.75),
-                                  finding("Mass", "uncertain", 0.2, 0.6),
-                                  finding("Atelectasis", "uncertain", 0.3, 0.65),
-                                  finding("Nodule", "absent", 0.05, 0.01)],
+        store.save_findings(uid, [note_finding("Effusion", "present", 0.9, 0.02),
+                                  note_finding("Pneumothorax", "uncertain", 0.15, 0.75),
+                                  note_finding("Mass", "uncertain", 0.2, 0.6),
+                                  note_finding("Atelectasis", "uncertain", 0.3, 0.65),
+                                  note_finding("Nodule", "absent", 0.05, 0.01)],
                             {"Mass": "rejected", "Atelectasis": "confirmed"}, "notes-minilm", "2.0.0")
         path = write_sr(store, uid, tmp_path / "notes-sr.dcm")
         assert [line for line in _dciodvfy(str(path)) if "Error" in line] == []

@@ -440,13 +440,7 @@ def test_page_renders_quickly(tmp_path, store, full_case):
 # ------------------------------------------------------------------------------------------------------------------
 
 
-def _three_state(label: str, state: str, p: float, u: float) -> dict:
-    """A stored note finding as NoteResult.to_dict() writes it."""
-    return {"label": label, "state": state, "probability": p, "threshold": 0.5, "positive": state == "present",
-            "uncertain_probability": u, "uncertain_threshold": 0.5}
-
-
-def test_uncertain_note_findings_in_json_pdf_csv_and_deidentified_report(tmp_path, store):
+def test_uncertain_note_findings_in_json_pdf_csv_and_deidentified_report(tmp_path, store, note_finding):
     """Findings hedged in the note are "uncertain" in the JSON (state, P(hedged), the note's uncertain list, never
     positive), printed as uncertain in the PDF, in their own CSV column, and kept in the de-identified report even
     when a finding's name is also a part of the patient's name. A hedged finding the reader confirmed is
@@ -456,11 +450,11 @@ def test_uncertain_note_findings_in_json_pdf_csv_and_deidentified_report(tmp_pat
 
     uid = _register(store, _make_study(tmp_path / "study", name="Mass^Pleura"))
     store.save_text(uid, "Small effusion. Cannot exclude pneumothorax. Possible mass. ? atelectasis.")
-    store.save_findings(uid, [_three_state("Effusion", "present", 0.91, 0.03),
-                              _three_state("Pneumothorax", "uncertain", 0.12, 0.77),
-                              _three_state("Mass", "uncertain", 0.2, 0.61),
-                              _three_state("Atelectasis", "uncertain", 0.3, 0.7),
-                              _three_state("Nodule", "absent", 0.02, 0.01)],
+    store.save_findings(uid, [note_finding("Effusion", "present", 0.91, 0.03),
+                              note_finding("Pneumothorax", "uncertain", 0.12, 0.77),
+                              note_finding("Mass", "uncertain", 0.2, 0.61),
+                              note_finding("Atelectasis", "uncertain", 0.3, 0.7),
+                              note_finding("Nodule", "absent", 0.02, 0.01)],
                         {"Atelectasis": "confirmed"}, "notes-minilm", "2.0.0")
     out = tmp_path / "out"
     res = export_case(store, uid, pdf=out / "r.pdf", json_path=out / "r.json")
