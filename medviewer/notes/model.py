@@ -407,8 +407,8 @@ class NoteClassifier:
         is)."""
         name, version = str(self.card["name"]), str(self.card["version"])
         texts = list(texts)
-        p, u, gates, sizes = self._note_scores(texts)
-        rules = self.rule_codes(texts) if self.decision == "rules_margin" else None
+        p, u, gates, sizes, prepared = self._note_scores(texts)
+        rules = self._codes_of(prepared) if self.decision == "rules_margin" else None
         results = []
         for i, gate in enumerate(gates):
             if not gate.ok:
@@ -455,13 +455,19 @@ class NoteClassifier:
     def rule_codes(self, texts: list[str]) -> np.ndarray:
         """(N, 15) int64 state codes (0 absent, 1 present, 2 hedged) of the rule labeler's reading of each note
         as the model reads it (prepared by :meth:`prepare`); a note the gate refuses is all absent."""
-        from medviewer.notes.decision import ABSENT, rule_codes
         from medviewer.notes.language import check_note
 
-        out = np.full((len(texts), len(LABELS)), ABSENT, dtype=np.int64)
-        ok = [i for i, t in enumerate(texts) if check_note(t).ok]
+        return self._codes_of([self.prepare(t) if check_note(t).ok else None for t in texts])
+
+    @staticmethod
+    def _codes_of(prepared: list[str | None]) -> np.ndarray:
+        """Rule codes (N, 15) of prepared notes; None (a note the gate refused) is all absent."""
+        from medviewer.notes.decision import ABSENT, rule_codes
+
+        out = np.full((len(prepared), len(LABELS)), ABSENT, dtype=np.int64)
+        ok = [i for i, t in enumerate(prepared) if t is not None]
         if ok:
-            out[ok] = rule_codes([self.prepare(texts[i]) for i in ok])
+            out[ok] = rule_codes([str(prepared[i]) for i in ok])
         return out
 
     def prepare(self, text: str) -> str:
@@ -476,21 +482,24 @@ class NoteClassifier:
     def note_scores(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray, list]:
         """(P(present), P(hedged)) per note, (N, 15) each, combined over each note's windows as :meth:`classify`
         does, and the gate of each note (rows of notes that are not classified are 0)."""
-        p, u, gates, _ = self._note_scores(texts)
+        p, u, gates, _, _ = self._note_scores(texts)
         return p, u, gates
 
-    def _note_scores(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray, list, list[tuple[int, int]]]:
+    def _note_scores(self, texts: list[str]
+                     ) -> tuple[np.ndarray, np.ndarray, list, list[tuple[int, int]], list[str | None]]:
+        """:meth:`note_scores` plus (windows, word pieces) and the prepared text (None: refused) of each note."""
         from medviewer.notes.language import check_note
 
         gates = [check_note(t) for t in texts]
         p = np.zeros((len(texts), len(LABELS)))
         u = np.zeros((len(texts), len(LABELS)))
         sizes = [(0, 0)] * len(texts)  # (windows, word pieces) per note
+        prepared_texts: list[str | None] = [None] * len(texts)
         spans: list[tuple[int, int, int]] = []  # (note, first window, end) into flat
         flat: list[str] = []
         for i, (text, gate) in enumerate(zip(texts, gates)):
             if gate.ok:
-                prepared = self.prepare(text)
+                prepared = prepared_texts[i] = self.prepare(text)
                 n_tokens = self.count_tokens([prepared])[0]
                 wins = [prepared] if n_tokens <= self.max_length - 2 else self.windows(prepared)
                 sizes[i] = (len(wins), n_tokens)
@@ -504,4 +513,4 @@ class NoteClassifier:
                 p[i, normal] = present[a:b, normal].min()
                 u[i] = hedged[a:b].max(axis=0)
                 u[i, normal] = 0.0
-        return p, u, gates, sizes
+        return p, u, gates, sizes, prepared_texts
